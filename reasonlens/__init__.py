@@ -1,0 +1,36 @@
+"""reasonlens: see how reinforcement learning changes an LLM's reasoning, and train with HICRA.
+
+Heavy submodules load on first use, so `import reasonlens` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AnalyzeConfig": "reasonlens.config",
+    "analyze": "reasonlens.pipeline",
+    "load_analysis": "reasonlens.report.analysis",
+    "compare": "reasonlens.report.analysis",
+    "PlanningTagger": "reasonlens.hierarchy.tagger",
+    "StrategicGramMiner": "reasonlens.hierarchy.mining",
+    "load_lexicon": "reasonlens.hierarchy.lexicon",
+    "hicra_advantages": "reasonlens.train.advantages",
+    "grpo_advantages": "reasonlens.train.advantages",
+    "dynamics_table": "reasonlens.metrics.dynamics",
+    "detect_phases": "reasonlens.metrics.phases",
+    "ReasonlensError": "reasonlens.errors",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'reasonlens' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

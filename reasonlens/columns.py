@@ -1,0 +1,34 @@
+"""Column names of the two tables everything flows through, defined once.
+
+The rollout table has one row per sampled response; the dynamics table one row per step.
+"""
+
+# --- rollout table: identity -------------------------------------------------------------
+STEP = "step"                    # int: training step / checkpoint number (base model = 0)
+CHECKPOINT = "checkpoint"        # str: checkpoint folder name (or "base", or the run's step name)
+PROMPT_ID = "prompt_id"          # str: stable id of the problem within its task
+SAMPLE_ID = "sample_id"          # int: 0..K-1, which of the K samples for this prompt
+PROMPT = "prompt"                # str: the question as given to the model (before the chat template)
+PROMPT_TOKEN_IDS = "prompt_token_ids"  # list[int]: chat-templated prompt tokens
+RESPONSE = "response"            # str: decoded response text
+TOKEN_IDS = "token_ids"          # list[int]: response tokens (no padding, EOS excluded)
+
+# --- rollout table: outcome --------------------------------------------------------------
+ANSWER = "answer"                # str: the gold (reference) answer
+PRED = "pred"                    # str | None: the model's final answer, extracted from \boxed{}
+REWARD = "reward"                # float: 1.0/0.0, or the task's graded score
+CORRECT = "correct"              # bool: verified equal to the gold answer
+N_TOKENS = "n_tokens"            # int: len(token_ids)
+TRUNCATED = "truncated"          # bool: hit --max-new-tokens before EOS
+
+# --- rollout table: token arrays (aligned with token_ids) --------------------------------
+LOGPROBS = "logprobs"            # list[float]: log p(sampled token), nats
+ENTROPIES = "entropies"          # list[float]: full-vocabulary entropy, nats
+PLANNING_MASK = "planning_mask"  # list[bool]: True = planning token (overlaps a strategic gram)
+ADVANTAGES = "advantages"        # list[float]: per-token credit used in the loss (training runs only)
+
+ROLLOUT_COLUMNS = [
+    STEP, CHECKPOINT, PROMPT_ID, SAMPLE_ID, PROMPT, PROMPT_TOKEN_IDS, RESPONSE, TOKEN_IDS,
+    ANSWER, PRED, REWARD, CORRECT, N_TOKENS, TRUNCATED, LOGPROBS, ENTROPIES,
+]
+TOKEN_ARRAY_COLUMNS = [TOKEN_IDS, LOGPROBS, ENTROPIES, PLANNING_MASK, ADVANTAGES]

@@ -1,0 +1,269 @@
+"""Matplotlib figures of the dynamics table: the paper's four-panel figure and its companions.
+
+Plot functions follow seaborn: ``(df, *, ax=None) -> Axes``. ``df`` is the dynamics table (one row
+per step) or the long-form comparison table (the same plus a ``run`` column: one line style per run).
+Figures are built on ``matplotlib.figure.Figure`` (no pyplot state), so they work headless and in
+Jupyter alike. A metric that is all NaN (text-only analyses have no token probabilities) becomes a
+panel saying so, never empty axes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from reasonlens.records import atomic_path
+
+PLANNING_COLOR = "#d95f02"
+EXECUTION_COLOR = "#1f77b4"
+ALL_COLOR = "#7f7f7f"
+RUN_COLORS = ("#1f77b4", "#d95f02", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+LINESTYLES = ("-", "--", ":", "-.")
+NO_TOKEN_PROBS = "unavailable: no token probabilities"
+NO_DATA = "unavailable: no data"
+PHASE_LABELS = {"consolidation": "consolidation ends", "exploration": "exploration begins"}
+PHASE_COLORS = {"consolidation": "#555555", "exploration": "#2ca02c"}
+DPI = 120
+
+
+def _axes(ax):
+    """The given Axes, or one on a fresh pyplot-free Figure."""
+    if ax is not None:
+        return ax
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(6.4, 4.2), layout="constrained").add_subplot()
+
+
+def _unavailable(ax, title: str, reason: str):
+    """A panel that says why it has no curve."""
+    ax.set_title(title)
+    ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes,
+            fontsize=11, color="#666666", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("#cccccc")
+    return ax
+
+
+def _runs(df: pd.DataFrame) -> list:
+    return list(dict.fromkeys(df["run"])) if "run" in df.columns else [None]
+
+
+def _lines(df, series, ax, *, title, ylabel, reason):
+    """Draw ``series`` [(column, label, color)] against step; class = colour, run = line style."""
+    ax = _axes(ax)
+    present = [s for s in series if s[0] in df.columns and df[s[0]].notna().any()]
+    if not present:
+        return _unavailable(ax, title, reason)
+    runs = _runs(df)
+    for i, run in enumerate(runs):
+        sub = (df if run is None else df[df["run"] == run]).sort_values("step")
+        for col, label, color in present:
+            if len(present) == 1 and run is not None:
+                color = RUN_COLORS[i % len(RUN_COLORS)]
+            name = label if run is None else f"{label} · {run}"
+            ax.plot(sub["step"], sub[col], color=color, linestyle=LINESTYLES[i % len(LINESTYLES)],
+                    marker="o", markersize=3.5, linewidth=1.8, label=name)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def plot_rel_ppl(df: pd.DataFrame, *, ax=None):
+    """Relative perplexity (PPL / PPL at the first step) of planning vs execution tokens."""
+    ax = _lines(df, [("rel_ppl_planning", "planning", PLANNING_COLOR),
+                     ("rel_ppl_execution", "execution", EXECUTION_COLOR)], ax,
+                title="Relative perplexity by token class", ylabel="PPL / PPL(first step)",
+                reason=NO_TOKEN_PROBS)
+    if ax.lines:
+        ax.axhline(1.0, color="#999999", linewidth=0.8, zorder=0)
+    return ax
+
+
+def plot_entropy(df: pd.DataFrame, *, ax=None):
+    """Mean token entropy (nats) of planning, execution and all response tokens."""
+    return _lines(df, [("entropy_planning", "planning", PLANNING_COLOR),
+                       ("entropy_execution", "execution", EXECUTION_COLOR),
+                       ("entropy_all", "all tokens", ALL_COLOR)], ax,
+                  title="Token entropy by class", ylabel="entropy (nats)", reason=NO_TOKEN_PROBS)
+
+
+def plot_sg_entropy_change(df: pd.DataFrame, *, ax=None):
+    """Strategic-gram semantic entropy as a ratio to the first step (lexicon-size free)."""
+    ax = _lines(df, [("sg_semantic_entropy_change", "SG semantic entropy", PLANNING_COLOR)], ax,
+                title="Strategic-gram semantic entropy change", ylabel="H / H(first step)",
+                reason="unavailable: no strategic grams matched")
+    if ax.lines:
+        ax.axhline(1.0, color="#999999", linewidth=0.8, zorder=0)
+    return ax
+
+
+def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
+    """Accuracy (left axis) and mean response length (right axis, dashed) per step."""
+    ax = _lines(df, [("accuracy", "accuracy", "#2ca02c")], ax, title="Accuracy and response length",
+                ylabel="accuracy", reason=NO_DATA)
+    if not ax.lines or "mean_length" not in df.columns or df["mean_length"].isna().all():
+        return ax
+    right = ax.twinx()
+    for i, run in enumerate(_runs(df)):
+        sub = (df if run is None else df[df["run"] == run]).sort_values("step")
+        name = "mean length" if run is None else f"mean length · {run}"
+        right.plot(sub["step"], sub["mean_length"], color="#9467bd", marker="s", markersize=3,
+                   linewidth=1.4, linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)], label=name)
+    right.set_ylabel("mean length (tokens)", color="#9467bd")
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = right.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, fontsize=8, loc="best")
+    return ax
+
+
+def plot_overlap(df: pd.DataFrame, *, ax=None):
+    """P(high entropy | planning) and P(planning | high entropy), with the planning base rate."""
+    if not any(c in df.columns and df[c].notna().any()
+               for c in ("p_high_given_planning", "p_planning_given_high")):
+        return _unavailable(_axes(ax), "Planning vs high-entropy tokens", NO_TOKEN_PROBS)
+    ax = _lines(df, [("p_high_given_planning", "P(high | planning)", PLANNING_COLOR),
+                     ("p_planning_given_high", "P(planning | high)", EXECUTION_COLOR),
+                     ("planning_ratio", "P(planning) (base rate)", ALL_COLOR)], ax,
+                title="Planning vs high-entropy tokens", ylabel="probability", reason=NO_TOKEN_PROBS)
+    ax.set_ylim(0, 1.02)
+    return ax
+
+
+def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
+    """Heatmap of the ``n`` most frequent strategic grams (rows) over steps (columns).
+
+    ``df`` is long-form: columns ``step, gram, count``.
+    """
+    ax = _axes(ax)
+    title = "Top strategic grams per step"
+    if df is None or df.empty or df["count"].sum() == 0:
+        return _unavailable(ax, title, "unavailable: no strategic grams matched")
+    top = df.groupby("gram")["count"].sum().nlargest(n).index
+    grid = (df[df["gram"].isin(top)].pivot_table(index="gram", columns="step", values="count",
+                                                 aggfunc="sum", fill_value=0)
+            .reindex(top))  # (grams, steps), most frequent gram first
+    image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="Oranges", interpolation="nearest")
+    ax.set_yticks(range(len(grid.index)), [f'"{g}"' for g in grid.index], fontsize=9)
+    stride = max(1, math.ceil(len(grid.columns) / 12))
+    ticks = list(range(0, len(grid.columns), stride))
+    ax.set_xticks(ticks, [str(grid.columns[i]) for i in ticks])
+    if grid.size <= 120:
+        peak = grid.to_numpy().max()
+        for (r, c), value in pd.DataFrame(grid.to_numpy()).stack().items():
+            ax.text(c, r, int(value), ha="center", va="center", fontsize=7,
+                    color="white" if value > 0.6 * peak else "#333333")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, label="occurrences", shrink=0.8)
+    return ax
+
+
+def draw_phases(ax, phases: dict | None):
+    """Vertical line + label at each detected phase boundary."""
+    from matplotlib.transforms import blended_transform_factory
+
+    if not phases:
+        return ax
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    for name, phase in phases.items():
+        if not isinstance(phase, dict) or not phase.get("detected") or phase.get("step") is None:
+            continue
+        color = PHASE_COLORS.get(name, "#555555")
+        ax.axvline(phase["step"], color=color, linestyle="--", linewidth=1.2, zorder=1)
+        ax.text(phase["step"], 0.97, f" {PHASE_LABELS.get(name, name)} (step {phase['step']})",
+                transform=trans, rotation=90, va="top", ha="right", fontsize=8, color=color)
+    return ax
+
+
+def dynamics_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    """The paper's four panels (RelPPL, entropy by class, SG entropy change, accuracy+length).
+
+    Returns a ``matplotlib.figure.Figure``; phase boundaries are drawn on every panel.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 9), layout="constrained")
+    axes = fig.subplots(2, 2)
+    panels = (plot_rel_ppl, plot_entropy, plot_sg_entropy_change, plot_accuracy_length)
+    for plot, ax in zip(panels, axes.flat):
+        plot(dynamics, ax=ax)
+        if ax.lines:
+            draw_phases(ax, phases)
+    fig.suptitle("Two-phase reasoning dynamics", fontsize=14, fontweight="bold")
+    return fig
+
+
+def _single(plot, df, phases=None, **kwargs):
+    """A one-panel Figure from a plot function, with phase boundaries where it has curves."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = plot(df, ax=fig.add_subplot(), **kwargs)
+    if ax.lines:
+        draw_phases(ax, phases)
+    return fig
+
+
+def overlap_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    return _single(plot_overlap, dynamics, phases)
+
+
+def entropy_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    return _single(plot_entropy, dynamics, phases)
+
+
+def top_grams_figure(top_grams: pd.DataFrame, n: int = 12):
+    from matplotlib.figure import Figure
+
+    height = 2.2 + 0.38 * min(n, top_grams["gram"].nunique() if len(top_grams) else 1)
+    fig = Figure(figsize=(10, height), layout="constrained")
+    plot_top_grams(top_grams, ax=fig.add_subplot(), n=n)
+    return fig
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as PNG atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", facecolor="white")
+    return Path(path)
+
+
+def _as_top_grams(rollouts_or_top_grams, tagger) -> pd.DataFrame | None:
+    """Accept a ready (step, gram, count) table, or rollouts to count grams in."""
+    if rollouts_or_top_grams is None:
+        return None
+    if {"step", "gram", "count"} <= set(rollouts_or_top_grams.columns):
+        return rollouts_or_top_grams
+    from reasonlens.hierarchy.tagger import PlanningTagger
+    from reasonlens.metrics.dynamics import top_grams
+
+    return top_grams(rollouts_or_top_grams, tagger or PlanningTagger())
+
+
+def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, phases=None, *,
+                 tagger=None) -> list[Path]:
+    """Write ``OUT/figures/{dynamics,overlap,top_grams}.png`` and return their paths.
+
+    Parameters
+    ----------
+    out_dir : analysis folder; figures go to ``out_dir/figures``.
+    dynamics : the dynamics table (one row per step).
+    rollouts_or_top_grams : a ``(step, gram, count)`` table, or the rollout table (grams are then
+        counted with ``tagger``, default the paper lexicon), or None to skip the gram heatmap.
+    phases : ``detect_phases`` output, drawn as vertical lines.
+    """
+    folder = Path(out_dir) / "figures"
+    paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png"),
+             save_figure(overlap_figure(dynamics, phases), folder / "overlap.png")]
+    grams = _as_top_grams(rollouts_or_top_grams, tagger)
+    if grams is not None:
+        paths.append(save_figure(top_grams_figure(grams), folder / "top_grams.png"))
+    return paths
