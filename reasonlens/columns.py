@@ -26,6 +26,7 @@ LOGPROBS = "logprobs"            # list[float]: log p(sampled token), nats
 ENTROPIES = "entropies"          # list[float]: full-vocabulary entropy, nats
 PLANNING_MASK = "planning_mask"  # list[bool]: True = planning token (overlaps a strategic gram)
 ADVANTAGES = "advantages"        # list[float]: per-token credit used in the loss (training runs only)
+TOKEN_TEXTS = "token_texts"      # list[str] (optional): each response token's text; the report shows it
 
 ROLLOUT_COLUMNS = [
     STEP, CHECKPOINT, PROMPT_ID, SAMPLE_ID, PROMPT, PROMPT_TOKEN_IDS, RESPONSE, TOKEN_IDS,

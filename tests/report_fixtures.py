@@ -33,8 +33,8 @@ def dynamics_frame(text_only: bool = False) -> pd.DataFrame:
     for i, step in enumerate(STEPS):
         fall = min(step, 30) / 30
         rows.append({
-            "step": step, "n_responses": 8, "accuracy": 0.2 + 0.08 * i, "pass_at_1": 0.2 + 0.08 * i,
-            "pass_at_k": 0.4 + 0.06 * i, "pass_at_4": 0.4 + 0.06 * i, "mean_length": 120 + 15 * i,
+            "step": step, "n_responses": len(RESPONSES), "length_unit": "tokens", "accuracy": 0.2 + 0.08 * i, "pass_at_1": 0.2 + 0.08 * i,
+            "pass_at_k": 0.4 + 0.06 * i, "pass_at_4": 0.4 + 0.06 * i, "mean_length": 120 + 2 * i * i,
             "truncation_rate": 0.0, "planning_ratio": 0.05 + 0.005 * i,
             "entropy_all": 0.9 - 0.3 * fall, "entropy_planning": 1.6 - 0.1 * fall,
             "entropy_execution": 0.8 - 0.35 * fall, "ppl_planning": 2.1 - 0.1 * fall,

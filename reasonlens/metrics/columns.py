@@ -20,6 +20,7 @@ ENTROPY_PLANNING = "entropy_planning"
 ENTROPY_EXECUTION = "entropy_execution"
 PPL_PLANNING = "ppl_planning"            # float: exp(mean NLL of planning tokens)
 PPL_EXECUTION = "ppl_execution"
+PPL_ALL = "ppl_all"                      # float: exp(mean NLL of all response tokens) (extra)
 REL_PPL_PLANNING = "rel_ppl_planning"    # float: PPL_PLANNING / its first-step value
 REL_PPL_EXECUTION = "rel_ppl_execution"
 SG_SEMANTIC_ENTROPY = "sg_semantic_entropy"                # float: entropy of gram counts, nats
@@ -36,7 +37,7 @@ DYNAMICS_COLUMNS = [
     REL_PPL_EXECUTION, SG_SEMANTIC_ENTROPY, SG_SEMANTIC_ENTROPY_CHANGE, SG_CONDITIONAL_ENTROPY,
     ANSWER_SEMANTIC_ENTROPY, P_HIGH_GIVEN_PLANNING, P_PLANNING_GIVEN_HIGH, REFLECTION_RATE,
 ]
-"""The required columns (issue 4), in order; the table adds PASS_K, pass_at_<k>, MEAN_REWARD, LENGTH_UNIT."""
+"""The required columns (issue 4), in order; the table adds PASS_K, pass_at_<k>, MEAN_REWARD, LENGTH_UNIT, PPL_ALL."""
 
 TOKEN_PROBABILITY_COLUMNS = [
     ENTROPY_ALL, ENTROPY_PLANNING, ENTROPY_EXECUTION, PPL_PLANNING, PPL_EXECUTION, REL_PPL_PLANNING,

@@ -8,12 +8,14 @@ never 0.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import Counter
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..hierarchy.tagger import leftmost_longest
 from .text import WORD_RE
 
 
@@ -41,46 +43,51 @@ def sg_semantic_entropy(responses: Sequence[str], tagger, base: float = math.e) 
     return shannon_entropy(gram_counts(responses, tagger), base)
 
 
-def next_word_ngrams(text: str, tagger, n: int = 3) -> list[tuple[str, tuple[str, ...]]]:
-    """(gram, next non-SG word n-gram) for each gram occurrence of ``text``.
+def next_word_ngrams(text: str, found: Sequence, n: int = 3) -> list[tuple[str, tuple[str, ...]]]:
+    """(gram, next non-SG word n-gram) for each gram occurrence of ``text``; ``found`` = ``tagger.find(text)``.
 
-    The next non-SG word n-gram of an occurrence is the first ``n`` words (lower-cased, see
-    ``text.WORD_RE``) that start after the occurrence ends and overlap no gram occurrence
-    (``tagger.find``): grams in between are skipped, so in "so, but wait, we add 3" both "so"
-    and "but wait" continue with ("we", "add", "3"). Words may cross sentence punctuation but
-    never leave the response; an occurrence followed by fewer than ``n`` such words is dropped.
+    Occurrences are the counted ones (left to right, longest first, no overlap, as in
+    ``tagger.count``). The next non-SG word n-gram of an occurrence is the first ``n`` words
+    (lower-cased, see ``text.WORD_RE``) that start after the occurrence ends and overlap no gram
+    occurrence at all (any of ``found``): grams in between are skipped, so in "so, but wait, we
+    add 3" both "so" and "but wait" continue with ("we", "add", "3"). Words may cross sentence
+    punctuation but never leave the response; an occurrence followed by fewer than ``n`` such
+    words is dropped.
     """
-    matches = tagger.find(text)
     covered = np.zeros(len(text) + 1, dtype=bool)
-    for m in matches:
+    for m in found:
         covered[m.start:m.end] = True
     words = [(w.start(), w.group().lower()) for w in WORD_RE.finditer(text)
              if not covered[w.start():w.end()].any()]
     starts = [s for s, _ in words]
     pairs = []
-    for m in matches:
+    for m in leftmost_longest(found):
         i = bisect.bisect_left(starts, m.end)
         if i + n <= len(words):
             pairs.append((m.gram, tuple(w for _, w in words[i:i + n])))
     return pairs
 
 
-def conditional_procedural_entropy(responses: Sequence[str], tagger, n: int = 3,
-                                   base: float = math.e) -> float:
-    """H(next | g) = sum_g p(g) H(next | g) over the step's gram occurrences (see ``next_word_ngrams``).
-
-    p(g) is the share of kept occurrences that are gram g; computed as H(g, next) - H(g).
-    NaN when no occurrence has ``n`` following words.
-    """
-    joint: Counter = Counter()
-    for text in responses:
-        joint.update(next_word_ngrams(text, tagger, n))
+def conditional_entropy(pairs: Iterable[tuple], base: float = math.e) -> float:
+    """H(Y | X) = sum_x p(x) H(Y | X=x) of observed (x, y) pairs, as H(X, Y) - H(X); NaN for no pairs."""
+    joint = Counter(pairs)
     if not joint:
         return math.nan
     marginal: Counter = Counter()
-    for (gram, _), c in joint.items():
-        marginal[gram] += c
+    for (x, _), c in joint.items():
+        marginal[x] += c
     return max(0.0, shannon_entropy(joint, base) - shannon_entropy(marginal, base))
+
+
+def conditional_procedural_entropy(responses: Sequence[str], tagger, n: int = 3,
+                                   base: float = math.e) -> float:
+    """H(next | g) over the step's gram occurrences g and their next non-SG word n-grams.
+
+    p(g) is the share of kept occurrences (see ``next_word_ngrams``) that are gram g.
+    NaN when no occurrence has ``n`` following words.
+    """
+    return conditional_entropy((pair for text in responses
+                                for pair in next_word_ngrams(text, tagger.find(text), n)), base)
 
 
 def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, str], bool]) -> list[int]:
@@ -113,6 +120,7 @@ def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
     """
     if equivalent is None:
         from ..sources.answers import answers_equivalent as equivalent
+    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # answers repeat: math-verify is ~10 ms a pair
     values = [shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base)
               for a in answers_by_prompt if len(a)]
     return float(np.mean(values)) if values else math.nan

@@ -11,6 +11,8 @@ import functools
 import re
 from typing import Sequence
 
+from ..hierarchy.tagger import overlap_mask, span_union
+
 WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 
 REFLECTION_MARKERS = (
@@ -32,16 +34,14 @@ def word_count(text: str) -> int:
     return sum(1 for _ in WORD_RE.finditer(text))
 
 
-def planning_word_counts(text: str, tagger) -> tuple[int, int]:
-    """(planning words, all words) of one response: a word is planning if it overlaps any gram occurrence.
+def planning_word_counts(text: str, found: Sequence) -> tuple[int, int]:
+    """(planning words, all words) of one response; ``found`` = ``tagger.find(text)``.
 
-    Uses ``tagger.token_mask`` with the words as "tokens", so overlapping grams count as their union,
-    like the token-level planning mask.
+    A word is planning if it overlaps any gram occurrence (their union, overlaps included), the
+    same rule as the token-level planning mask with words in place of tokens.
     """
     spans = word_spans(text)
-    if not spans:
-        return 0, 0
-    return sum(bool(x) for x in tagger.token_mask(text, spans)), len(spans)
+    return sum(overlap_mask(span_union(found), spans)), len(spans)
 
 
 @functools.lru_cache(maxsize=1)

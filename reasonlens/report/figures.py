@@ -53,26 +53,49 @@ def _runs(df: pd.DataFrame) -> list:
     return list(dict.fromkeys(df["run"])) if "run" in df.columns else [None]
 
 
+def _require(df, columns: list[str], what: str) -> None:
+    """Raise a ReasonlensError naming the missing columns of a plotted table."""
+    missing = [c for c in columns if df is None or c not in df.columns]
+    if missing:
+        from reasonlens.errors import ReasonlensError
+
+        have = [] if df is None else list(df.columns)
+        raise ReasonlensError(f"{what}: the table lacks column(s) {missing} (it has {have[:12]}); "
+                              "pass the dynamics table of `reasonlens analyze` (OUT/dynamics.parquet).")
+
+
 def _lines(df, series, ax, *, title, ylabel, reason):
     """Draw ``series`` [(column, label, color)] against step; class = colour, run = line style."""
+    _require(df, ["step"], title)
     ax = _axes(ax)
     present = [s for s in series if s[0] in df.columns and df[s[0]].notna().any()]
     if not present:
         return _unavailable(ax, title, reason)
-    runs = _runs(df)
+    runs, empty = _runs(df), []
     for i, run in enumerate(runs):
         sub = (df if run is None else df[df["run"] == run]).sort_values("step")
+        if run is not None and all(sub[col].isna().all() for col, _, _ in present):
+            empty.append(str(run))
+            continue
         for col, label, color in present:
+            if sub[col].isna().all():
+                continue  # e.g. no planning tokens in this run: no line, no legend entry
             if len(present) == 1 and run is not None:
                 color = RUN_COLORS[i % len(RUN_COLORS)]
             name = label if run is None else f"{label} · {run}"
             ax.plot(sub["step"], sub[col], color=color, linestyle=LINESTYLES[i % len(LINESTYLES)],
                     marker="o", markersize=3.5, linewidth=1.8, label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # integer steps: no "2.25"
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    if empty:
+        ax.text(0.01, 0.01, f"{reason.split(':')[0]} for {', '.join(empty)}", transform=ax.transAxes,
+                fontsize=8, color="#666666", va="bottom")
     return ax
 
 
@@ -89,10 +112,17 @@ def plot_rel_ppl(df: pd.DataFrame, *, ax=None):
 
 def plot_entropy(df: pd.DataFrame, *, ax=None):
     """Mean token entropy (nats) of planning, execution and all response tokens."""
-    return _lines(df, [("entropy_planning", "planning", PLANNING_COLOR),
-                       ("entropy_execution", "execution", EXECUTION_COLOR),
-                       ("entropy_all", "all tokens", ALL_COLOR)], ax,
-                  title="Token entropy by class", ylabel="entropy (nats)", reason=NO_TOKEN_PROBS)
+    ax = _lines(df, [("entropy_planning", "planning", PLANNING_COLOR),
+                     ("entropy_execution", "execution", EXECUTION_COLOR),
+                     ("entropy_all", "all tokens", ALL_COLOR)], ax,
+                title="Token entropy by class", ylabel="entropy (nats)", reason=NO_TOKEN_PROBS)
+    for line in ax.lines:
+        if line.get_label().startswith("all tokens"):
+            # a wide pale band behind the classes: with few planning tokens it equals execution
+            line.set(zorder=1, linewidth=5, alpha=0.35, marker="")
+    if ax.lines:
+        ax.legend(fontsize=8, loc="best")
+    return ax
 
 
 def plot_sg_entropy_change(df: pd.DataFrame, *, ax=None):
@@ -114,10 +144,12 @@ def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
     right = ax.twinx()
     for i, run in enumerate(_runs(df)):
         sub = (df if run is None else df[df["run"] == run]).sort_values("step")
-        name = "mean length" if run is None else f"mean length · {run}"
-        right.plot(sub["step"], sub["mean_length"], color="#9467bd", marker="s", markersize=3,
-                   linewidth=1.4, linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)], label=name)
-    right.set_ylabel("mean length (tokens)", color="#9467bd")
+        name, color = ("mean length", "#9467bd") if run is None else (f"mean length · {run}",
+                                                                     RUN_COLORS[i % len(RUN_COLORS)])
+        right.plot(sub["step"], sub["mean_length"], color=color, marker="s", markersize=3,
+                   linewidth=1.4, linestyle=":" if run is not None else "--", label=name)
+    unit = df["length_unit"].dropna().iloc[0] if "length_unit" in df and df["length_unit"].notna().any() else "tokens"
+    right.set_ylabel(f"mean length ({unit})", color="#9467bd")
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = right.get_legend_handles_labels()
     ax.legend(handles + more, labels + more_labels, fontsize=8, loc="best")
@@ -126,6 +158,7 @@ def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
 
 def plot_overlap(df: pd.DataFrame, *, ax=None):
     """P(high entropy | planning) and P(planning | high entropy), with the planning base rate."""
+    _require(df, ["step"], "Planning vs high-entropy tokens")
     if not any(c in df.columns and df[c].notna().any()
                for c in ("p_high_given_planning", "p_planning_given_high")):
         return _unavailable(_axes(ax), "Planning vs high-entropy tokens", NO_TOKEN_PROBS)
@@ -133,6 +166,10 @@ def plot_overlap(df: pd.DataFrame, *, ax=None):
                      ("p_planning_given_high", "P(planning | high)", EXECUTION_COLOR),
                      ("planning_ratio", "P(planning) (base rate)", ALL_COLOR)], ax,
                 title="Planning vs high-entropy tokens", ylabel="probability", reason=NO_TOKEN_PROBS)
+    for line in ax.lines:
+        if line.get_label().startswith("P(planning) (base rate)"):
+            line.set_linestyle(":")  # a reference, not a measurement: P(planning | high) near it = no enrichment
+    ax.legend(fontsize=8, loc="best")
     ax.set_ylim(0, 1.02)
     return ax
 
@@ -142,9 +179,10 @@ def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
 
     ``df`` is long-form: columns ``step, gram, count``.
     """
-    ax = _axes(ax)
     title = "Top strategic grams per step"
-    if df is None or df.empty or df["count"].sum() == 0:
+    _require(df, ["step", "gram", "count"], title)
+    ax = _axes(ax)
+    if df.empty or df["count"].sum() == 0:
         return _unavailable(ax, title, "unavailable: no strategic grams matched")
     top = df.groupby("gram")["count"].sum().nlargest(n).index
     grid = (df[df["gram"].isin(top)].pivot_table(index="gram", columns="step", values="count",
@@ -168,11 +206,12 @@ def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
 
 def draw_phases(ax, phases: dict | None):
     """Vertical line + label at each detected phase boundary."""
-    from matplotlib.transforms import blended_transform_factory
+    from matplotlib.transforms import blended_transform_factory, offset_copy
 
     if not phases:
         return ax
-    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    # x in data (the step), y in axes fraction; shifted 3 points left so the line does not cross the label
+    trans = offset_copy(blended_transform_factory(ax.transData, ax.transAxes), fig=ax.figure, x=-3, units="points")
     for name, phase in phases.items():
         if not isinstance(phase, dict) or not phase.get("detected") or phase.get("step") is None:
             continue
@@ -213,14 +252,17 @@ def _single(plot, df, phases=None, **kwargs):
 
 
 def overlap_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    """One-panel Figure of ``plot_overlap`` with phase boundaries."""
     return _single(plot_overlap, dynamics, phases)
 
 
 def entropy_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    """One-panel Figure of ``plot_entropy`` with phase boundaries."""
     return _single(plot_entropy, dynamics, phases)
 
 
 def top_grams_figure(top_grams: pd.DataFrame, n: int = 12):
+    """Figure of ``plot_top_grams``, its height fitted to the number of grams shown."""
     from matplotlib.figure import Figure
 
     height = 2.2 + 0.38 * min(n, top_grams["gram"].nunique() if len(top_grams) else 1)
@@ -259,6 +301,15 @@ def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, ph
     rollouts_or_top_grams : a ``(step, gram, count)`` table, or the rollout table (grams are then
         counted with ``tagger``, default the paper lexicon), or None to skip the gram heatmap.
     phases : ``detect_phases`` output, drawn as vertical lines.
+
+    Returns
+    -------
+    list of Path, the PNGs written (dpi 120).
+
+    Examples
+    --------
+    >>> save_figures("out", dynamics, rollouts, summary["phases"])  # doctest: +SKIP
+    [PosixPath('out/figures/dynamics.png'), PosixPath('out/figures/overlap.png'), ...]
     """
     folder = Path(out_dir) / "figures"
     paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png"),

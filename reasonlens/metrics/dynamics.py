@@ -1,0 +1,215 @@
+"""The dynamics table: one row per step of the metrics in method.md section 3, from the rollout table.
+
+Decisions (the paper is silent): correctness is CORRECT, else REWARD > 0.5 (rows with neither are
+left out of accuracy and pass@k); accuracy is the share correct and ``mean_reward`` the raw mean.
+pass@k uses k in powers of 2 up to the largest samples-per-prompt; ``pass_at_k`` uses the most
+common samples-per-prompt. Lengths are in tokens (N_TOKENS or TOKEN_IDS) else in words. Without
+per-token arrays (text-only logs) the planning ratio is the share of words overlapping a gram
+occurrence and the token-probability columns are NaN: never estimated.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .. import columns as rc
+from ..errors import ReasonlensError
+from ..hierarchy.tagger import leftmost_longest
+from . import columns as dc
+from .entropy import (answer_semantic_entropy, conditional_entropy, gram_counts, next_word_ngrams,
+                      shannon_entropy)
+from .outcomes import mean_pass_at_k, powers_of_two_upto
+from .text import planning_word_counts, reflection_counts, word_count
+from .token_stats import high_entropy_overlap, mean_by_class, perplexity_by_class, pool, relative_to_first
+
+
+def dynamics_table(rollouts: pd.DataFrame, tagger, *, high_entropy_quantile: float = 0.3,
+                   equivalent: Callable[[str, str], bool] | None = None) -> pd.DataFrame:
+    """Per-step metrics of a rollout table (one row per response).
+
+    Parameters
+    ----------
+    rollouts : DataFrame with at least ``step`` and ``response``; optional ``prompt_id``, ``correct``,
+        ``reward``, ``pred``, ``n_tokens``, ``truncated`` and the token arrays ``logprobs``,
+        ``entropies``, ``planning_mask`` (see reasonlens.columns).
+    tagger : PlanningTagger (``.find``); its occurrences give every gram metric.
+    high_entropy_quantile : share of a step's tokens called high-entropy (paper: 0.3).
+    equivalent : answer equivalence for answer-level semantic entropy (default: math-verify).
+
+    Returns
+    -------
+    DataFrame, one row per step (ascending), columns ``metrics.columns.DYNAMICS_COLUMNS`` then
+    ``pass_k``, ``pass_at_<k>`` for each power of 2, ``mean_reward``, ``length_unit``, ``ppl_all``.
+
+    Example
+    -------
+    >>> dynamics_table(rollouts, PlanningTagger("paper"))[["step", "accuracy", "sg_semantic_entropy"]]
+    """
+    _check_input(rollouts)
+    if not 0 < high_entropy_quantile < 1:
+        raise ReasonlensError(f"high_entropy_quantile={high_entropy_quantile} must be in (0, 1), "
+                              "e.g. 0.3 (the paper's).")
+    if equivalent is None:
+        from ..sources.answers import answers_equivalent as equivalent
+    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # shared by all steps: answers repeat
+    df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
+    sizes = df.groupby([rc.STEP, "_prompt"]).size()
+    ks = powers_of_two_upto(int(sizes.max()))
+    pass_k = powers_of_two_upto(int(sizes.mode().max()))[-1]
+    rows = [{dc.STEP: step, **_outcomes(g, ks, pass_k), **_lengths(g),
+             **_token_metrics(g, high_entropy_quantile), **_text_metrics(g, tagger, equivalent)}
+            for step, g in df.groupby(rc.STEP, sort=True)]
+    table = pd.DataFrame(rows)
+    table[dc.REL_PPL_PLANNING] = relative_to_first(table[dc.PPL_PLANNING])
+    table[dc.REL_PPL_EXECUTION] = relative_to_first(table[dc.PPL_EXECUTION])
+    table[dc.SG_SEMANTIC_ENTROPY_CHANGE] = relative_to_first(table[dc.SG_SEMANTIC_ENTROPY])
+    extra = [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS]
+    return table[dc.DYNAMICS_COLUMNS + extra]
+
+
+def top_grams(rollouts: pd.DataFrame, tagger, n: int = 10) -> pd.DataFrame:
+    """The ``n`` most frequent strategic grams of each step: DataFrame(step, gram, count).
+
+    Counts are summed ``tagger.count`` over the step's responses; ties are broken by the gram text.
+    """
+    _check_input(rollouts)
+    rows = []
+    for step, g in rollouts.groupby(rc.STEP, sort=True):
+        counts = gram_counts(g[rc.RESPONSE].fillna("").tolist(), tagger)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        rows += [{dc.STEP: step, "gram": gram, "count": count} for gram, count in ranked]
+    return pd.DataFrame(rows, columns=[dc.STEP, "gram", "count"])
+
+
+def _check_input(rollouts: pd.DataFrame) -> None:
+    """Raise ReasonlensError for a table the metrics cannot use."""
+    missing = [c for c in (rc.STEP, rc.RESPONSE) if c not in rollouts.columns]
+    if missing:
+        raise ReasonlensError(f"rollout table lacks column(s) {missing} (has {list(rollouts.columns)}): "
+                              f"the dynamics need one row per response with '{rc.STEP}' and '{rc.RESPONSE}'.")
+    if rollouts.empty:
+        raise ReasonlensError("rollout table is empty: generate or load at least one response per step.")
+
+
+def _prompt_key(df: pd.DataFrame) -> pd.Series:
+    """Which prompt each row answers: PROMPT_ID, else the prompt text, else the row itself."""
+    for col in (rc.PROMPT_ID, rc.PROMPT):
+        if col in df.columns:
+            return df[col].astype(str)
+    return pd.Series(np.arange(len(df)).astype(str), index=df.index)
+
+
+def _correctness(df: pd.DataFrame) -> pd.Series:
+    """1.0/0.0 per row from CORRECT, else REWARD > 0.5; NaN where unknown."""
+    if rc.CORRECT in df.columns:
+        return pd.to_numeric(df[rc.CORRECT].map(_bool_or_nan), errors="coerce")
+    if rc.REWARD in df.columns:
+        reward = pd.to_numeric(df[rc.REWARD], errors="coerce")
+        return (reward > 0.5).astype(float).where(reward.notna())
+    return pd.Series(math.nan, index=df.index)
+
+
+def _missing(value) -> bool:
+    """True for a missing scalar (None, NaN, pd.NA)."""
+    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
+
+
+def _bool_or_nan(value) -> float:
+    """True/False (or 1/0) to 1.0/0.0; missing to NaN."""
+    return math.nan if _missing(value) else float(bool(value))
+
+
+def _outcomes(g: pd.DataFrame, ks: list[int], pass_k: int) -> dict:
+    """n_responses, accuracy, mean reward and pass@k of one step."""
+    known = g[g["_correct"].notna()]
+    groups = [(len(p), int(p["_correct"].sum())) for _, p in known.groupby("_prompt")]
+    passes = {dc.pass_at_column(k): mean_pass_at_k(groups, k) for k in ks}
+    reward = pd.to_numeric(g[rc.REWARD], errors="coerce").mean() if rc.REWARD in g.columns else math.nan
+    return {dc.N_RESPONSES: len(g), dc.ACCURACY: known["_correct"].mean() if len(known) else math.nan,
+            dc.PASS_AT_1: passes[dc.pass_at_column(1)], dc.PASS_AT_K: passes[dc.pass_at_column(pass_k)],
+            dc.PASS_K: pass_k, **passes, dc.MEAN_REWARD: float(reward)}
+
+
+def _lengths(g: pd.DataFrame) -> dict:
+    """Mean length (tokens if known, else words) and truncation rate of one step."""
+    if rc.N_TOKENS in g.columns:
+        lengths, unit = pd.to_numeric(g[rc.N_TOKENS], errors="coerce"), "tokens"
+    elif rc.TOKEN_IDS in g.columns:
+        lengths, unit = g[rc.TOKEN_IDS].map(len), "tokens"
+    else:
+        lengths, unit = g[rc.RESPONSE].fillna("").map(word_count), "words"
+    trunc = g[rc.TRUNCATED].map(_bool_or_nan).mean() if rc.TRUNCATED in g.columns else math.nan
+    return {dc.MEAN_LENGTH: float(lengths.mean()), dc.LENGTH_UNIT: unit, dc.TRUNCATION_RATE: float(trunc)}
+
+
+def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
+    """Entropy, perplexity, planning ratio and high-entropy overlap from the per-token arrays (NaN if absent)."""
+    out = dict.fromkeys(dc.TOKEN_PROBABILITY_COLUMNS + [dc.PPL_ALL, dc.PLANNING_RATIO], math.nan)
+    mask = _pooled(g, rc.PLANNING_MASK, bool)  # (N,) True = planning token
+    ent, logp = _pooled(g, rc.ENTROPIES), _pooled(g, rc.LOGPROBS)  # (N,) each
+    if mask is not None and mask.size:
+        out[dc.PLANNING_RATIO] = float(mask.mean())
+    if ent is not None:
+        out[dc.ENTROPY_ALL] = mean_by_class(ent, np.zeros(ent.size, dtype=bool))["all"]
+        if mask is not None:
+            _check_aligned(g, rc.ENTROPIES, ent, mask)
+            by_class = mean_by_class(ent, mask)
+            out[dc.ENTROPY_PLANNING], out[dc.ENTROPY_EXECUTION] = by_class["planning"], by_class["execution"]
+            out.update(high_entropy_overlap(ent, mask, quantile))
+    if logp is not None:
+        out[dc.PPL_ALL] = perplexity_by_class(logp, np.zeros(logp.size, dtype=bool))["all"]
+        if mask is not None:
+            _check_aligned(g, rc.LOGPROBS, logp, mask)
+            ppl = perplexity_by_class(logp, mask)
+            out[dc.PPL_PLANNING], out[dc.PPL_EXECUTION] = ppl["planning"], ppl["execution"]
+    for col in (dc.REL_PPL_PLANNING, dc.REL_PPL_EXECUTION):
+        out.pop(col)
+    return out
+
+
+def _pooled(g: pd.DataFrame, col: str, dtype=float) -> np.ndarray | None:
+    """The step's token array ``col`` pooled over responses (N,), or None when the column is absent."""
+    return pool(g[col].tolist(), dtype) if col in g.columns else None
+
+
+def _check_aligned(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray) -> None:
+    """Raise if a token array and the planning mask disagree in length."""
+    if values.size != mask.size:
+        raise ReasonlensError(f"step {g[rc.STEP].iloc[0]}: '{col}' has {values.size} tokens but "
+                              f"'{rc.PLANNING_MASK}' has {mask.size}: both must align with token_ids "
+                              "(re-score the rollouts or recompute the mask).")
+
+
+def _text_metrics(g: pd.DataFrame, tagger, equivalent) -> dict:
+    """Metrics of the response text: SG entropies, answer entropy, reflection rate (and word planning ratio)."""
+    texts = g[rc.RESPONSE].fillna("").astype(str).tolist()
+    found = [tagger.find(t) for t in texts]  # once per response: every gram metric derives from it
+    counts = Counter(m.gram for f in found for m in leftmost_longest(f))
+    pairs = (pair for t, f in zip(texts, found) for pair in next_word_ngrams(t, f))
+    out = {dc.SG_SEMANTIC_ENTROPY: shannon_entropy(counts), dc.SG_CONDITIONAL_ENTROPY: conditional_entropy(pairs),
+           dc.ANSWER_SEMANTIC_ENTROPY: answer_semantic_entropy(_answers_by_prompt(g, texts), equivalent),
+           dc.REFLECTION_RATE: float(np.mean(reflection_counts(texts)))}
+    if rc.PLANNING_MASK not in g.columns:
+        words = np.array([planning_word_counts(t, f) for t, f in zip(texts, found)]).reshape(-1, 2)  # (N, 2)
+        out[dc.PLANNING_RATIO] = words[:, 0].sum() / words[:, 1].sum() if words[:, 1].sum() else math.nan
+    return out
+
+
+def _answers_by_prompt(g: pd.DataFrame, texts: list[str]) -> list[list]:
+    """Final answers grouped by prompt: PRED, else the last \\boxed{} of each response."""
+    if rc.PRED in g.columns:
+        preds = [None if _missing(p) else str(p) for p in g[rc.PRED]]
+    else:
+        from ..sources.answers import extract_boxed
+
+        preds = [extract_boxed(t) for t in texts]
+    groups: dict = {}
+    for key, pred in zip(g["_prompt"], preds):
+        groups.setdefault(key, []).append(pred)
+    return list(groups.values())

@@ -1,0 +1,119 @@
+"""The analysis in plain words: what the phases are, where they begin, and the numbers behind them.
+
+Pure functions of the dynamics table and the ``detect_phases`` dict; the HTML report and the
+comparison page render their sentences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+PHASE_NAMES = {"consolidation": "Procedural consolidation", "exploration": "Strategic exploration"}
+
+
+def change(before: float, after: float, unit: str = "") -> str:
+    """'fell 38% (1.00 → 0.62)' / 'rose …' / 'stayed at …'; relative to ``before``."""
+    values = f"({before:.2f} → {after:.2f}{unit})"
+    if before == 0 or math.isclose(before, after, rel_tol=1e-3):
+        return f"went {values}" if before != after else f"stayed at {after:.2f}{unit}"
+    pct = abs(after - before) / abs(before) * 100
+    return f"{'rose' if after > before else 'fell'} {pct:.0f}% {values}"
+
+
+def _value(dynamics: pd.DataFrame, step, column: str) -> float:
+    if column not in dynamics.columns:
+        return math.nan
+    rows = dynamics.loc[dynamics["step"] == step, column]
+    return float(rows.iloc[0]) if len(rows) else math.nan
+
+
+def _clauses(dynamics: pd.DataFrame, start, end, metrics: list[tuple[str, str, str]]) -> list[str]:
+    """'<label> <change>' for each (column, label, unit) known at both steps."""
+    out = []
+    for column, label, unit in metrics:
+        a, b = _value(dynamics, start, column), _value(dynamics, end, column)
+        if not (math.isnan(a) or math.isnan(b)):
+            out.append(f"{label} {change(a, b, unit)}")
+    return out
+
+
+CURVE_KEYS = ("steps", "values")  # the curve itself: already in the dynamics table and the figures
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return "unavailable" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k.replace('_', ' ')} {_number(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_number(v) for v in value) + "]"
+    return "unavailable" if value is None else str(value)
+
+
+def format_evidence(evidence) -> str:
+    """'key = value; …' with numbers to 4 significant digits; the raw curve (steps, values) left out."""
+    if not isinstance(evidence, dict):
+        return ""
+    return "; ".join(f"{key.replace('_', ' ')} = {_number(value)}"
+                     for key, value in evidence.items() if key not in CURVE_KEYS)
+
+
+def phase_sentence(name: str, phase: dict, dynamics: pd.DataFrame) -> str:
+    """One phase in words: where it starts or ends and how the curves moved, or why it was not found."""
+    title = PHASE_NAMES.get(name, name.capitalize())
+    reason = str(phase.get("reason") or "").removeprefix("not detected: ").rstrip(".")
+    if not phase.get("detected"):
+        return f"{title}: not detected: {reason or 'no reason given'}."
+    step = phase["step"]
+    steps = sorted(dynamics["step"]) if len(dynamics) else [step]
+    if name == "consolidation":
+        head, start, end = f"{title} ends at step {step}", steps[0], step
+        metrics = [("rel_ppl_execution", "execution RelPPL", ""),
+                   ("entropy_execution", "execution-token entropy", " nats")]
+    else:
+        head, start, end = f"{title} begins at step {step}", step, steps[-1]
+        metrics = [("sg_semantic_entropy_change", "SG semantic entropy (× first step)", ""),
+                   ("accuracy", "accuracy", ""), ("mean_length", "mean length", "")]
+    clauses = _clauses(dynamics, start, end, metrics)
+    text = head + (f": from step {start} to {end}, " + ", ".join(clauses) if clauses and start != end else "")
+    return text + "." + (f" Detector: {reason}." if reason else "")
+
+
+def phase_sentences(phases: dict | None, dynamics: pd.DataFrame) -> list[tuple[str, str]]:
+    """[(sentence, evidence text)] for consolidation then exploration (then any other phase)."""
+    if not phases:
+        return [("Phase detection was not run for this analysis.", "")]
+    order = [n for n in PHASE_NAMES if n in phases] + [n for n in phases if n not in PHASE_NAMES]
+    return [(phase_sentence(n, phases[n], dynamics), format_evidence(phases[n].get("evidence")))
+            for n in order if isinstance(phases[n], dict)]
+
+
+def overview(summary: dict, dynamics: pd.DataFrame, unavailable: list[str], text_only: bool) -> list[str]:
+    """A few sentences: how much was analysed, how accuracy and length moved, what is unavailable.
+
+    ``unavailable`` lists the all-NaN token-probability columns; ``text_only`` says why they are NaN.
+    """
+    lines = []
+    if len(dynamics):
+        steps = sorted(dynamics["step"])
+        n = int(dynamics["n_responses"].sum()) if "n_responses" in dynamics else summary.get("n_responses")
+        lines.append(f"{len(steps)} steps analysed (step {steps[0]} to {steps[-1]}), {n} responses in all.")
+        unit = (f" {dynamics['length_unit'].dropna().iloc[0]}"
+                if "length_unit" in dynamics and dynamics["length_unit"].notna().any() else "")
+        moved = _clauses(dynamics, steps[0], steps[-1], [("accuracy", "accuracy", ""),
+                                                          ("mean_length", "mean response length", unit)])
+        if moved and steps[0] != steps[-1]:
+            lines.append(f"From the first to the last step, {' and '.join(moved)}.")
+    lexicon = summary.get("lexicon") or {}
+    if lexicon:
+        lines.append(f"Planning tokens are those overlapping a strategic gram of the "
+                     f"“{lexicon.get('name')}” lexicon (hash {lexicon.get('hash')}).")
+    if unavailable and text_only:
+        lines.append("This analysis has no token probabilities (text-only): "
+                     f"{', '.join(unavailable)} are unavailable, not estimated.")
+    elif unavailable:
+        lines.append(f"{', '.join(unavailable)} are unavailable at every step: no response token fell in "
+                     "that class (e.g. no strategic gram matched).")
+    return lines

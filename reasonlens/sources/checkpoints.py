@@ -1,0 +1,226 @@
+"""Find the checkpoints of a training run, in step order, and refuse (or skip) the unusable ones.
+
+Layouts: ``checkpoint-N`` (TRL / HF Trainer), ``step_N`` / ``step-N`` (reasonlens, others),
+``global_step_N`` (verl, through ``actor/huggingface``), PEFT adapter folders, a reasonlens
+training run (``RUN/checkpoints/step_N``), a single model folder, or one .gguf file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from reasonlens.errors import ReasonlensError
+from reasonlens.sources.integrity import tokenizer_hash, weight_files, weight_problem
+
+_STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)$")
+LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, or global_step_N/ (verl) "
+           "subfolders, each a Hugging Face model folder or PEFT adapter; a reasonlens training run "
+           "(RUN/checkpoints/step_N/); a single model folder (config.json or adapter_config.json); "
+           "or a .gguf file")
+SKIP_HINT = "Fix or remove them, or use --skip-bad to continue without them."
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One model to analyse. ``str(path)`` is what model loading takes (a folder, .gguf, alias or hub id)."""
+
+    step: int
+    name: str
+    path: Path
+    kind: str  # "hf" | "peft" | "verl" | "base" | "gguf"
+    adapter_base: str | None = None  # PEFT only: the model the adapter applies to
+
+
+@dataclass
+class Series:
+    """Checkpoints sorted by step, and the entries skipped with ``skip_bad`` (dicts: path, reason)."""
+
+    checkpoints: list[Checkpoint]
+    skipped: list[dict] = field(default_factory=list)
+
+
+class _Bad(Exception):
+    """An entry that can't be analysed, with the reason (internal: collected into one user error)."""
+
+
+def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = False) -> Series:
+    """The checkpoint series at ``path``, sorted by step; ``base`` adds the starting model as step 0.
+
+    Parameters
+    ----------
+    path : a series folder, training run, single model folder or .gguf file (see ``LAYOUTS``).
+    base : the model training started from (folder, .gguf, hub id or alias such as "smollm2"),
+        added as step 0 named "base"; for PEFT adapters it is also the model they apply to.
+    skip_bad : record unusable entries in ``Series.skipped`` instead of raising.
+
+    A single model folder or .gguf file is step 0, or step 1 when ``base`` is given. For PEFT
+    adapters, ``base`` (when given) wins over the base named in adapter_config.json.
+
+    Returns
+    -------
+    Series whose checkpoints all have weights that open and one tokenizer vocabulary.
+
+    Examples
+    --------
+    >>> series = discover_checkpoints("runs/grpo", base="smollm2")  # doctest: +SKIP
+    >>> [(c.step, c.name) for c in series.checkpoints]  # doctest: +SKIP
+    [(0, 'base'), (100, 'checkpoint-100'), (200, 'checkpoint-200')]
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise ReasonlensError(f"checkpoint path {root} does not exist. Expected {LAYOUTS}.")
+    entries = _entries(root, base)
+    found, bad = [], []
+    for entry in entries:
+        try:
+            found.append(_inspect(entry, base))
+        except _Bad as reason:
+            bad.append({"path": str(entry.path), "name": entry.name, "reason": str(reason)})
+    bad += _duplicate_steps(found) + _tokenizer_mismatches(found)
+    bad_paths = {b["path"] for b in bad}
+    good = [c for c in found if str(c.path) not in bad_paths]
+    _raise_or_record(root, bad, good, skip_bad)
+    return Series(sorted(good, key=lambda c: c.step), [{"path": b["path"], "reason": b["reason"]} for b in bad])
+
+
+class _Entry(NamedTuple):
+    step: int
+    name: str
+    path: Path
+    is_base: bool = False
+
+
+def _entries(root: Path, base: str | None) -> list[_Entry]:
+    """Candidate entries at ``root`` in step order, the base model first when given."""
+    head = [] if base is None else [_Entry(0, "base", _base_path(base), True)]
+    single_step = 1 if head else 0  # a lone model after its base counts as one step further
+    if root.is_file():
+        if root.suffix.lower() != ".gguf":
+            raise ReasonlensError(f"checkpoint path {root} is a file but not a .gguf model. Expected {LAYOUTS}.")
+        return head + [_Entry(single_step, root.stem, root)]
+    numbered = _numbered(root)
+    if not numbered and (root / "checkpoints").is_dir():  # a reasonlens training run
+        root = root / "checkpoints"
+        numbered = _numbered(root)
+    if numbered:
+        return head + numbered
+    if (root / "config.json").is_file() or (root / "adapter_config.json").is_file():
+        return head + [_Entry(single_step, root.name, root)]
+    raise ReasonlensError(f"no checkpoints found in {root}. Expected {LAYOUTS}.")
+
+
+def _numbered(root: Path) -> list[_Entry]:
+    found = [_Entry(int(m.group(1)), p.name, p) for p in root.iterdir()
+             if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return sorted(found, key=lambda e: (e.step, e.name))
+
+
+def _base_path(base: str) -> Path:
+    """A local base as an absolute path; an alias or hub id stays as written (model loading resolves it)."""
+    local = Path(base).expanduser()
+    if local.exists():
+        return local.resolve()
+    if base.startswith((".", "/", "~")) or base.lower().endswith(".gguf"):
+        raise ReasonlensError(f"base model {base} does not exist. Pass an existing folder or .gguf file, "
+                              "a hub id, or the bundled alias smollm2.")
+    return Path(base)
+
+
+def _inspect(entry: _Entry, base: str | None) -> Checkpoint:
+    """The Checkpoint for one entry, or _Bad with the reason it can't be used."""
+    if entry.is_base:
+        if entry.path.exists() and _inspect_local(entry.path, None).kind == "peft":
+            raise _Bad("--base is a PEFT adapter; it must be the full model the checkpoints started from")
+        return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
+    if entry.name.startswith("global_step"):
+        return _inspect_verl(entry.step, entry.name, entry.path)
+    found = _inspect_local(entry.path, None if base is None else str(_base_path(base)))
+    return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
+
+
+def _inspect_local(path: Path, base: str | None) -> Checkpoint:
+    """Checks for a model folder or .gguf file (step and name filled in by the caller)."""
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise _Bad("not a model folder or .gguf file")
+        return Checkpoint(0, path.stem, path, "gguf")
+    if (path / "adapter_config.json").is_file():
+        return _inspect_peft(path, base)
+    if not (path / "config.json").is_file():
+        raise _Bad("no config.json (not a Hugging Face model folder, nor a PEFT adapter)")
+    problem = weight_problem(path)
+    if problem:
+        raise _Bad(problem)
+    return Checkpoint(0, path.name, path, "hf")
+
+
+def _inspect_peft(path: Path, base: str | None) -> Checkpoint:
+    try:
+        adapter_config = json.loads((path / "adapter_config.json").read_text())
+    except ValueError as err:
+        raise _Bad(f"adapter_config.json is not valid JSON ({err})") from None
+    adapter_base = base or adapter_config.get("base_model_name_or_path")
+    if not adapter_base:
+        raise _Bad("adapter_config.json names no base model (base_model_name_or_path): pass --base MODEL")
+    problem = weight_problem(path, adapter=True)
+    if problem:
+        raise _Bad(problem)
+    return Checkpoint(0, path.name, path, "peft", adapter_base)
+
+
+def _inspect_verl(step: int, name: str, folder: Path) -> Checkpoint:
+    """verl keeps sharded FSDP weights in actor/; only actor/huggingface with full weights is loadable."""
+    if (folder / "config.json").is_file():  # already a merged HF folder
+        return Checkpoint(step, name, _inspect_local(folder, None).path, "verl")
+    actor = folder / "actor"
+    if not actor.is_dir():
+        raise _Bad("verl checkpoint without an actor/ folder")
+    hf = actor / "huggingface"
+    if (hf / "config.json").is_file() and weight_files(hf):
+        problem = weight_problem(hf)
+        if problem:
+            raise _Bad(f"actor/huggingface: {problem}")
+        return Checkpoint(step, name, hf, "verl")
+    raise _Bad(f"only sharded verl weights; merge them into a Hugging Face folder with: python -m "
+               f"verl.model_merger merge --backend fsdp --local_dir {actor} --target_dir {hf}")
+
+
+def _duplicate_steps(found: list[Checkpoint]) -> list[dict]:
+    first: dict[int, Checkpoint] = {}
+    bad = []
+    for ckpt in found:
+        if ckpt.step in first:
+            bad.append({"path": str(ckpt.path), "name": ckpt.name,
+                        "reason": f"step {ckpt.step} again (also {first[ckpt.step].name})"})
+        else:
+            first[ckpt.step] = ckpt
+    return bad
+
+
+def _tokenizer_mismatches(found: list[Checkpoint]) -> list[dict]:
+    """Entries whose vocabulary differs from the most common one (folders without tokenizer files inherit)."""
+    memo: dict = {}
+    hashes = {c.path: tokenizer_hash(c.path, memo) for c in found if c.path.is_dir()}
+    counts = Counter(h for h in hashes.values() if h is not None)
+    if len(counts) < 2:
+        return []
+    reference = counts.most_common(1)[0][0]
+    ref_name = next(c.name for c in found if hashes.get(c.path) == reference)
+    return [{"path": str(c.path), "name": c.name,
+             "reason": f"tokenizer differs from the rest of the series (vocabulary {hashes[c.path]} vs "
+                       f"{reference} of {ref_name})"}
+            for c in found if hashes.get(c.path) not in (None, reference)]
+
+
+def _raise_or_record(root: Path, bad: list[dict], good: list[Checkpoint], skip_bad: bool) -> None:
+    if bad and not skip_bad:
+        lines = "\n".join(f"  - {b['name']}: {b['reason']}" for b in bad)
+        raise ReasonlensError(f"{len(bad)} unusable checkpoint(s) in {root}:\n{lines}\n{SKIP_HINT}")
+    if not good:
+        reasons = "; ".join(f"{b['name']}: {b['reason']}" for b in bad)
+        raise ReasonlensError(f"no usable checkpoints in {root} (all skipped: {reasons}). Expected {LAYOUTS}.")

@@ -1,0 +1,168 @@
+r"""Problems to pose (reasoning-gym tasks, a user's file, a Hugging Face dataset) and how answers are graded.
+
+Grading: the last ``\boxed{}`` of a response is its answer. math-verify (gold first) decides
+first; for reasoning-gym problems the task's own ``score_answer`` is the fallback, and its score
+becomes the reward when it is graded (strictly between 0 and 1). Countdown is graded by its
+scorer alone: its gold answer is one of many valid expressions, and math-verify would accept
+the bare target number.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reasonlens.errors import ReasonlensError
+from reasonlens.sources.answers import answers_equivalent, extract_boxed
+from reasonlens.sources.files import field_value, hf_records, read_records, record_id
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_TASK = "gsm_symbolic"
+SCORER_ONLY_TASKS = frozenset({"countdown"})  # gold is one valid solution among many
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question with its gold answer; ``meta`` says where it came from (and holds a gym entry)."""
+
+    prompt_id: str
+    question: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one response fared: reward (1/0 or the task's graded score), verified correctness, answer."""
+
+    reward: float
+    correct: bool
+    pred: str | None
+
+
+def load_problems(task: str | None = DEFAULT_TASK, *, prompts_file=None, n: int | None = 8, seed: int = 0,
+                  question_field: str = "question", answer_field: str = "answer",
+                  split: str = "train") -> list[Problem]:
+    """The first ``n`` problems of a reasoning-gym task, a prompts file or a Hugging Face dataset.
+
+    Parameters
+    ----------
+    task : a reasoning-gym name (``gsm_symbolic``, ``basic_arithmetic``, ``countdown``, ...) or
+        ``hf:NAME[:CONFIG]``; ignored when ``prompts_file`` is given.
+    prompts_file : a .jsonl or .parquet file with one question/answer record per line/row.
+    n : how many problems (files and hf: the first ``n``; None = all rows).
+    seed : reasoning-gym generator seed (same seed, same problems).
+    question_field, answer_field : field names in a file or hf dataset.
+    split : hf dataset split.
+
+    Returns
+    -------
+    list[Problem] with stable ``prompt_id``: ``task:index``, or the record's ``id`` field.
+
+    Examples
+    --------
+    >>> [p.prompt_id for p in load_problems("basic_arithmetic", n=2)]
+    ['basic_arithmetic:0', 'basic_arithmetic:1']
+    """
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ReasonlensError(f"number of prompts n={n!r} must be a positive integer (or None for every row "
+                              "of a file). Pass e.g. --num-prompts 8.")
+    if prompts_file is not None:
+        path = Path(prompts_file).expanduser()
+        records = read_records(path)[:n]
+        return _from_records(records, str(path), path.stem, question_field, answer_field, {"source": "file"})
+    task = task or DEFAULT_TASK
+    if task.startswith("hf:"):
+        records = hf_records(task, split=split, n=n)
+        return _from_records(records, f"dataset {task} ({split})", task[3:], question_field, answer_field,
+                             {"source": "hf", "split": split})
+    if n is None:
+        raise ReasonlensError(f"task {task!r} is generated on demand: pass how many problems, e.g. --num-prompts 8.")
+    return _gym_problems(task, n, seed)
+
+
+def _from_records(records, source: str, label: str, question_field: str, answer_field: str,
+                  meta: dict) -> list[Problem]:
+    problems, seen = [], {}
+    for index, (where, fields) in enumerate(records):
+        question = field_value(source, where, fields, question_field, "--question-field (question_field=)")
+        answer = field_value(source, where, fields, answer_field, "--answer-field (answer_field=)")
+        prompt_id = record_id(fields) or f"{label}:{index}"
+        if prompt_id in seen:
+            raise ReasonlensError(f"{source} {where} repeats id {prompt_id!r} (first seen at {seen[prompt_id]}). "
+                                  "Give every record a unique id, or drop the id field.")
+        seen[prompt_id] = where
+        problems.append(Problem(prompt_id, question, _final_answer(answer), {**meta, "where": where}))
+    return problems
+
+
+def _final_answer(answer: str) -> str:
+    """GSM8K-style golds end their worked solution with '#### 72': keep just the answer."""
+    return answer.rsplit("####", 1)[1].strip() if "####" in answer else answer
+
+
+def _gym_problems(task: str, n: int, seed: int) -> list[Problem]:
+    import reasoning_gym
+    from reasoning_gym.factory import DATASETS
+
+    if task not in DATASETS:
+        close = difflib.get_close_matches(task, DATASETS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ReasonlensError(f"unknown task {task!r}: expected a reasoning-gym task (e.g. gsm_symbolic, "
+                              f"basic_arithmetic, countdown), hf:NAME[:CONFIG], or --prompts-file.{hint}")
+    dataset = reasoning_gym.create_dataset(task, size=n, seed=seed)
+    return [Problem(f"{task}:{i}", entry["question"], str(entry["answer"]),
+                    {"source": "reasoning_gym", "task": task, "seed": seed, "index": i, "entry": entry})
+            for i, entry in enumerate(dataset)]
+
+
+def chat_prompt(tokenizer, question: str) -> str:
+    r"""``question`` plus the \boxed{} instruction as one user turn, through the tokenizer's chat template.
+
+    A tokenizer without a chat template gets the plain text ``question\ninstruction\n``.
+    """
+    content = f"{question}\n{BOXED_INSTRUCTION}"
+    if not getattr(tokenizer, "chat_template", None):
+        return content + "\n"
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def score_response(response: str, problem: Problem) -> Score:
+    r"""Grade one response against ``problem``: math-verify on its last \boxed{}, then the task's scorer.
+
+    Examples
+    --------
+    >>> score_response(r"so \boxed{\frac{1}{2}}", Problem("p:0", "1/2?", "0.5"))
+    Score(reward=1.0, correct=True, pred='\\frac{1}{2}')
+    """
+    pred = extract_boxed(response)
+    task = problem.meta.get("task") if problem.meta.get("source") == "reasoning_gym" else None
+    if task not in SCORER_ONLY_TASKS and pred is not None and answers_equivalent(problem.answer, pred):
+        return Score(1.0, True, pred)
+    if task is None:
+        return Score(0.0, False, pred)
+    score = _task_score(task, problem.meta["entry"], response if pred is None else pred)
+    return Score(score, score >= 1.0, pred)
+
+
+def _task_score(task: str, entry: dict, answer: str) -> float:
+    """reasoning-gym's own score in [0, 1]; a scorer that trips over a strange answer counts as 0."""
+    try:
+        score = float(_gym_scorer(task)(answer, entry))
+    except Exception as err:  # noqa: BLE001 - model output is arbitrary; one odd answer must not end a run
+        warnings.warn(f"reasoning-gym scorer for {task!r} failed on {answer[:80]!r} ({err!r}); scored 0",
+                      stacklevel=3)
+        return 0.0
+    return min(max(score, 0.0), 1.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _gym_scorer(task: str):
+    """The task's ``score_answer``; it needs only the task's default config, not the generated problems."""
+    from reasoning_gym.factory import get_score_answer_fn
+
+    return get_score_answer_fn(task)

@@ -1,0 +1,1 @@
+"""Training with HICRA and its baselines on TRL's GRPOTrainer; advantages are pure torch."""

@@ -1,0 +1,111 @@
+"""The configuration of one `train-hicra` run: every field documented once (its ``help``), checked in
+`__post_init__`, and written whole to ``RUN/config.json``.
+
+Defaults fit the bundled SmolLM2-135M on a 2-core CPU (a few steps in minutes). The paper gives no
+learning rate, batch or KL: we take TRL's GRPO defaults (DAPO loss, beta 0) with DAPO clip-higher
+(epsilon 0.2 / 0.28) and record them; the learning rate is 10x TRL's 1e-6 because bf16 weights
+round smaller Adam updates away and CPU runs are short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from reasonlens.errors import ReasonlensError
+
+METHODS = ("hicra", "grpo", "entropy-topk", "entropy-reg")
+PLANNING_SOURCES = ("lexicon", "heuristic")
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # --- model and data ----------------------------------------------------------------
+    out: Path = _opt(Path("run"), "Run folder: config.json, metrics.csv, rollouts/, checkpoints/.")
+    model: str = _opt("smollm2", "Policy to train: 'smollm2' (bundled), an HF folder or hub id.")
+    task: str = _opt("gsm_symbolic", "Built-in reasoning-gym task, or hf:NAME for a Hugging Face dataset.")
+    prompts_file: Optional[Path] = _opt(None, "JSONL/Parquet file of problems (overrides --task).")
+    num_prompts: int = _opt(64, "Distinct problems loaded; the trainer cycles through them.")
+    # --- method ------------------------------------------------------------------------
+    method: str = _opt("hicra", "Credit assignment: hicra, grpo, entropy-topk (80/20 rule) or "
+                                "entropy-reg (entropy bonus).")
+    alpha: float = _opt(0.2, "HICRA amplification: planning tokens get A + alpha*|A|.")
+    planning_source: str = _opt("lexicon", "HICRA's planning tokens: 'lexicon' (strategic grams, the paper) "
+                                           "or 'heuristic' (the port's top-30% entropy tokens of correct, "
+                                           "longer-than-average responses, scaled by 1 + alpha).")
+    lexicon: str = _opt("paper", "Strategic-gram lexicon: 'paper', or a file with one phrase a line.")
+    entropy_quantile: float = _opt(0.2, "entropy-topk: fraction of highest-entropy tokens that carry gradient.")
+    heuristic_quantile: float = _opt(0.3, "heuristic planning source: fraction of each eligible response's "
+                                          "highest-entropy tokens.")
+    entropy_coef: float = _opt(0.01, "entropy-reg: weight of the mean-token-entropy bonus (TRL entropy_coef).")
+    scale_std: bool = _opt(True, "Divide group advantages by the group's reward std (GRPO); off = Dr. GRPO.")
+    format_reward: float = _opt(0.0, "Weight of a reward for ending with a \\boxed{} answer (0 = off).")
+    # --- optimisation ------------------------------------------------------------------
+    steps: int = _opt(10, "Optimizer steps (one generation batch each).")
+    prompts_per_step: int = _opt(4, "Prompts per step; each is sampled --num-generations times.")
+    num_generations: int = _opt(4, "Completions per prompt (the GRPO group size G).")
+    max_new_tokens: int = _opt(96, "Generation budget per completion.")
+    temperature: float = _opt(1.0, "Sampling temperature (also the temperature of logprobs/entropies).")
+    lr: float = _opt(1e-5, "Learning rate (AdamW, constant).")
+    epsilon: float = _opt(0.2, "Lower clip range of the importance ratio.")
+    epsilon_high: float = _opt(0.28, "Upper clip range (DAPO clip-higher).")
+    beta: float = _opt(0.0, "KL coefficient to the starting model (0 = no reference model).")
+    grad_accum: int = _opt(1, "Micro-batches per step (prompts_per_step*num_generations must divide evenly).")
+    seed: int = _opt(0, "Seed for problems, sampling and initialisation.")
+    dtype: str = _opt("auto", "auto (CPU: bf16 weights, fast; GPU: fp32 weights with bf16 autocast), "
+                              "bf16 or fp32 weights.")
+    vllm: str = _opt("off", "Generate with vLLM (GPU): off, colocate (same GPUs) or server (a `trl vllm-serve` "
+                            "process); install reasonlens[vllm].")
+    lora: bool = _opt(False, "Train a LoRA adapter instead of all weights (checkpoints hold adapters).")
+    lora_r: int = _opt(16, "LoRA rank.")
+    # --- outputs -----------------------------------------------------------------------
+    save_every: int = _opt(5, "Save RUN/checkpoints/step_N every N steps (and at the last step).")
+    resume: bool = _opt(False, "Continue RUN from its last checkpoint: no step lost or repeated.")
+    report_to: str = _opt("auto", "TRL reporters: auto (TensorBoard/W&B when installed), none, or a "
+                                  "comma-separated list.")
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.method not in METHODS:
+            raise ReasonlensError(f"method={self.method!r} is not known; expected one of {', '.join(METHODS)}.")
+        if self.planning_source not in PLANNING_SOURCES:
+            raise ReasonlensError(f"planning_source={self.planning_source!r} is not known; expected "
+                                  f"{' or '.join(PLANNING_SOURCES)}.")
+        for name in ("num_prompts", "steps", "prompts_per_step", "max_new_tokens", "grad_accum",
+                     "save_every", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ReasonlensError(f"{name}={getattr(self, name)} must be >= 1.")
+        if self.num_generations < 2:
+            raise ReasonlensError(f"num_generations={self.num_generations} must be >= 2: a group needs two "
+                                  "completions to compare.")
+        if self.num_prompts < self.prompts_per_step:
+            raise ReasonlensError(f"num_prompts={self.num_prompts} is below prompts_per_step="
+                                  f"{self.prompts_per_step}: load at least as many problems as a step uses.")
+        if (self.prompts_per_step * self.num_generations) % self.grad_accum:
+            raise ReasonlensError(f"prompts_per_step*num_generations={self.prompts_per_step * self.num_generations}"
+                                  f" is not divisible by grad_accum={self.grad_accum}: change either.")
+        if self.alpha < 0 or self.lr <= 0 or self.temperature <= 0:
+            raise ReasonlensError(f"alpha={self.alpha} must be >= 0, lr={self.lr} and "
+                                  f"temperature={self.temperature} > 0.")
+        for name in ("entropy_quantile", "heuristic_quantile"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ReasonlensError(f"{name}={getattr(self, name)} must be in (0, 1].")
+        if self.vllm not in ("off", "colocate", "server"):
+            raise ReasonlensError(f"vllm={self.vllm!r} is not supported; expected off, colocate or server.")
+        if self.dtype not in ("auto", "bf16", "fp32"):
+            raise ReasonlensError(f"dtype={self.dtype!r} is not supported; expected auto, bf16 or fp32.")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The one documentation string of a field (the CLI reuses it)."""
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of a field (the CLI reuses it)."""
+        return next(f.default for f in fields(cls) if f.name == name)

@@ -1,0 +1,43 @@
+"""`reasonlens train-hicra` through typer's CliRunner on the tiny model (LoRA, 2 steps)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from reasonlens.cli import app
+
+
+def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)})
+                                  for i in range(2)) + "\n")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train-hicra", "--model", str(tiny_model_dir), "--prompts-file", str(problems), "--out", str(run),
+        "--steps", "2", "--prompts-per-step", "2", "--num-generations", "2", "--max-new-tokens", "8",
+        "--save-every", "1", "--lora"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(run)
+    assert "planning ratio" in result.output
+    assert list(pd.read_csv(run / "metrics.csv")["step"]) == [1, 2]
+    assert (run / "checkpoints" / "step_2" / "adapter_model.safetensors").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["lora"] is True and config["lexicon"]["name"] == "paper"
+
+
+def test_train_hicra_cli_bad_method_is_one_red_line(tmp_path):
+    result = CliRunner().invoke(app, ["train-hicra", "--out", str(tmp_path / "r"), "--method", "ppo"])
+    assert result.exit_code == 1
+    assert "method='ppo' is not known" in result.output
+
+
+def test_cli_help_does_not_import_torch():
+    import subprocess
+
+    code = "import sys; from reasonlens.cli import app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

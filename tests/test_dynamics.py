@@ -1,0 +1,120 @@
+"""dynamics_table and top_grams on a hand-made rollout table (2 steps x 2 prompts x 2 samples)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reasonlens import columns as C
+from reasonlens.errors import ReasonlensError
+from reasonlens.hierarchy.tagger import PlanningTagger
+from reasonlens.metrics import columns as D
+from reasonlens.metrics.dynamics import dynamics_table, top_grams
+
+TAGGER = PlanningTagger(["but wait", "let's try", "so", "wait"])
+HALF, QUARTER = math.log(0.5), math.log(0.25)
+
+
+def _equal(a, b):
+    return a == b
+
+
+@pytest.fixture
+def rollouts():
+    """Step 0: planning tokens have p=1/2, execution p=1/4; step 1: every token p=1/2, all correct."""
+    texts = ["so a b c", "wait x", "no plan", "so so"]
+    masks = [[True, False], [True, False], [False, False], [True, True]]
+    rows = []
+    for step in (0, 10):
+        for i, (text, mask) in enumerate(zip(texts, masks)):
+            rows.append({
+                C.STEP: step, C.PROMPT_ID: f"p{i // 2}", C.SAMPLE_ID: i % 2, C.PROMPT: f"q{i // 2}",
+                C.RESPONSE: text, C.TOKEN_IDS: [5, 6], C.N_TOKENS: 2, C.TRUNCATED: i == 3,
+                C.CORRECT: True if step else i in (0, 2), C.PRED: ["2", "3", "5", None][i],
+                C.ENTROPIES: [2.0 * i + 1, 2.0 * i + 2], C.PLANNING_MASK: mask,
+                C.LOGPROBS: [HALF if (m or step) else QUARTER for m in mask],
+            })
+    return pd.DataFrame(rows)
+
+
+def test_required_columns_in_order(rollouts):
+    table = dynamics_table(rollouts, TAGGER, equivalent=_equal)
+    assert list(table.columns[:len(D.DYNAMICS_COLUMNS)]) == D.DYNAMICS_COLUMNS
+    assert {"pass_at_2", "pass_k", "mean_reward", "length_unit"} <= set(table.columns)
+    assert table[D.STEP].tolist() == [0, 10]
+
+
+def test_step_values_by_hand(rollouts):
+    row = dynamics_table(rollouts, TAGGER, equivalent=_equal).iloc[0]
+    # correct = [T, F, T, F] -> accuracy 0.5, pass@1 = mean(1/2, 1/2); each prompt n=2, c=1 -> pass@2 = 1
+    assert (row[D.N_RESPONSES], row[D.ACCURACY], row[D.PASS_AT_1]) == (4, 0.5, 0.5)
+    assert row[D.PASS_AT_K] == 1.0 and row[D.PASS_K] == 2
+    # lengths 2 tokens each; truncated [F, F, F, T]
+    assert (row[D.MEAN_LENGTH], row[D.LENGTH_UNIT], row[D.TRUNCATION_RATE]) == (2.0, "tokens", 0.25)
+    # entropies 1..8, planning tokens {1, 3, 7, 8}: planning 19/4, execution (2+4+5+6)/4 = 17/4, all 4.5
+    assert row[D.PLANNING_RATIO] == 0.5
+    assert (row[D.ENTROPY_PLANNING], row[D.ENTROPY_EXECUTION], row[D.ENTROPY_ALL]) == (4.75, 4.25, 4.5)
+    # planning p = 1/2 -> PPL 2; execution p = 1/4 -> PPL 4
+    assert row[D.PPL_PLANNING] == pytest.approx(2.0) and row[D.PPL_EXECUTION] == pytest.approx(4.0)
+    # high = top ceil(0.3 * 8) = 3 tokens {6, 7, 8}; planning ∩ high = {7, 8}: 2/4 and 2/3
+    assert row[D.P_HIGH_GIVEN_PLANNING] == 0.5 and row[D.P_PLANNING_GIVEN_HIGH] == pytest.approx(2 / 3)
+    # gram counts: so 1 + wait 1 + so 2 -> {so: 3, wait: 1}: H = ln 4 - (3/4) ln 3
+    assert row[D.SG_SEMANTIC_ENTROPY] == pytest.approx(math.log(4) - 0.75 * math.log(3))
+    # only "so a b c" has 3 words after its gram -> one (gram, next) pair -> 0
+    assert row[D.SG_CONDITIONAL_ENTROPY] == 0.0
+    # prompt 0 answers {2, 3} -> ln 2; prompt 1 answers {5, None} -> ln 2
+    assert row[D.ANSWER_SEMANTIC_ENTROPY] == pytest.approx(math.log(2))
+    # "wait x" holds one marker, the others none -> 1/4
+    assert row[D.REFLECTION_RATE] == 0.25
+
+
+def test_relative_columns(rollouts):
+    table = dynamics_table(rollouts, TAGGER, equivalent=_equal)
+    # execution PPL 4 -> 2: relative [1, 0.5]; planning 2 -> 2: [1, 1]; same grams both steps: change [1, 1]
+    assert table[D.REL_PPL_EXECUTION].tolist() == pytest.approx([1.0, 0.5])
+    assert table[D.REL_PPL_PLANNING].tolist() == pytest.approx([1.0, 1.0])
+    assert table[D.SG_SEMANTIC_ENTROPY_CHANGE].tolist() == pytest.approx([1.0, 1.0])
+    assert table[D.ACCURACY].tolist() == [0.5, 1.0]
+
+
+def test_text_only(rollouts):
+    text = rollouts.drop(columns=[C.TOKEN_IDS, C.LOGPROBS, C.ENTROPIES, C.PLANNING_MASK, C.N_TOKENS, C.PRED])
+    row = dynamics_table(text, TAGGER, equivalent=_equal).iloc[0]
+    # words: 4 + 2 + 2 + 2 = 10 -> mean 2.5; planning words: so(1) + wait(1) + 0 + so so(2) = 4 of 10
+    assert (row[D.MEAN_LENGTH], row[D.LENGTH_UNIT], row[D.PLANNING_RATIO]) == (2.5, "words", 0.4)
+    assert all(np.isnan(row[c]) for c in D.TOKEN_PROBABILITY_COLUMNS)
+    # no PRED column and no \boxed{} in the texts: every answer is None -> one cluster -> 0
+    assert row[D.ANSWER_SEMANTIC_ENTROPY] == 0.0
+
+
+def test_reward_fallback(rollouts):
+    df = rollouts.drop(columns=[C.CORRECT]).assign(**{C.REWARD: [1.0, 0.0, 0.7, 0.2] * 2})
+    row = dynamics_table(df, TAGGER, equivalent=_equal).iloc[0]
+    # correct = reward > 0.5 = [1, 0, 1, 0] -> 0.5; mean reward (1 + 0 + 0.7 + 0.2) / 4
+    assert row[D.ACCURACY] == 0.5 and row[D.MEAN_REWARD] == pytest.approx(0.475)
+
+
+def test_missing_correctness_is_left_out(rollouts):
+    df = rollouts.astype({C.CORRECT: object})
+    df.loc[[1, 3], C.CORRECT] = [None, pd.NA]
+    row = dynamics_table(df, TAGGER, equivalent=_equal).iloc[0]
+    # known rows 0 and 2 are both correct -> 1.0; pass@2 needs 2 known samples per prompt -> NaN
+    assert row[D.ACCURACY] == 1.0 and np.isnan(row["pass_at_2"])
+
+
+def test_errors(rollouts):
+    with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['response'\]"):
+        dynamics_table(rollouts.drop(columns=[C.RESPONSE]), TAGGER)
+    with pytest.raises(ReasonlensError, match="high_entropy_quantile=1.5"):
+        dynamics_table(rollouts, TAGGER, high_entropy_quantile=1.5)
+    bad = rollouts.copy()
+    bad.at[0, C.ENTROPIES] = [1.0]
+    with pytest.raises(ReasonlensError, match="'entropies' has 7 tokens but 'planning_mask' has 8"):
+        dynamics_table(bad, TAGGER, equivalent=_equal)
+
+
+def test_top_grams(rollouts):
+    top = top_grams(rollouts, TAGGER, n=1)
+    # per step: so 3, wait 1 -> the top one is "so"
+    assert top.to_dict("records") == [{"step": 0, "gram": "so", "count": 3}, {"step": 10, "gram": "so", "count": 3}]

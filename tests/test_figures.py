@@ -1,0 +1,113 @@
+"""Figures: each plot draws its curves, NaN metrics become an 'unavailable' panel, phases are marked."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from report_fixtures import PHASES, dynamics_frame, rollouts_frame, top_grams_frame
+
+from reasonlens.report import figures
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+@pytest.mark.parametrize("plot, n_lines", [
+    (figures.plot_rel_ppl, 2), (figures.plot_entropy, 3), (figures.plot_sg_entropy_change, 1),
+    (figures.plot_accuracy_length, 1), (figures.plot_overlap, 3),
+], ids=["rel_ppl", "entropy", "sg_change", "accuracy_length", "overlap"])
+def test_plot_draws_one_line_per_series(plot, n_lines):
+    ax = plot(dynamics_frame())
+    # reference lines (axhline at 1.0) have 2 points; curves have one point per step (8)
+    curves = [line for line in ax.lines if len(line.get_xdata()) == 8]
+    assert len(curves) == n_lines
+    assert ax.get_title()
+
+
+def test_accuracy_length_uses_a_twin_axis_for_length():
+    ax = figures.plot_accuracy_length(dynamics_frame())
+    twins = [other for other in ax.figure.axes if other is not ax]
+    assert len(twins) == 1 and list(twins[0].lines[0].get_ydata()) == list(dynamics_frame()["mean_length"])
+    assert "tokens" in twins[0].get_ylabel()
+
+
+@pytest.mark.parametrize("plot", [figures.plot_rel_ppl, figures.plot_entropy, figures.plot_overlap],
+                         ids=["rel_ppl", "entropy", "overlap"])
+def test_text_only_panels_say_unavailable(plot):
+    ax = plot(dynamics_frame(text_only=True))
+    assert not ax.lines
+    assert figures.NO_TOKEN_PROBS in _texts(ax)
+
+
+def test_plot_on_given_axes_returns_it():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    assert figures.plot_entropy(dynamics_frame(), ax=ax) is ax
+
+
+def test_runs_get_one_line_style_each_and_empty_runs_are_named():
+    both = pd.concat([dynamics_frame().assign(run="grpo"), dynamics_frame(text_only=True).assign(run="hicra")])
+    ax = figures.plot_rel_ppl(both)
+    labels = [line.get_label() for line in ax.lines if len(line.get_xdata()) == 8]
+    assert labels == ["planning · grpo", "execution · grpo"]
+    assert "unavailable for hicra" in _texts(ax)
+
+
+def test_dynamics_figure_has_four_panels_with_phase_lines_on_each_curve_panel():
+    fig = figures.dynamics_figure(dynamics_frame(), PHASES)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "Relative perplexity by token class", "Token entropy by class",
+        "Strategic-gram semantic entropy change", "Accuracy and response length"]
+    for ax in panels:  # consolidation detected at 30; exploration not detected: no line for it
+        assert any(list(line.get_xdata()) == [30, 30] for line in ax.lines)
+        assert " consolidation ends (step 30)" in _texts(ax)
+        assert not any("exploration" in t for t in _texts(ax))
+
+
+def test_dynamics_figure_text_only_keeps_four_panels():
+    fig = figures.dynamics_figure(dynamics_frame(text_only=True), PHASES)
+    texts = [t for ax in fig.axes for t in _texts(ax)]
+    assert texts.count(figures.NO_TOKEN_PROBS) == 2
+
+
+def test_top_grams_heatmap_orders_grams_by_total_count():
+    ax = figures.plot_top_grams(top_grams_frame(), n=2)
+    # totals over 8 steps: "so" = 3*36 = 108, "let's try..." = 2*36 = 72 (36 = 1+2+...+8)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ['"so"', '"let\'s try a different approach"']
+    assert ax.images[0].get_array().shape == (2, 8)
+
+
+def test_top_grams_empty_is_unavailable():
+    ax = figures.plot_top_grams(pd.DataFrame(columns=["step", "gram", "count"]))
+    assert "unavailable: no strategic grams matched" in _texts(ax)
+
+
+def test_save_figures_writes_readable_pngs(tmp_path):
+    from PIL import Image
+
+    paths = figures.save_figures(tmp_path, dynamics_frame(), top_grams_frame(), PHASES)
+    assert [p.name for p in paths] == ["dynamics.png", "overlap.png", "top_grams.png"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width >= 900
+    assert not list((tmp_path / "figures").glob("*.tmp-*"))
+
+
+def test_save_figures_counts_grams_from_rollouts(tmp_path):
+    from reasonlens.hierarchy.tagger import PlanningTagger
+
+    paths = figures.save_figures(tmp_path, dynamics_frame(), rollouts_frame(), None,
+                                 tagger=PlanningTagger(["but wait", "let's try"]))
+    assert (tmp_path / "figures" / "top_grams.png") in paths
+
+
+def test_a_table_without_steps_is_a_clear_error():
+    from reasonlens.errors import ReasonlensError
+
+    with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['step'\].*OUT/dynamics.parquet"):
+        figures.plot_entropy(pd.DataFrame({"entropy_all": [1.0]}))
+    with pytest.raises(ReasonlensError, match=r"Top strategic grams per step: the table lacks column\(s\) \['gram'"):
+        figures.plot_top_grams(pd.DataFrame({"step": [0], "count": [1]}))

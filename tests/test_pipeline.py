@@ -1,0 +1,94 @@
+"""analyze() end to end on a tiny 3-checkpoint series: tables, per-step cache, resume, invalidation."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from reasonlens import columns as C
+from reasonlens import pipeline
+from reasonlens.config import AnalyzeConfig
+from reasonlens.errors import ReasonlensError
+
+SMALL = dict(task="basic_arithmetic", num_prompts=2, samples=2, max_new_tokens=8, batch_size=4,
+             device="cpu", dtype="fp32", report=False)
+
+
+def _config(path, out, **changes):
+    return AnalyzeConfig(path=path, out=out, **{**SMALL, **changes})
+
+
+@pytest.fixture(scope="module")
+def analyzed(tiny_series, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    pipeline.analyze(_config(tiny_series, out), progress=False)
+    return out
+
+
+def test_rollout_table_has_every_column_aligned(analyzed):
+    rollouts = pd.read_parquet(analyzed / "rollouts.parquet")
+    assert set(C.ROLLOUT_COLUMNS + [C.PLANNING_MASK]) <= set(rollouts.columns)
+    assert sorted(rollouts[C.STEP].unique()) == [1, 2, 3]
+    assert len(rollouts) == 3 * 2 * 2  # steps x prompts x samples
+    for _, row in rollouts.iterrows():
+        n = len(row[C.TOKEN_IDS])
+        assert n == row[C.N_TOKENS] == len(row[C.LOGPROBS]) == len(row[C.ENTROPIES]) == len(row[C.PLANNING_MASK])
+        assert all(lp <= 0 for lp in row[C.LOGPROBS])
+        assert row[C.TRUNCATED] == (n == 8)
+
+
+def test_summary_records_configuration_and_origin(analyzed):
+    summary = json.loads((analyzed / "summary.json").read_text())
+    assert summary["mode"] == "checkpoints"
+    assert summary["config"]["samples"] == 2
+    assert summary["lexicon"]["name"] == "paper" and len(summary["lexicon"]["hash"]) >= 8
+    assert [c["step"] for c in summary["checkpoints"]] == [1, 2, 3]
+    assert summary["tokens_scored"] == int(pd.read_parquet(analyzed / "rollouts.parquet")[C.N_TOKENS].sum())
+    assert {"consolidation", "exploration"} <= set(summary["phases"])
+    dynamics = pd.read_csv(analyzed / "dynamics.csv")
+    assert list(dynamics["step"]) == [1, 2, 3]
+
+
+def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path, monkeypatch):
+    real = pipeline._rollout_checkpoint
+    calls = []
+
+    def dies_on_second(ckpt, *args, **kwargs):
+        calls.append(ckpt.step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during checkpoint 2
+        return real(ckpt, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_rollout_checkpoint", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
+    done = sorted(p.name for p in (tmp_path / "rollouts").iterdir())
+    assert done == ["step_000001.json", "step_000001.parquet"]  # nothing half-written
+    first = pd.read_parquet(tmp_path / "rollouts" / "step_000001.parquet")
+
+    calls.clear()
+    monkeypatch.setattr(pipeline, "_rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
+    pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
+    assert calls == [2, 3]
+    rollouts = pd.read_parquet(tmp_path / "rollouts.parquet")
+    pd.testing.assert_frame_equal(rollouts[rollouts[C.STEP] == 1][first.columns].reset_index(drop=True), first)
+
+    calls.clear()  # a changed setting recomputes every step instead of mixing results
+    pipeline.analyze(_config(tiny_series, tmp_path, max_new_tokens=6), progress=False)
+    assert calls == [1, 2, 3]
+
+
+def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
+    pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
+    a = pd.read_parquet(analyzed / "rollouts.parquet")
+    b = pd.read_parquet(tmp_path / "rollouts.parquet")
+    assert a[C.TOKEN_IDS].map(list).tolist() == b[C.TOKEN_IDS].map(list).tolist()
+
+
+def test_config_rejects_bad_values(tmp_path):
+    with pytest.raises(ReasonlensError, match="exactly one input"):
+        AnalyzeConfig()
+    with pytest.raises(ReasonlensError, match="samples=0 must be >= 1"):
+        AnalyzeConfig(path=tmp_path, samples=0)

@@ -1,0 +1,168 @@
+"""report.html: self-contained, escaped, says the phases in words, and renders in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections import namedtuple
+
+import pytest
+from report_fixtures import PHASES, dynamics_frame, rollouts_frame, summary_dict, top_grams_frame
+
+from reasonlens.report import highlight, narrative
+from reasonlens.report.figures import save_figures
+from reasonlens.report.html import write_report
+
+Match = namedtuple("Match", "start end gram")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory):
+    """The figures, drawn once for the module (the report only inlines them)."""
+    return save_figures(tmp_path_factory.mktemp("figs"), dynamics_frame(), top_grams_frame(), PHASES)
+
+
+@pytest.fixture
+def make_report(tmp_path, pngs):
+    def make(text_only=False, rollouts=None, out=tmp_path, **kwargs):
+        rollouts = rollouts_frame(text_only) if rollouts is None else rollouts
+        return write_report(out, summary=summary_dict(text_only), dynamics=dynamics_frame(text_only),
+                            rollouts=rollouts, figures=pngs, **kwargs)
+    return make
+
+
+@pytest.mark.parametrize("before, after, said", [
+    (1.0, 0.62, "fell 38% (1.00 → 0.62)"),   # |0.62 - 1| / 1 = 0.38
+    (2.0, 3.0, "rose 50% (2.00 → 3.00)"),    # |3 - 2| / 2 = 0.5
+    (0.5, 0.5, "stayed at 0.50"),
+], ids=["fell", "rose", "flat"])
+def test_change_in_words(before, after, said):
+    assert narrative.change(before, after) == said
+
+
+def test_phase_sentences_use_the_curves_and_the_reason():
+    (cons, evidence), (expl, _) = narrative.phase_sentences(PHASES, dynamics_frame())
+    # rel_ppl_execution 1.00 -> 0.62 (fall 0.38 of 1.00); entropy_execution 0.80 -> 0.45 (0.35/0.80 = 44%)
+    assert cons.startswith("Procedural consolidation ends at step 30: from step 0 to 30, "
+                           "execution RelPPL fell 38% (1.00 → 0.62), execution-token entropy fell 44%")
+    assert "change point = 30" in evidence and "slope before = -0.0133" in evidence
+    assert expl == ("Strategic exploration: not detected: sg_semantic_entropy shows no sustained rise "
+                    "(noise-level slope).")
+    assert narrative.phase_sentences(None, dynamics_frame()) == [
+        ("Phase detection was not run for this analysis.", "")]
+
+
+def test_spans_to_mask_marks_tokens_overlapping_a_span():
+    # "But wait, x": "But" [0,3) and " wait" [3,8) overlap span [0,8); "," [8,9) and " x" [9,11) do not
+    assert highlight.spans_to_mask(["But", " wait", ",", " x"], [(0, 8)]) == [True, True, False, False]
+
+
+def test_tokens_html_shades_by_entropy_relative_to_the_maximum():
+    out = highlight.tokens_html(["a", " b"], [False, True], [0.5, 2.0])
+    # 0.5 / 2.0 = 0.25 and 2.0 / 2.0 = 1.00
+    assert out == ('<span style="border-bottom:2px solid rgba(31,119,180,0.25)" title="entropy 0.500 nats">a</span>'
+                   '<span class="plan" style="border-bottom:2px solid rgba(31,119,180,1.00)" '
+                   'title="entropy 2.000 nats · planning"> b</span>')
+
+
+def test_spans_html_unions_overlapping_grams_and_escapes():
+    text = "we can use the fact that <x> & y"
+    out = highlight.spans_html(text, [Match(0, 10, "we can use"), Match(7, 24, "use the fact that")])
+    assert re.sub(r"<[^>]+>", "", out) == "we can use the fact that &lt;x&gt; &amp; y"
+    marked = "".join(re.findall(r"<mark[^>]*>(.*?)</mark>", out))
+    assert marked == "we can use the fact that"
+
+
+def test_example_steps_keep_first_last_and_phase_boundaries():
+    steps = list(range(0, 100, 10))
+    assert highlight.example_steps(steps, [30], n=4) == [0, 30, 60, 90]
+    assert highlight.example_steps([0, 10], [], n=4) == [0, 10]
+
+
+def test_pick_examples_takes_best_then_worst():
+    picked = highlight.pick_examples(rollouts_frame(), [0, 70], per_step=2)
+    assert list(picked["step"]) == [0, 0, 70, 70]
+    assert list(picked["reward"]) == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_report_is_self_contained_and_complete(make_report):
+    page = make_report().read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+    assert page.count('src="data:image/png;base64,') == 3
+    for heading in ("Summary", "Figures", "Dynamics table", "Example responses", "Configuration"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "Procedural consolidation ends at step 30" in page
+    assert "gsm_symbolic" in page and "3f2a9c1d" in page  # task and lexicon hash
+    assert re.search(r'<span class="plan" style="[^"]+" title="entropy \d\.\d{3} nats · planning">But</span>', page)
+
+
+def test_report_escapes_response_text(make_report):
+    rollouts = rollouts_frame()
+    rollouts["reward"] = [float(s == 1) for s in rollouts["sample_id"]]  # make the <b> response the best
+    page = make_report(rollouts=rollouts).read_text(encoding="utf-8")
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
+
+
+def test_text_only_report_marks_token_metrics_unavailable(make_report):
+    from reasonlens.hierarchy.tagger import PlanningTagger
+
+    page = make_report(text_only=True, tagger=PlanningTagger(["but wait"])).read_text(encoding="utf-8")
+    assert 'class="na">unavailable</td>' in page
+    assert "entropy_execution" in page and "are unavailable, not estimated" in page
+    assert re.search(r'<mark class="plan" title="strategic gram: but wait">But wait</mark>', page)
+
+
+def test_tokenizer_gives_token_spans(make_report, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    rollouts = rollouts_frame().drop(columns=["token_texts", "planning_mask", "entropies"])
+    rollouts["token_ids"] = [tokenizer.encode(t) for t in rollouts["response"]]
+    from reasonlens.hierarchy.tagger import PlanningTagger
+
+    page = make_report(rollouts=rollouts, tokenizer=tokenizer,
+                   tagger=PlanningTagger(["but wait"])).read_text(encoding="utf-8")
+    first = page.split('<div class="resp">')[1].split("</div>")[0]
+    assert "".join(re.findall(r'<span class="plan" title="planning">([^<]*)</span>', first)) == "But wait"
+
+
+def _chromium() -> str | None:
+    found = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if found is None and os.environ.get("CI"):
+        pytest.fail("chromium is not installed but CI is set: install Debian's `chromium` package")
+    if found is None:
+        pytest.skip("chromium not installed (apt-get install chromium); required when CI is set")
+    return found
+
+
+def test_report_renders_in_headless_chromium(tmp_path, make_report):
+    from PIL import Image
+
+    browser = _chromium()
+    report = make_report(out=tmp_path / "analysis")
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    for needle in ("<h1>reasonlens analysis</h1>", "<h2>Dynamics table</h2>", "<table>",
+                   '<img src="data:image/png;base64,', "Procedural consolidation ends at step 30"):
+        assert needle in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2000)
+        colors = image.convert("RGB").resize((320, 500)).getcolors(maxcolors=1_000_000)
+        assert len(colors) > 200  # a blank page has one colour; the report has text and plots
+
+
+def test_overview_says_why_token_metrics_are_missing():
+    dynamics = dynamics_frame()
+    text_only = narrative.overview({}, dynamics, ["entropy_all"], text_only=True)[-1]
+    no_planning = narrative.overview({}, dynamics, ["entropy_planning"], text_only=False)[-1]
+    assert text_only.startswith("This analysis has no token probabilities (text-only): entropy_all")
+    assert no_planning.startswith("entropy_planning are unavailable at every step: no response token")

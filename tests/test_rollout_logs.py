@@ -1,0 +1,107 @@
+"""read_rollout_log on tiny files of every supported format, and its error messages."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from reasonlens import columns as C
+from reasonlens.errors import ReasonlensError
+from reasonlens.metrics.logs import read_rollout_log
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_generic_jsonl_fills_ids(tmp_path):
+    rows = [{"step": 2, "prompt": "q1", "response": "a"}, {"step": 2, "prompt": "q1", "response": "b"},
+            {"step": 1, "prompt": "q2", "response": "c", "reward": 1.0}]
+    df = read_rollout_log(_jsonl(tmp_path / "log.jsonl", rows))
+    assert df[C.STEP].tolist() == [1, 2, 2]  # sorted by step
+    q1 = df[df[C.PROMPT] == "q1"]
+    assert q1[C.PROMPT_ID].nunique() == 1 and q1[C.SAMPLE_ID].tolist() == [0, 1]
+    assert df.loc[df[C.PROMPT] == "q2", C.REWARD].item() == 1.0
+
+
+def test_same_prompt_same_id_across_steps(tmp_path):
+    rows = [{"step": s, "prompt": "same", "response": "r"} for s in (0, 5)]
+    df = read_rollout_log(_jsonl(tmp_path / "log.jsonl", rows))
+    assert df[C.PROMPT_ID].nunique() == 1
+
+
+def test_own_step_files_keep_token_arrays(tmp_path):
+    for step in (1, 2):
+        pd.DataFrame({C.STEP: [step], C.PROMPT_ID: ["p0"], C.SAMPLE_ID: [0], C.PROMPT: ["q"],
+                      C.RESPONSE: ["so"], C.LOGPROBS: [[-0.1, -0.2]]}).to_parquet(tmp_path / f"step_{step:06d}.parquet")
+    df = read_rollout_log(tmp_path)
+    assert df[C.STEP].tolist() == [1, 2] and list(df[C.LOGPROBS].iloc[0]) == [-0.1, -0.2]
+
+
+def test_own_analysis_dir_reads_rollouts_parquet(tmp_path):
+    pd.DataFrame({C.STEP: [3], C.PROMPT: ["q"], C.RESPONSE: ["r"]}).to_parquet(tmp_path / "rollouts.parquet")
+    assert read_rollout_log(tmp_path)[C.STEP].tolist() == [3]
+
+
+def test_trl_completions(tmp_path):
+    folder = tmp_path / "completions"
+    folder.mkdir()
+    for step in (10, 20):
+        pd.DataFrame({"step": [str(step)] * 2, "prompt": ["q", "q"], "completion": ["x", "y"],
+                      "accuracy_reward": [1.0, 0.0], "format_reward": [0.5, 0.5], "advantage": [0.5, -0.5]}
+                     ).to_parquet(folder / f"completions_{step:05d}.parquet")
+    df = read_rollout_log(tmp_path)
+    assert df[C.STEP].tolist() == [10, 10, 20, 20]
+    assert df[C.RESPONSE].tolist()[:2] == ["x", "y"]
+    # reward = unweighted sum of the reward-function columns: 1 + 0.5, 0 + 0.5
+    assert df[C.REWARD].tolist()[:2] == [1.5, 0.5]
+    assert df[C.SAMPLE_ID].tolist()[:2] == [0, 1]
+
+
+def test_trl_conversational_completion(tmp_path):
+    pd.DataFrame({"step": [1], "prompt": [[{"role": "user", "content": "q?"}]],
+                  "completion": [[{"role": "assistant", "content": "so 4"}]], "r": [1.0]}
+                 ).to_parquet(tmp_path / "completions_00001.parquet")
+    df = read_rollout_log(tmp_path / "completions_00001.parquet")
+    assert (df[C.PROMPT].item(), df[C.RESPONSE].item()) == ("q?", "so 4")
+
+
+def test_verl_dump(tmp_path):
+    _jsonl(tmp_path / "3.jsonl", [{"input": "q", "output": "a", "gts": "4", "score": 1.0, "step": 3}])
+    _jsonl(tmp_path / "12.jsonl", [{"input": "q", "output": "b", "gts": "4", "score": 0.0}])  # step from name
+    df = read_rollout_log(tmp_path)
+    assert df[C.STEP].tolist() == [3, 12]
+    assert df[[C.PROMPT, C.RESPONSE, C.ANSWER, C.REWARD]].iloc[0].tolist() == ["q", "a", "4", 1.0]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ReasonlensError, match="does not exist"):
+        read_rollout_log(tmp_path / "nope.jsonl")
+
+
+def test_unknown_format(tmp_path):
+    (tmp_path / "log.csv").write_text("step,prompt,response\n1,q,r\n")
+    with pytest.raises(ReasonlensError, match=r"unknown rollout log format '\.csv'"):
+        read_rollout_log(tmp_path / "log.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReasonlensError, match="unknown format"):
+        read_rollout_log(tmp_path / "empty")
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = _jsonl(tmp_path / "log.jsonl", [{"step": 1, "prompt": "q"}])
+    with pytest.raises(ReasonlensError, match=r"log\.jsonl: missing column\(s\) \['response'\]"):
+        read_rollout_log(path)
+
+
+def test_bad_step(tmp_path):
+    path = _jsonl(tmp_path / "log.jsonl", [{"step": "late", "prompt": "q", "response": "r"}])
+    with pytest.raises(ReasonlensError, match="'step' must hold integers"):
+        read_rollout_log(path)
+
+
+def test_corrupt_parquet(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ReasonlensError, match="cannot be read as parquet"):
+        read_rollout_log(tmp_path / "x.parquet")
