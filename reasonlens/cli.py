@@ -175,6 +175,7 @@ def train_hicra(
     num_generations: Annotated[int, typer.Option(help=_th("num_generations"))] = _td("num_generations"),
     max_new_tokens: Annotated[int, typer.Option(help=_th("max_new_tokens"))] = _td("max_new_tokens"),
     lr: Annotated[float, typer.Option(help=_th("lr"))] = _td("lr"),
+    format_reward: Annotated[float, typer.Option(help=_th("format_reward"))] = _td("format_reward"),
     seed: Annotated[int, typer.Option(help=_th("seed"))] = _td("seed"),
     save_every: Annotated[int, typer.Option(help=_th("save_every"))] = _td("save_every"),
     lora: Annotated[bool, typer.Option(help=_th("lora"))] = False,

@@ -43,7 +43,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2, default=str) + "\n")
 
 
 def write_parquet(path: str | os.PathLike, df) -> Path:
@@ -59,7 +59,7 @@ def write_csv(path: str | os.PathLike, df) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, paths, numpy scalars and tuples as plain JSON values."""
+    """Dataclasses, paths, numpy scalars and tuples as plain JSON values (other objects: str/repr)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
     if isinstance(obj, dict):
@@ -77,7 +77,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def cache_key(*parts: Any) -> str:
     """sha256 of the canonical JSON of ``parts`` (dataclasses and paths included)."""
-    blob = json.dumps(to_jsonable(list(parts)), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(to_jsonable(list(parts)), sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

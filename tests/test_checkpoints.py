@@ -278,3 +278,8 @@ def test_base_with_other_tokenizer_is_flagged(tiny_series, tiny_model_dir, tmp_p
     series = discover_checkpoints(tiny_series, base=str(base), skip_bad=True)
     assert [c.name for c in series.checkpoints] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     assert "tokenizer differs" in series.skipped[0]["reason"]
+
+
+def test_bundled_alias_is_a_series_of_one():
+    series = discover_checkpoints("smollm2")
+    assert [(c.step, c.name, str(c.path), c.kind) for c in series.checkpoints] == [(0, "smollm2", "smollm2", "base")]

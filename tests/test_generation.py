@@ -62,6 +62,17 @@ def test_greedy_samples_are_identical(tiny, prompts):
     assert gens[0].token_ids == gens[1].token_ids
 
 
+def test_model_generation_defaults_do_not_reshape_the_distribution(tiny, prompts):
+    model, tokenizer = tiny
+    kwargs = dict(samples=1, max_new_tokens=8, temperature=0)
+    plain = generate(model, tokenizer, prompts[:1], **kwargs)
+    model.generation_config.repetition_penalty, model.generation_config.min_new_tokens = 50.0, 8
+    try:
+        assert _ids(generate(model, tokenizer, prompts[:1], **kwargs)) == _ids(plain)
+    finally:
+        model.generation_config.repetition_penalty, model.generation_config.min_new_tokens = 1.0, None
+
+
 def test_truncation_flag_and_stop_token_excluded(tiny, prompts):
     model, tokenizer = tiny
     [free] = generate(model, tokenizer, prompts[:1], samples=1, max_new_tokens=6, temperature=0)

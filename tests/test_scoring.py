@@ -91,7 +91,7 @@ def test_matches_float64_reference(tiny, sequences, temperature):
 def test_chunk_rows_and_batch_size_do_not_change_results(tiny, sequences):
     prompts, responses = sequences
     base = score_tokens(tiny, prompts, responses, batch_size=8, chunk_rows=4096)
-    for batch_size, chunk_rows in [(1, 1), (2, 3), (5, 7)]:
+    for batch_size, chunk_rows in [(1, 1), (2, 3), (5, 7), (8, None)]:
         other = score_tokens(tiny, prompts, responses, batch_size=batch_size, chunk_rows=chunk_rows)
         for (a_logp, a_ent), (b_logp, b_ent) in zip(base, other):
             np.testing.assert_allclose(a_logp, b_logp, rtol=1e-5, atol=1e-6)

@@ -188,3 +188,32 @@ def test_config_messages():
         TrainConfig(method="ppo")
     with pytest.raises(ReasonlensError, match="num_generations=1"):
         TrainConfig(num_generations=1)
+
+
+def test_step_metrics_hand_computed():
+    from reasonlens.hierarchy.tagger import PlanningTagger
+    from reasonlens.train.recording import step_metrics
+
+    table = pd.DataFrame({
+        C.PROMPT_ID: ["p:0", "p:0"], C.RESPONSE: ["wait wait", "so"], C.CORRECT: [True, False],
+        C.N_TOKENS: [2, 1], C.TRUNCATED: [False, True], C.ENTROPIES: [[1.0, 3.0], [2.0]],
+        C.PLANNING_MASK: [[True, False], [False]], C.ADVANTAGES: [[1.2, 1.0], [-1.0]]})
+    got = step_metrics(table, PlanningTagger(["wait", "so"]), group_size=2)
+    # 1 planning token of 3; advantages: planning 1.2, execution (1.0 - 1.0) / 2 = 0;
+    # entropies: planning 1.0, execution (3 + 2) / 2 = 2.5, all 6 / 3 = 2.0;
+    # grams wait x2, so x1 -> H = -(2/3 ln 2/3 + 1/3 ln 1/3) = 0.63651 nats;
+    # pass@2 of a group with 1 of 2 correct = 1; lengths (2 + 1) / 2
+    expected = {"planning_ratio": 1 / 3, "advantage_planning": 1.2, "advantage_execution": 0.0,
+                "sg_semantic_entropy": 0.63651, "entropy_planning": 1.0, "entropy_execution": 2.5,
+                "entropy_all": 2.0, "accuracy": 0.5, "pass_at_group": 1.0, "mean_length": 1.5,
+                "truncation_rate": 0.5}
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_per_token_credit_reaches_the_loss(runs):
+    # same seed -> identical step-1 samples; only the credit on planning tokens differs, and so the loss
+    grpo, hicra = (_rollouts(runs[name]) for name in ("grpo-lexicon", "hicra-lexicon"))
+    first = [t[t[C.STEP] == 1] for t in (grpo, hicra)]
+    assert all(np.array_equal(a, b) for a, b in zip(first[0][C.TOKEN_IDS], first[1][C.TOKEN_IDS]))
+    losses = [pd.read_csv(runs[name] / "metrics.csv")["loss"][0] for name in ("grpo-lexicon", "hicra-lexicon")]
+    assert losses[0] != pytest.approx(losses[1], rel=1e-6, abs=1e-9)

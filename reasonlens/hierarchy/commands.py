@@ -42,24 +42,12 @@ def tag_result(text: str, *, lexicon="paper", tokenizer=None) -> dict:
     }
     if tokenizer is not None:
         from reasonlens.hierarchy.tokens import tag_tokens
+        from reasonlens.models.loading import load_tokenizer
 
         if isinstance(tokenizer, (str, Path)):
-            tokenizer = load_any_tokenizer(tokenizer)
+            tokenizer = load_tokenizer(tokenizer)
         result["tokens"] = tag_tokens(text, tokenizer, tagger)
     return result
-
-
-def load_any_tokenizer(spec: str | Path):
-    """A tokenizer-only folder directly; anything else through ``models.loading.load_tokenizer``."""
-    folder = Path(spec).expanduser()
-    if folder.is_dir() and not (folder / "config.json").exists() and (
-            (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists()):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(folder)
-    from reasonlens.models.loading import load_tokenizer
-
-    return load_tokenizer(spec)
 
 
 def highlighted(result: dict):

@@ -137,8 +137,11 @@ def _generate_batch(model, jobs, prompt_ids, *, pad_id, stop_ids, max_new_tokens
     from transformers import GenerationConfig, LogitsProcessorList
 
     input_ids, mask = left_pad([prompt_ids[p] for p, _ in jobs], pad_id)  # (B, L)
+    # Explicit neutral values: HF fills unset ones from the model's generation_config.json, and a
+    # repetition penalty or minimum length there would make samples disagree with scored logprobs.
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                              pad_token_id=pad_id, eos_token_id=sorted(stop_ids))
+                              pad_token_id=pad_id, eos_token_id=sorted(stop_ids), repetition_penalty=1.0,
+                              no_repeat_ngram_size=0, min_length=0, min_new_tokens=0)
     processors = LogitsProcessorList()
     if temperature > 0:
         processors.append(_SeededSampler([row_seed(seed, p, k) for p, k in jobs], temperature, top_p))

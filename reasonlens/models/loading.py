@@ -215,6 +215,14 @@ def _prepare_tokenizer(tokenizer, model=None):
     return tokenizer
 
 
+def _quiet_transformers() -> None:
+    """Our progress bars say what is happening; transformers' per-load bars and advice only add noise."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def load_model(spec: str | os.PathLike = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
                adapter_base: str | None = None):
     """Load ``(model, tokenizer)`` in eval mode on ``device``; see the module docstring for specs.
@@ -230,6 +238,7 @@ def load_model(spec: str | os.PathLike = DEFAULT_MODEL, *, device: str = "auto",
     --------
     >>> model, tokenizer = load_model("smollm2", device="cpu")  # doctest: +SKIP
     """
+    _quiet_transformers()
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     kind, where = model_source(spec)

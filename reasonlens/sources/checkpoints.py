@@ -73,7 +73,7 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     """
     root = Path(path).expanduser()
     if not root.exists():
-        raise ReasonlensError(f"checkpoint path {root} does not exist. Expected {LAYOUTS}.")
+        return _named_model(path, base)
     entries = _entries(root, base)
     found, bad = [], []
     for entry in entries:
@@ -86,6 +86,19 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     good = [c for c in found if str(c.path) not in bad_paths]
     _raise_or_record(root, bad, good, skip_bad)
     return Series(sorted(good, key=lambda c: c.step), [{"path": b["path"], "reason": b["reason"]} for b in bad])
+
+
+def _named_model(spec, base) -> Series:
+    """A bundled alias ("smollm2") or hub id is a series of one; any other missing path is an error."""
+    from reasonlens.models.loading import model_source
+
+    try:
+        kind, _ = model_source(spec)
+    except ReasonlensError:
+        kind = None
+    if kind not in ("bundled", "hub") or base is not None:
+        raise ReasonlensError(f"checkpoint path {spec} does not exist. Expected {LAYOUTS}.")
+    return Series([Checkpoint(0, str(spec), Path(str(spec)), "base")], [])
 
 
 class _Entry(NamedTuple):

@@ -8,7 +8,9 @@ after step N is removed first, so every step appears in metrics.csv and rollouts
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,14 +34,8 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     >>> train_hicra(TrainConfig(out="runs/hicra", steps=2))  # doctest: +SKIP
     PosixPath('runs/hicra')
     """
-    from datasets import Dataset
-
-    from reasonlens.hierarchy.tagger import PlanningTagger
     from reasonlens.models.loading import load_model, resolve_device
-    from reasonlens.sources.tasks import chat_prompt, load_problems
-    from reasonlens.train.recording import ProgressBar, RunRecorder
-    from reasonlens.train.rewards import TaskReward, format_reward
-    from reasonlens.train.trainer import HicraTrainer
+    from reasonlens.sources.tasks import load_problems
 
     resume_from = _prepare_run_dir(config)
     device = resolve_device("auto")
@@ -49,24 +45,49 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
         raise ReasonlensError(f"only {len(problems)} problems for prompts_per_step={config.prompts_per_step}: "
                               "lower --prompts-per-step or load more problems.")
     model, tokenizer = load_model(config.model, device=device, dtype=_weights_dtype(config, device))
+    with _quiet_deprecations():
+        trainer = _build_trainer(config, model, tokenizer, problems, device, extra_rewards, progress)
+        lexicon = trainer.tagger.lexicon_
+        write_json(config.out / "config.json", {
+            "config": config, "resumed_from": str(resume_from) if resume_from else None,
+            "lexicon": {"name": lexicon.name, "hash": lexicon.hash},
+            "trl_args": trainer.args.to_dict(), "provenance": provenance()})
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return config.out
+
+
+def _build_trainer(config, model, tokenizer, problems, device, extra_rewards, progress):
+    """The HicraTrainer over the scheduled prompts, with our recorder (and progress bar)."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+
+    from reasonlens.hierarchy.tagger import PlanningTagger
+    from reasonlens.sources.tasks import chat_prompt
+    from reasonlens.train.recording import ProgressBar, RunRecorder
+    from reasonlens.train.rewards import TaskReward, format_reward
+    from reasonlens.train.trainer import HicraTrainer
+
     rows = [{"prompt": chat_prompt(tokenizer, p.question), "prompt_id": p.prompt_id, "question": p.question,
              "answer": p.answer} for p in problems]
     schedule = prompt_schedule(len(rows), config.steps * config.prompts_per_step, config.seed)
-    dataset = Dataset.from_list([rows[i] for i in schedule])
     task_reward = TaskReward(problems)
-    tagger = PlanningTagger(config.lexicon).fit()
-    args = _grpo_args(config, device, len(extra_rewards))
     callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else [])
     trainer = HicraTrainer(
-        model=model, processing_class=tokenizer, args=args, train_dataset=dataset,
+        model=model, processing_class=tokenizer, args=_grpo_args(config, device, len(extra_rewards)),
+        train_dataset=Dataset.from_list([rows[i] for i in schedule]),
         reward_funcs=[task_reward, *extra_rewards] + ([format_reward] if config.format_reward else []),
-        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, tagger=tagger)
-    write_json(config.out / "config.json", {
-        "config": config, "resumed_from": str(resume_from) if resume_from else None,
-        "lexicon": {"name": tagger.lexicon_.name, "hash": tagger.lexicon_.hash},
-        "trl_args": args.to_dict(), "provenance": provenance()})
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return config.out
+        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward,
+        tagger=PlanningTagger(config.lexicon).fit())
+    trainer.remove_callback(PrinterCallback)  # metrics.csv and the progress bar report each step
+    return trainer
+
+
+@contextlib.contextmanager
+def _quiet_deprecations():
+    """TRL 1.16 calls transformers APIs deprecated for v6: warnings the user cannot act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+        yield
 
 
 def prompt_schedule(n_problems: int, n_rows: int, seed: int) -> list[int]:
@@ -156,10 +177,11 @@ def _grpo_args(config: TrainConfig, device: str, n_extra: int):
         scale_rewards="group" if config.scale_std else "none",
         entropy_coef=config.entropy_coef if config.method == "entropy-reg" else 0.0,
         reward_weights=[1.0] * (1 + n_extra) + ([config.format_reward] if config.format_reward else []),
-        bf16=_weights_dtype(config, device) == "fp32" and device != "cpu" and config.dtype == "auto",
+        bf16=config.dtype == "auto" and device != "cpu",  # GPU: bf16 autocast over fp32 weights
         use_vllm=config.vllm != "off", vllm_mode="colocate" if config.vllm == "off" else config.vllm,
-        use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1, save_strategy="steps",
-        save_steps=config.save_every, save_total_limit=2, report_to=reporters or "none", disable_tqdm=True)
+        use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1,
+        save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
+        report_to=reporters or "none", disable_tqdm=True)
 
 
 def _lora(config: TrainConfig):

@@ -23,6 +23,8 @@ them for ``num_iterations`` reuses. So we call ``super()``, then, still in order
 Methods: hicra (planning tokens from the lexicon, or the port's entropy heuristic), grpo (A on
 every token), entropy-topk (80/20: A on the top-20% entropy tokens, 0 elsewhere, normalised over
 the selected tokens), entropy-reg (A on every token plus TRL's own ``entropy_coef`` bonus).
+The logged ``planning_mask`` is always the lexicon's (what `analyze` measures); with
+``planning_source="heuristic"`` the scaled tokens are the heuristic's, visible in ``advantages``.
 The heuristic assumes each process's generation batch holds whole groups, which is TRL's layout
 when the per-process generation batch is a multiple of ``num_generations`` (our run setup).
 """

@@ -1,0 +1,62 @@
+"""`reasonlens analyze` through the CLI: checkpoints, text-only logs, a training run, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from reasonlens import columns as C
+from reasonlens.cli import app
+
+runner = CliRunner()
+SMALL = ["--task", "basic_arithmetic", "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "6",
+         "--device", "cpu", "--dtype", "fp32"]
+
+
+def test_analyze_series_writes_every_artifact(tiny_series, tmp_path):
+    out = tmp_path / "analysis"
+    result = runner.invoke(app, ["analyze", str(tiny_series), "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(out / "report.html")
+    for name in ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "report.html"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert json.loads((out / "summary.json").read_text())["config"]["samples"] == 2
+
+
+def test_analyze_text_only_log_leaves_token_metrics_empty(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "prompt": f"q{p}", "response": r, "correct": c}
+            for s in (0, 10) for p in range(2)
+            for r, c in (("But wait, let's try a different approach. \\boxed{4}", True), ("It is 5.", False))]
+    log.write_text("\n".join(json.dumps(r) for r in rows))
+    result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    dynamics = pd.read_csv(tmp_path / "out" / "dynamics.csv")
+    assert dynamics["accuracy"].tolist() == [0.5, 0.5]
+    assert dynamics["planning_ratio"].gt(0).all()
+    assert dynamics[["entropy_all", "ppl_execution", "rel_ppl_execution"]].isna().all().all()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["mode"] == "text-only"
+
+
+def test_analyze_missing_path_is_one_clear_error(tmp_path):
+    result = runner.invoke(app, ["analyze", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "checkpoint-N" in result.output
+    assert not (tmp_path / "nope").exists()  # nothing written for a failed run
+
+
+def test_analyze_needs_an_input():
+    result = runner.invoke(app, ["analyze"])
+    assert result.exit_code == 1
+    assert "exactly one input" in result.output
+
+
+def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
+    out = tmp_path / "a"
+    runner.invoke(app, ["analyze", str(tiny_series), "--out", str(out), "--no-report", *SMALL])
+    rollouts = pd.read_parquet(out / "rollouts.parquet")
+    assert (rollouts[C.N_TOKENS] == rollouts[C.ENTROPIES].map(len)).all()
+    assert not (out / "report.html").exists()
