@@ -4,6 +4,8 @@ PYTHON      ?= python3
 VENV        ?= .venv
 CONSTRAINTS ?= constraints-cpu.txt
 OUT         ?= runs/demo
+# The demo task: one-digit sums, easy enough for a 135M model to earn some reward in a few CPU steps.
+DEMO_TASK   ?= basic_arithmetic:min_terms=2,max_terms=2,min_digits=1,max_digits=1
 BIN         := $(VENV)/bin
 PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 OFFLINE     := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -35,7 +37,10 @@ browser:
 	  echo "chromium not installed: the report-rendering test will be skipped"
 
 demo: install
-	$(OFFLINE) $(BIN)/reasonlens train-hicra --out $(OUT)
+	@# a finished run is kept; a killed one resumes from its last checkpoint
+	@[ -f $(OUT)/.trained ] || { $(OFFLINE) $(BIN)/reasonlens train-hicra --out $(OUT) --task "$(DEMO_TASK)" \
+	  --steps 4 --save-every 2 --max-new-tokens 64 --format-reward 0.5 $$([ -d $(OUT)/trl ] && echo --resume) \
+	  && touch $(OUT)/.trained; }
 	$(OFFLINE) $(BIN)/reasonlens analyze $(OUT)
 
 test: install-dev browser

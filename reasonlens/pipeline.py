@@ -98,12 +98,18 @@ def _read_training_run(run: Path):
     from reasonlens.models.loading import load_tokenizer
 
     run_config = json.loads((run / "config.json").read_text())
+    rollouts = read_rollout_log(run / "rollouts")
+    return rollouts, load_tokenizer(_run_model(run)), {"mode": "training-run", "run_config": run_config}
+
+
+def _run_model(run: Path) -> str:
+    """The model a training run started from (its tokenizer decodes the logs; it is step 0 of --eval-task)."""
+    run_config = json.loads((run / "config.json").read_text())
     model = run_config.get("model") or run_config.get("config", {}).get("model")
     if model is None:
         raise ReasonlensError(f"{run / 'config.json'} names no 'model': cannot decode its token ids. "
                               "Re-run train-hicra, or analyze its rollouts with --rollouts.")
-    rollouts = read_rollout_log(run / "rollouts")
-    return rollouts, load_tokenizer(model), {"mode": "training-run", "run_config": run_config}
+    return model
 
 
 def _rollout_series(config: AnalyzeConfig, bar):
@@ -111,9 +117,10 @@ def _rollout_series(config: AnalyzeConfig, bar):
     from reasonlens.sources.checkpoints import discover_checkpoints
     from reasonlens.sources.tasks import load_problems
 
-    root = Path(config.path)
-    series = discover_checkpoints(root / "checkpoints" if _is_training_run(root) else root,
-                                  base=config.base, skip_bad=config.skip_bad)
+    root, base = Path(config.path), config.base
+    if _is_training_run(root):  # --eval-task: the run's checkpoints, after the model it started from
+        root, base = root / "checkpoints", base or _run_model(root)
+    series = discover_checkpoints(root, base=base, skip_bad=config.skip_bad)
     task = config.eval_task or config.task
     seed = config.seed + 1 if config.eval_task else config.seed
     problems = load_problems(None if config.prompts_file else task, prompts_file=config.prompts_file,

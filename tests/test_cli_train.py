@@ -28,6 +28,24 @@ def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["lora"] is True and config["lexicon"]["name"] == "paper"
 
+    # `analyze RUN` reads the logged tokens, logprobs and entropies: nothing is regenerated
+    result = CliRunner().invoke(app, ["analyze", str(run), "--no-report"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "reasonlens" / "summary.json").read_text())
+    assert summary["mode"] == "training-run" and summary["checkpoints"] == []
+    logged = pd.concat(pd.read_parquet(p) for p in sorted((run / "rollouts").glob("step_*.parquet")))
+    analyzed = pd.read_parquet(run / "reasonlens" / "rollouts.parquet")
+    assert analyzed["token_ids"].map(list).tolist() == logged["token_ids"].map(list).tolist()
+    assert analyzed["entropies"].map(list).tolist() == logged["entropies"].map(list).tolist()
+
+    # `--eval-task` re-evaluates the saved adapters (on the run's base model) on held-out problems
+    result = CliRunner().invoke(app, ["analyze", str(run), "--eval-task", "basic_arithmetic", "--out",
+                                      str(tmp_path / "eval"), "--num-prompts", "2", "--samples", "2",
+                                      "--max-new-tokens", "4", "--device", "cpu", "--no-report"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert [(c["step"], c["kind"]) for c in summary["checkpoints"]] == [(0, "base"), (1, "peft"), (2, "peft")]
+
 
 def test_train_hicra_cli_bad_method_is_one_red_line(tmp_path):
     result = CliRunner().invoke(app, ["train-hicra", "--out", str(tmp_path / "r"), "--method", "ppo"])

@@ -198,3 +198,19 @@ def test_file_problem_scoring_without_box_is_wrong():
     problem = Problem("p:0", "2+2?", "4", {"source": "file"})
     assert score_response("it is 4", problem).correct is False
     assert score_response(r"\boxed{4}", problem).reward == 1.0
+
+
+def test_task_options_configure_the_reasoning_gym_generator():
+    problems = load_problems("basic_arithmetic:min_terms=2,max_terms=2,min_digits=1,max_digits=1", n=5, seed=3)
+    # one-digit operands, two terms: "Calculate 5 - 3." and the like
+    for p in problems:
+        operands = [t for t in p.question.rstrip(".").split()[1:] if t.lstrip("-").isdigit()]
+        assert len(operands) == 2 and all(len(t.lstrip("-")) == 1 for t in operands), p.question
+        assert p.meta["options"]["max_terms"] == 2
+
+
+def test_bad_task_options_name_the_fix():
+    with pytest.raises(ReasonlensError, match="not KEY=VALUE"):
+        load_problems("basic_arithmetic:max_terms", n=2)
+    with pytest.raises(ReasonlensError, match="rejected the options"):
+        load_problems("basic_arithmetic:no_such_option=1", n=2)

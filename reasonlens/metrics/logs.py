@@ -44,7 +44,7 @@ def read_rollout_log(path) -> pd.DataFrame:
 
     Example
     -------
-    >>> read_rollout_log("runs/grpo/rollouts")[["step", "response"]]
+    >>> read_rollout_log("runs/grpo/rollouts")[["step", "response"]]  # doctest: +SKIP
     """
     path = Path(path)
     if not path.exists():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,18 +105,45 @@ def _final_answer(answer: str) -> str:
     return answer.rsplit("####", 1)[1].strip() if "####" in answer else answer
 
 
-def _gym_problems(task: str, n: int, seed: int) -> list[Problem]:
+def parse_task(spec: str) -> tuple[str, dict]:
+    """``"basic_arithmetic:max_terms=2,max_digits=1"`` -> the reasoning-gym name and its config values.
+
+    >>> parse_task("basic_arithmetic:max_terms=2,allow_parentheses=false")
+    ('basic_arithmetic', {'max_terms': 2, 'allow_parentheses': False})
+    """
+    name, _, options = spec.partition(":")
+    config = {}
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ReasonlensError(f"task option {item!r} in {spec!r} is not KEY=VALUE: write the task as "
+                                  "NAME:KEY=VALUE,KEY=VALUE (e.g. basic_arithmetic:max_terms=2).")
+        try:
+            config[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in
+                                             ("true", "false") else value.strip())
+        except json.JSONDecodeError:
+            config[key.strip()] = value.strip()
+    return name, config
+
+
+def _gym_problems(spec: str, n: int, seed: int) -> list[Problem]:
     import reasoning_gym
     from reasoning_gym.factory import DATASETS
 
+    task, options = parse_task(spec)
     if task not in DATASETS:
         close = difflib.get_close_matches(task, DATASETS, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ReasonlensError(f"unknown task {task!r}: expected a reasoning-gym task (e.g. gsm_symbolic, "
                               f"basic_arithmetic, countdown), hf:NAME[:CONFIG], or --prompts-file.{hint}")
-    dataset = reasoning_gym.create_dataset(task, size=n, seed=seed)
+    try:
+        dataset = reasoning_gym.create_dataset(task, size=n, seed=seed, **options)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ReasonlensError(f"task {spec!r}: reasoning-gym rejected the options {options} ({err}); "
+                              f"see the {task} dataset's config for valid names and ranges.") from None
     return [Problem(f"{task}:{i}", entry["question"], str(entry["answer"]),
-                    {"source": "reasoning_gym", "task": task, "seed": seed, "index": i, "entry": entry})
+                    {"source": "reasoning_gym", "task": task, "options": options, "seed": seed, "index": i,
+                     "entry": entry})
             for i, entry in enumerate(dataset)]
 
 
