@@ -44,38 +44,45 @@ def _h(name: str) -> str:
     return AnalyzeConfig.help(name)
 
 
+def _d(name: str):
+    """Default of an AnalyzeConfig field, so the CLI and the library cannot drift apart."""
+    from reasonlens.config import AnalyzeConfig
+
+    return AnalyzeConfig.default(name)
+
+
 @app.command()
 @_friendly
 def analyze(
-    path: Annotated[Optional[Path], typer.Argument(help=_h("path"), show_default=False)] = None,
-    rollouts: Annotated[Optional[Path], typer.Option(help=_h("rollouts"))] = None,
-    out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
-    base: Annotated[Optional[str], typer.Option(help=_h("base"))] = None,
-    skip_bad: Annotated[bool, typer.Option(help=_h("skip_bad"))] = False,
-    task: Annotated[str, typer.Option(help=_h("task"))] = "gsm_symbolic",
-    prompts_file: Annotated[Optional[Path], typer.Option(help=_h("prompts_file"))] = None,
-    question_field: Annotated[str, typer.Option(help=_h("question_field"))] = "question",
-    answer_field: Annotated[str, typer.Option(help=_h("answer_field"))] = "answer",
-    num_prompts: Annotated[int, typer.Option(help=_h("num_prompts"))] = 8,
-    eval_task: Annotated[Optional[str], typer.Option(help=_h("eval_task"))] = None,
-    samples: Annotated[int, typer.Option(help=_h("samples"))] = 4,
-    max_new_tokens: Annotated[int, typer.Option(help=_h("max_new_tokens"))] = 256,
-    temperature: Annotated[float, typer.Option(help=_h("temperature"))] = 0.6,
-    top_p: Annotated[float, typer.Option(help=_h("top_p"))] = 1.0,
-    score_temperature: Annotated[float, typer.Option(help=_h("score_temperature"))] = 1.0,
-    seed: Annotated[int, typer.Option(help=_h("seed"))] = 0,
-    batch_size: Annotated[int, typer.Option(help=_h("batch_size"))] = 8,
-    device: Annotated[str, typer.Option(help=_h("device"))] = "auto",
-    dtype: Annotated[str, typer.Option(help=_h("dtype"))] = "auto",
-    lexicon: Annotated[str, typer.Option(help=_h("lexicon"))] = "paper",
-    tokenizer: Annotated[Optional[str], typer.Option(help=_h("tokenizer"))] = None,
-    report: Annotated[bool, typer.Option(help=_h("report"))] = True,
+    path: Annotated[Optional[Path], typer.Argument(help=_h("path"), show_default=False)] = _d("path"),
+    rollouts: Annotated[Optional[Path], typer.Option(help=_h("rollouts"))] = _d("rollouts"),
+    out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = _d("out"),
+    base: Annotated[Optional[str], typer.Option(help=_h("base"))] = _d("base"),
+    skip_bad: Annotated[bool, typer.Option(help=_h("skip_bad"))] = _d("skip_bad"),
+    task: Annotated[str, typer.Option(help=_h("task"))] = _d("task"),
+    prompts_file: Annotated[Optional[Path], typer.Option(help=_h("prompts_file"))] = _d("prompts_file"),
+    question_field: Annotated[str, typer.Option(help=_h("question_field"))] = _d("question_field"),
+    answer_field: Annotated[str, typer.Option(help=_h("answer_field"))] = _d("answer_field"),
+    num_prompts: Annotated[int, typer.Option(help=_h("num_prompts"))] = _d("num_prompts"),
+    eval_task: Annotated[Optional[str], typer.Option(help=_h("eval_task"))] = _d("eval_task"),
+    samples: Annotated[int, typer.Option(help=_h("samples"))] = _d("samples"),
+    max_new_tokens: Annotated[int, typer.Option(help=_h("max_new_tokens"))] = _d("max_new_tokens"),
+    temperature: Annotated[float, typer.Option(help=_h("temperature"))] = _d("temperature"),
+    top_p: Annotated[float, typer.Option(help=_h("top_p"))] = _d("top_p"),
+    score_temperature: Annotated[float, typer.Option(help=_h("score_temperature"))] = _d("score_temperature"),
+    seed: Annotated[int, typer.Option(help=_h("seed"))] = _d("seed"),
+    batch_size: Annotated[int, typer.Option(help=_h("batch_size"))] = _d("batch_size"),
+    device: Annotated[str, typer.Option(help=_h("device"))] = _d("device"),
+    dtype: Annotated[str, typer.Option(help=_h("dtype"))] = _d("dtype"),
+    lexicon: Annotated[str, typer.Option(help=_h("lexicon"))] = _d("lexicon"),
+    tokenizer: Annotated[Optional[str], typer.Option(help=_h("tokenizer"))] = _d("tokenizer"),
+    report: Annotated[bool, typer.Option(help=_h("report"))] = _d("report"),
 ):
     """Measure the two-phase dynamics of a checkpoint series, a training run, or a rollout log."""
+    options = dict(locals())  # exactly the parameters above
     from reasonlens.config import AnalyzeConfig
     from reasonlens.pipeline import analyze as run_analysis
 
-    options = {k: v for k, v in locals().items() if k != "AnalyzeConfig" and k != "run_analysis"}
     out_dir = run_analysis(AnalyzeConfig(**options))
     _print_analysis(out_dir)
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-
-
-def _opt(default, help: str):
-    return field(default=default, metadata={"help": help})
+from reasonlens.options import LEXICON_HELP, PROMPTS_FILE_HELP, TASK_HELP, Documented
+from reasonlens.options import option as _opt
 
 
 @dataclass
-class AnalyzeConfig:
+class AnalyzeConfig(Documented):
     # --- what comes in -----------------------------------------------------------------
     path: Optional[Path] = _opt(None, "Checkpoint series, single model folder, .gguf file or `train-hicra` run.")
     rollouts: Optional[Path] = _opt(None, "Text-only mode: a rollout log (file or folder); no model is loaded.")
@@ -22,8 +20,8 @@ class AnalyzeConfig:
     skip_bad: bool = _opt(False, "Skip unusable checkpoints (recorded in summary.json) instead of failing.")
     out: Optional[Path] = _opt(None, "Output folder (default: PATH/reasonlens).")
     # --- problems ----------------------------------------------------------------------
-    task: str = _opt("gsm_symbolic", "Built-in reasoning-gym task, or hf:NAME for a Hugging Face dataset.")
-    prompts_file: Optional[Path] = _opt(None, "JSONL/Parquet file of problems (overrides --task).")
+    task: str = _opt("gsm_symbolic", TASK_HELP)
+    prompts_file: Optional[Path] = _opt(None, PROMPTS_FILE_HELP)
     question_field: str = _opt("question", "Question field in --prompts-file.")
     answer_field: str = _opt("answer", "Answer field in --prompts-file.")
     num_prompts: int = _opt(8, "Number of problems per checkpoint.")
@@ -40,7 +38,7 @@ class AnalyzeConfig:
     device: str = _opt("auto", "cpu, cuda or auto.")
     dtype: str = _opt("auto", "bf16, fp32 or auto.")
     # --- classification and metrics ----------------------------------------------------
-    lexicon: str = _opt("paper", "Strategic-gram lexicon: 'paper', or a file with one phrase a line.")
+    lexicon: str = _opt("paper", LEXICON_HELP)
     tokenizer: Optional[str] = _opt(None, "Text-only mode: measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = _opt(0.3, "Fraction of a step's tokens counted as high-entropy.")
     report: bool = _opt(True, "Write figures and report.html.")
@@ -61,8 +59,3 @@ class AnalyzeConfig:
         if self.out is None:
             self.out = (source if source.is_dir() else source.parent) / "reasonlens"
         self.out = Path(self.out)
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The one documentation string of a field (the CLI reuses it)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)

@@ -118,3 +118,12 @@ def test_top_grams(rollouts):
     top = top_grams(rollouts, TAGGER, n=1)
     # per step: so 3, wait 1 -> the top one is "so"
     assert top.to_dict("records") == [{"step": 0, "gram": "so", "count": 3}, {"step": 10, "gram": "so", "count": 3}]
+
+
+def test_credit_by_token_class_for_training_runs(rollouts):
+    # every token's advantage is 1 at step 0; planning tokens (4 of 8) get 1.2 at step 10 (HICRA, A=1)
+    adv = [[1.2 if (m and s) else 1.0 for m in mask] for s, mask in zip(rollouts[C.STEP], rollouts[C.PLANNING_MASK])]
+    table = dynamics_table(rollouts.assign(**{C.ADVANTAGES: adv}), TAGGER, equivalent=_equal)
+    assert table[D.ADVANTAGE_PLANNING].tolist() == pytest.approx([1.0, 1.2])
+    assert table[D.ADVANTAGE_EXECUTION].tolist() == pytest.approx([1.0, 1.0])
+    assert D.ADVANTAGE_PLANNING not in dynamics_table(rollouts, TAGGER, equivalent=_equal).columns

@@ -111,3 +111,11 @@ def test_a_table_without_steps_is_a_clear_error():
         figures.plot_entropy(pd.DataFrame({"entropy_all": [1.0]}))
     with pytest.raises(ReasonlensError, match=r"Top strategic grams per step: the table lacks column\(s\) \['gram'"):
         figures.plot_top_grams(pd.DataFrame({"step": [0], "count": [1]}))
+
+
+def test_training_runs_get_an_advantage_figure(tmp_path):
+    dynamics = dynamics_frame().assign(advantage_planning=0.3, advantage_execution=0.1)
+    paths = figures.save_figures(tmp_path, dynamics, None, PHASES)
+    assert [p.name for p in paths] == ["dynamics.png", "overlap.png", "advantages.png"]
+    ax = figures.plot_advantages(dynamics)
+    assert [line.get_label() for line in ax.lines][:2] == ["planning tokens", "execution tokens"]

@@ -30,6 +30,8 @@ ANSWER_SEMANTIC_ENTROPY = "answer_semantic_entropy"        # float: entropy of a
 P_HIGH_GIVEN_PLANNING = "p_high_given_planning"  # float: P(high-entropy token | planning token)
 P_PLANNING_GIVEN_HIGH = "p_planning_given_high"  # float: P(planning token | high-entropy token)
 REFLECTION_RATE = "reflection_rate"      # float: reflection markers per response
+ADVANTAGE_PLANNING = "advantage_planning"    # float: mean per-token credit on planning tokens (training runs)
+ADVANTAGE_EXECUTION = "advantage_execution"  # float: the same on execution tokens; HICRA lifts only the first
 
 DYNAMICS_COLUMNS = [
     STEP, N_RESPONSES, ACCURACY, PASS_AT_1, PASS_AT_K, MEAN_LENGTH, TRUNCATION_RATE, PLANNING_RATIO,

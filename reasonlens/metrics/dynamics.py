@@ -168,6 +168,11 @@ def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
             _check_aligned(g, rc.LOGPROBS, logp, mask)
             ppl = perplexity_by_class(logp, mask)
             out[dc.PPL_PLANNING], out[dc.PPL_EXECUTION] = ppl["planning"], ppl["execution"]
+    advantages = _pooled(g, rc.ADVANTAGES)  # (N,) present for train-hicra runs only
+    if advantages is not None and mask is not None:
+        _check_aligned(g, rc.ADVANTAGES, advantages, mask)
+        credit = mean_by_class(advantages, mask)
+        out[dc.ADVANTAGE_PLANNING], out[dc.ADVANTAGE_EXECUTION] = credit["planning"], credit["execution"]
     for col in (dc.REL_PPL_PLANNING, dc.REL_PPL_EXECUTION):
         out.pop(col)
     return out

@@ -69,6 +69,10 @@ class Analysis:
         """P(high entropy | planning) and P(planning | high entropy) per step."""
         return figures.overlap_figure(self.dynamics, self.phases)
 
+    def plot_advantages(self):
+        """Mean per-token credit on planning vs execution tokens (train-hicra runs)."""
+        return figures.advantages_figure(self.dynamics, self.phases)
+
     def plot_top_grams(self, n: int = 12):
         """Heatmap of the most frequent strategic grams per step (counted with the analysis lexicon)."""
         from reasonlens.metrics.dynamics import top_grams
@@ -196,5 +200,8 @@ def compare(out_dirs: list, out, labels: list[str] | None = None) -> Path:
     write_csv(out / "comparison.csv", combined)
     pngs = [figures.save_figure(figures.dynamics_figure(combined), out / "figures" / "compare_dynamics.png"),
             figures.save_figure(figures.overlap_figure(combined), out / "figures" / "compare_overlap.png")]
+    if "advantage_planning" in combined.columns:
+        pngs.append(figures.save_figure(figures.advantages_figure(combined),
+                                        out / "figures" / "compare_advantages.png"))
     write_text(out / "comparison.html", _comparison_html(runs, combined, pngs))
     return out

@@ -174,6 +174,19 @@ def plot_overlap(df: pd.DataFrame, *, ax=None):
     return ax
 
 
+def plot_advantages(df: pd.DataFrame, *, ax=None):
+    """Mean per-token credit on planning vs execution tokens (training runs: what the loss used)."""
+    return _lines(df, [("advantage_planning", "planning tokens", PLANNING_COLOR),
+                       ("advantage_execution", "execution tokens", EXECUTION_COLOR)], ax,
+                  title="Mean advantage by token class", ylabel="mean advantage",
+                  reason="no per-token advantages: only train-hicra runs log them")
+
+
+def advantages_figure(dynamics: pd.DataFrame, phases: dict | None = None):
+    """One-panel Figure of ``plot_advantages`` with phase boundaries."""
+    return _single(plot_advantages, dynamics, phases)
+
+
 def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
     """Heatmap of the ``n`` most frequent strategic grams (rows) over steps (columns).
 
@@ -292,7 +305,9 @@ def _as_top_grams(rollouts_or_top_grams, tagger) -> pd.DataFrame | None:
 
 def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, phases=None, *,
                  tagger=None) -> list[Path]:
-    """Write ``OUT/figures/{dynamics,overlap,top_grams}.png`` and return their paths.
+    """Write ``OUT/figures/{dynamics,overlap,advantages,top_grams}.png`` and return their paths.
+
+    ``advantages.png`` only for training runs (the dynamics table has advantage columns).
 
     Parameters
     ----------
@@ -314,6 +329,8 @@ def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, ph
     folder = Path(out_dir) / "figures"
     paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png"),
              save_figure(overlap_figure(dynamics, phases), folder / "overlap.png")]
+    if "advantage_planning" in dynamics.columns:
+        paths.append(save_figure(advantages_figure(dynamics, phases), folder / "advantages.png"))
     grams = _as_top_grams(rollouts_or_top_grams, tagger)
     if grams is not None:
         paths.append(save_figure(top_grams_figure(grams), folder / "top_grams.png"))

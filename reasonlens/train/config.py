@@ -9,27 +9,25 @@ round smaller Adam updates away and CPU runs are short.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.options import LEXICON_HELP, PROMPTS_FILE_HELP, TASK_HELP, Documented
+from reasonlens.options import option as _opt
 
 METHODS = ("hicra", "grpo", "entropy-topk", "entropy-reg")
 PLANNING_SOURCES = ("lexicon", "heuristic")
 
 
-def _opt(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class TrainConfig:
+class TrainConfig(Documented):
     # --- model and data ----------------------------------------------------------------
     out: Path = _opt(Path("run"), "Run folder: config.json, metrics.csv, rollouts/, checkpoints/.")
     model: str = _opt("smollm2", "Policy to train: 'smollm2' (bundled), an HF folder or hub id.")
-    task: str = _opt("gsm_symbolic", "Built-in reasoning-gym task, or hf:NAME for a Hugging Face dataset.")
-    prompts_file: Optional[Path] = _opt(None, "JSONL/Parquet file of problems (overrides --task).")
+    task: str = _opt("gsm_symbolic", TASK_HELP)
+    prompts_file: Optional[Path] = _opt(None, PROMPTS_FILE_HELP)
     num_prompts: int = _opt(64, "Distinct problems loaded; the trainer cycles through them.")
     # --- method ------------------------------------------------------------------------
     method: str = _opt("hicra", "Credit assignment: hicra, grpo, entropy-topk (80/20 rule) or "
@@ -38,7 +36,7 @@ class TrainConfig:
     planning_source: str = _opt("lexicon", "HICRA's planning tokens: 'lexicon' (strategic grams, the paper) "
                                            "or 'heuristic' (the port's top-30% entropy tokens of correct, "
                                            "longer-than-average responses, scaled by 1 + alpha).")
-    lexicon: str = _opt("paper", "Strategic-gram lexicon: 'paper', or a file with one phrase a line.")
+    lexicon: str = _opt("paper", LEXICON_HELP)
     entropy_quantile: float = _opt(0.2, "entropy-topk: fraction of highest-entropy tokens that carry gradient.")
     heuristic_quantile: float = _opt(0.3, "heuristic planning source: fraction of each eligible response's "
                                           "highest-entropy tokens.")
@@ -100,12 +98,3 @@ class TrainConfig:
         if self.dtype not in ("auto", "bf16", "fp32"):
             raise ReasonlensError(f"dtype={self.dtype!r} is not supported; expected auto, bf16 or fp32.")
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The one documentation string of a field (the CLI reuses it)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def default(cls, name: str):
-        """The default of a field (the CLI reuses it)."""
-        return next(f.default for f in fields(cls) if f.name == name)
