@@ -60,3 +60,24 @@ def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
     rollouts = pd.read_parquet(out / "rollouts.parquet")
     assert (rollouts[C.N_TOKENS] == rollouts[C.ENTROPIES].map(len)).all()
     assert not (out / "report.html").exists()
+
+
+def test_analyze_bundled_smollm2_end_to_end(tmp_path):
+    """The real embedded default: generation, scoring, math-verify grading and the report, small settings."""
+    out = tmp_path / "smollm2"
+    result = runner.invoke(app, ["analyze", "smollm2", "--out", str(out), "--task", "gsm_symbolic",
+                                 "--num-prompts", "1", "--samples", "2", "--max-new-tokens", "24"])
+    assert result.exit_code == 0, result.output
+    rollouts = pd.read_parquet(out / "rollouts.parquet")
+    assert len(rollouts) == 2 and rollouts[C.STEP].tolist() == [0, 0]
+    assert all(0 < n <= 24 for n in rollouts[C.N_TOKENS])
+    # every token's entropy is within [0, log V] for SmolLM2's 49152-token vocabulary
+    entropies = [e for row in rollouts[C.ENTROPIES] for e in row]
+    assert all(0 <= e <= 10.81 for e in entropies)
+    from reasonlens.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    for _, row in rollouts.iterrows():  # the text is what the token ids say, and the prompt went through ChatML
+        assert tokenizer.decode(list(row[C.TOKEN_IDS]), skip_special_tokens=True) == row[C.RESPONSE]
+        assert tokenizer.decode(list(row[C.PROMPT_TOKEN_IDS])).startswith("<|im_start|>")
+    assert (out / "report.html").stat().st_size > 10_000
