@@ -33,6 +33,8 @@ figure{margin:18px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{
 CAPTIONS = {
     "dynamics": "The paper's four panels; dashed vertical lines mark detected phase boundaries.",
     "overlap": "How often planning tokens are high-entropy (top 30% within the step), and the reverse.",
+    "advantages": "Mean per-token credit the loss used, on planning vs execution tokens (HICRA adds "
+                  "alpha*|A| on planning tokens only).",
     "top_grams": "The most frequent strategic grams, counted per step.",
 }
 
