@@ -213,3 +213,7 @@ def compare(
     out_dir = run_compare(analyses, out, labels=label)
     console.print(f"compared {len(analyses)} analyses: {out_dir / 'comparison.csv'}", highlight=False)
     typer.echo(str(out_dir / "comparison.html"))
+
+
+if __name__ == "__main__":
+    app()
