@@ -36,6 +36,7 @@ class Summary(TypedDict):
     config: dict[str, Any]     # dataclasses.asdict(AnalyzeConfig)
     provenance: dict[str, Any]  # reasonlens version, git hash, library versions, date
     lexicon: dict[str, Any]    # {"name", "hash", "size"} of the strategic-gram lexicon
+    tokenizer: Optional[str]   # what decodes token_ids (load_tokenizer spec); None for plain text
     checkpoints: list[dict]    # [{"step", "name", "path", "kind"}] in step order
     skipped: list[dict]        # [{"path", "reason"}] left out by --skip-bad
     phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
@@ -56,7 +57,8 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True) -> Path:
     started = time.time()
     with progress_bar(progress) as bar:
         if config.rollouts is not None:
-            rollouts, tokenizer, info = _read_text_log(config), _text_tokenizer(config), {"mode": "text-only"}
+            rollouts, tokenizer = _read_text_log(config), _text_tokenizer(config)
+            info = {"mode": "text-only", "tokenizer": config.tokenizer}
         elif _is_training_run(Path(config.path)) and config.eval_task is None:
             rollouts, tokenizer, info = _read_training_run(Path(config.path))
         else:
@@ -99,7 +101,8 @@ def _read_training_run(run: Path):
 
     run_config = json.loads((run / "config.json").read_text())
     rollouts = read_rollout_log(run / "rollouts")
-    return rollouts, load_tokenizer(_run_model(run)), {"mode": "training-run", "run_config": run_config}
+    model = _run_model(run)
+    return rollouts, load_tokenizer(model), {"mode": "training-run", "run_config": run_config, "tokenizer": model}
 
 
 def _run_model(run: Path) -> str:
@@ -142,7 +145,7 @@ def _rollout_series(config: AnalyzeConfig, bar):
         from reasonlens.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(str(series.checkpoints[-1].path))
-    info = {"mode": "checkpoints", "skipped": series.skipped,
+    info = {"mode": "checkpoints", "skipped": series.skipped, "tokenizer": str(series.checkpoints[-1].path),
             "checkpoints": [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
                             for c in series.checkpoints]}
     return pd.concat(frames, ignore_index=True), tokenizer, info
@@ -261,6 +264,7 @@ def _summary(config, rollouts, tagger, info, phases, started) -> Summary:
     return Summary(
         mode=info["mode"], config=dataclasses.asdict(config), provenance=provenance(),
         lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases)},
+        tokenizer=info.get("tokenizer"),
         checkpoints=info.get("checkpoints", []), skipped=info.get("skipped", []), phases=phases,
         n_responses=len(rollouts), tokens_scored=tokens, seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

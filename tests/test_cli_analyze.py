@@ -23,7 +23,14 @@ def test_analyze_series_writes_every_artifact(tiny_series, tmp_path):
     for name in ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "report.html"):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert json.loads((out / "summary.json").read_text())["config"]["samples"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["samples"] == 2
+    assert summary["tokenizer"] == str(tiny_series / "checkpoint-3")
+
+    import reasonlens  # the notebook path: per-token highlighting with the recorded tokenizer
+
+    shown = reasonlens.load_analysis(out).show_response(0)
+    assert 'title="' in shown.data and "entropy" in shown.data
 
 
 def test_analyze_text_only_log_leaves_token_metrics_empty(tmp_path):

@@ -6,6 +6,8 @@ An analysis folder holds ``summary.json`` (config, lexicon, phases), ``dynamics.
 
 from __future__ import annotations
 
+import functools
+
 import html
 import json
 from pathlib import Path
@@ -87,13 +89,28 @@ class Analysis:
             self._tagger = PlanningTagger(self.config.get("lexicon") or self.lexicon.get("name") or "paper")
         return self._tagger
 
+    @functools.cached_property
+    def tokenizer(self):
+        """The tokenizer that decodes ``token_ids`` (recorded in summary.json), or None if it cannot load."""
+        from reasonlens.models.loading import load_tokenizer
+
+        spec = self.summary.get("tokenizer")
+        try:
+            return load_tokenizer(spec) if spec else None
+        except (ReasonlensError, OSError, ValueError):
+            return None  # a moved or deleted model folder: fall back to span highlighting
+
     def show_response(self, i: int, *, tokenizer=None):
-        """Response ``i`` (row position in ``.rollouts``) with planning tokens highlighted, as HTML."""
+        """Response ``i`` (row position in ``.rollouts``) with planning tokens highlighted, as HTML.
+
+        Token-level highlighting with entropy on hover uses ``tokenizer``, by default the one the
+        analysis recorded; without one, planning spans are highlighted in the plain text."""
         if not 0 <= i < len(self.rollouts):
             n = len(self.rollouts)
             raise ReasonlensError(f"show_response: index i={i} is out of range; this analysis has "
                                   f"{n} responses (rows of .rollouts): pass 0..{n - 1}.")
         row = self.rollouts.iloc[i]
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         has_tokens = (highlight.token_texts(row, tokenizer) is not None
                       and highlight.is_list(row.get(C.PLANNING_MASK)))
         body = highlight.response_html(row, tokenizer=tokenizer, tagger=None if has_tokens else self.tagger())
