@@ -101,13 +101,13 @@ def _read_training_run(run: Path):
 
     run_config = json.loads((run / "config.json").read_text())
     rollouts = read_rollout_log(run / "rollouts")
-    model = _run_model(run)
+    model = _run_model(run, run_config)
     return rollouts, load_tokenizer(model), {"mode": "training-run", "run_config": run_config, "tokenizer": model}
 
 
-def _run_model(run: Path) -> str:
+def _run_model(run: Path, run_config: Optional[dict] = None) -> str:
     """The model a training run started from (its tokenizer decodes the logs; it is step 0 of --eval-task)."""
-    run_config = json.loads((run / "config.json").read_text())
+    run_config = run_config or json.loads((run / "config.json").read_text())
     model = run_config.get("model") or run_config.get("config", {}).get("model")
     if model is None:
         raise ReasonlensError(f"{run / 'config.json'} names no 'model': cannot decode its token ids. "
