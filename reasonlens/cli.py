@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.options import LEXICON_HELP
 
 app = typer.Typer(
     help="See how RL changes an LLM's reasoning (execution vs planning), and train with HICRA.",
@@ -88,7 +89,7 @@ def analyze(
 
 
 def _print_analysis(out_dir: Path) -> None:
-    """One table of the headline numbers, the phases in words, and where the report is."""
+    """The phases in words, the headline numbers, and (last, on stdout) where the report is."""
     import json
 
     summary = json.loads((out_dir / "summary.json").read_text())
@@ -100,13 +101,14 @@ def _print_analysis(out_dir: Path) -> None:
     report = out_dir / "report.html"
     typer.echo(str(report if report.exists() else out_dir))
 
+
 @app.command()
 @_friendly
 def tag(
     text: Annotated[Optional[str], typer.Argument(help="Text to tag (default: --file, else stdin).",
                                                   show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option(help="Read the text from this UTF-8 file.")] = None,
-    lexicon: Annotated[str, typer.Option(help="Preset name ('paper') or a file with one phrase a line.")] = "paper",
+    lexicon: Annotated[str, typer.Option(help=LEXICON_HELP)] = "paper",
     tokenizer: Annotated[Optional[str], typer.Option(help="Also label tokens: 'smollm2', a tokenizer folder "
                                                           "or a .gguf file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print spans, counts (and tokens) as JSON.")] = False,

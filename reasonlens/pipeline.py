@@ -22,7 +22,7 @@ from reasonlens import columns as C
 from reasonlens.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 from reasonlens.progress import progress_bar
-from reasonlens.records import cache_key, provenance, write_csv, write_json, write_parquet
+from reasonlens.records import cache_key, provenance, step_file, write_csv, write_json, write_parquet
 
 STAGE_VERSION = 1  # bump when the content of a rollouts/step_*.parquet file changes
 _SAMPLING = ("num_prompts", "samples", "max_new_tokens", "temperature", "top_p", "score_temperature",
@@ -57,7 +57,8 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True) -> Path:
     started = time.time()
     with progress_bar(progress) as bar:
         if config.rollouts is not None:
-            rollouts, tokenizer = _read_text_log(config), _text_tokenizer(config)
+            tokenizer = _text_tokenizer(config)
+            rollouts = _read_text_log(config, tokenizer)
             info = {"mode": "text-only", "tokenizer": config.tokenizer}
         elif _is_training_run(Path(config.path)) and config.eval_task is None:
             rollouts, tokenizer, info = _read_training_run(Path(config.path))
@@ -73,14 +74,14 @@ def _is_training_run(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / "rollouts").glob("step_*.parquet"))
 
 
-def _read_text_log(config: AnalyzeConfig) -> pd.DataFrame:
-    """Text only: token arrays, even where a log has them, are dropped so nothing is mixed in."""
+def _read_text_log(config: AnalyzeConfig, tokenizer) -> pd.DataFrame:
+    """Text only: token arrays, even where a log has them, are dropped so nothing is mixed in;
+    with a tokenizer, length is counted in its tokens."""
     from reasonlens.metrics.logs import read_rollout_log
 
     rollouts = read_rollout_log(config.rollouts)
     rollouts = rollouts.drop(columns=[c for c in C.TOKEN_ARRAY_COLUMNS if c in rollouts], errors="ignore")
-    if config.tokenizer is not None:
-        tokenizer = _text_tokenizer(config)
+    if tokenizer is not None:
         rollouts[C.N_TOKENS] = [len(tokenizer(r, add_special_tokens=False)["input_ids"])
                                 for r in rollouts[C.RESPONSE].fillna("")]
     return rollouts
@@ -144,11 +145,17 @@ def _rollout_series(config: AnalyzeConfig, bar):
     if tokenizer is None:  # every step came from the cache
         from reasonlens.models.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(str(series.checkpoints[-1].path))
-    info = {"mode": "checkpoints", "skipped": series.skipped, "tokenizer": str(series.checkpoints[-1].path),
+        tokenizer = load_tokenizer(_tokenizer_spec(series.checkpoints[-1]))
+    info = {"mode": "checkpoints", "skipped": series.skipped, "tokenizer": _tokenizer_spec(series.checkpoints[-1]),
             "checkpoints": [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
                             for c in series.checkpoints]}
     return pd.concat(frames, ignore_index=True), tokenizer, info
+
+
+def _tokenizer_spec(ckpt) -> str:
+    """What decodes a checkpoint's tokens: the checkpoint itself, or for a PEFT adapter the base it was
+    loaded on (the series was checked to share one vocabulary)."""
+    return ckpt.adapter_base if ckpt.kind == "peft" and ckpt.adapter_base else str(ckpt.path)
 
 
 def _fingerprint(path) -> list:
@@ -161,8 +168,7 @@ def _fingerprint(path) -> list:
 
 
 def _step_paths(out: Path, step: int) -> tuple[Path, Path]:
-    stem = out / "rollouts" / f"step_{step:06d}"
-    return stem.with_suffix(".parquet"), stem.with_suffix(".json")
+    return step_file(out, step), step_file(out, step, ".json")
 
 
 def _cached_step(out: Path, step: int, key: str) -> Optional[pd.DataFrame]:

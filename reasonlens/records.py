@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
+import math
 import os
 import subprocess
 from importlib import metadata
@@ -34,6 +36,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def step_file(folder: str | os.PathLike, step: int, suffix: str = ".parquet") -> Path:
+    """``folder/rollouts/step_000120.parquet``: the per-step rollout file of an analysis or a training run
+    (zero-padded so files sort as they ran)."""
+    return Path(folder) / "rollouts" / f"step_{step:06d}{suffix}"
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -59,7 +67,7 @@ def write_csv(path: str | os.PathLike, df) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, paths, numpy scalars and tuples as plain JSON values (other objects: str/repr)."""
+    """Dataclasses, paths, numpy scalars and tuples as plain JSON values; NaN/inf become null."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
     if isinstance(obj, dict):
@@ -69,9 +77,9 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return obj.item()
-    if isinstance(obj, float) and obj != obj:
-        return None  # NaN is not JSON
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # NaN and infinities are not JSON
     return obj
 
 
@@ -81,8 +89,9 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def git_hash() -> str | None:
-    """The commit of the reasonlens checkout, when it is one (None for an installed wheel)."""
+    """The commit of the reasonlens checkout, when it is one (None for an installed wheel); asked once."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,

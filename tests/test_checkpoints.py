@@ -97,6 +97,11 @@ def test_peft_adapters_with_base_argument(adapter_dir, tiny_model_dir, tmp_path)
     assert series.checkpoints[1].adapter_base == str(tiny_model_dir.resolve())
 
 
+def test_peft_adapter_as_base_is_refused(adapter_dir, tiny_series):
+    with pytest.raises(ReasonlensError, match="base: --base is a PEFT adapter; it must be the full model"):
+        discover_checkpoints(tiny_series, base=str(adapter_dir))
+
+
 def test_peft_adapter_without_any_base(adapter_dir, tmp_path):
     folder = _link_model(adapter_dir, tmp_path / "checkpoint-1", skip={"adapter_config.json"})
     config = json.loads((adapter_dir / "adapter_config.json").read_text()) | {"base_model_name_or_path": None}

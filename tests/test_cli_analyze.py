@@ -88,3 +88,19 @@ def test_analyze_bundled_smollm2_end_to_end(tmp_path):
         assert tokenizer.decode(list(row[C.TOKEN_IDS]), skip_special_tokens=True) == row[C.RESPONSE]
         assert tokenizer.decode(list(row[C.PROMPT_TOKEN_IDS])).startswith("<|im_start|>")
     assert (out / "report.html").stat().st_size > 10_000
+
+
+def test_text_only_length_in_a_given_tokenizers_tokens(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    responses = ["But wait, let's check again.", "The total is 13 dollars."]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"step": 0, "prompt": "q", "response": r}) for r in responses))
+    result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--tokenizer", str(tiny_tokenizer_dir),
+                                 "--out", str(tmp_path / "out"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    expected = sum(len(tokenizer.encode(r, add_special_tokens=False)) for r in responses) / 2
+    dynamics = pd.read_csv(tmp_path / "out" / "dynamics.csv")
+    assert dynamics["mean_length"].tolist() == [expected]
+    assert dynamics["length_unit"].tolist() == ["tokens"]

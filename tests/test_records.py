@@ -21,8 +21,13 @@ def test_failed_write_leaves_no_file_and_no_temporary(tmp_path):
 
 
 def test_write_json_replaces_atomically_and_handles_odd_values(tmp_path):
-    path = write_json(tmp_path / "x.json", {"p": Path("/a"), "f": Fraction(1, 3), "nan": float("nan")})
-    assert json.loads(path.read_text()) == {"p": "/a", "f": "1/3", "nan": None}
+    import numpy as np
+
+    record = {"p": Path("/a"), "f": Fraction(1, 3), "nan": float("nan"), "np_nan": np.float64("nan"),
+              "inf": float("inf"), "np_int": np.int64(3)}
+    path = write_json(tmp_path / "x.json", record)
+    assert json.loads(path.read_text()) == {"p": "/a", "f": "1/3", "nan": None, "np_nan": None, "inf": None,
+                                            "np_int": 3}  # strict JSON: no NaN/Infinity tokens
 
 
 def test_cache_key_is_order_free_for_dicts_and_sensitive_to_values():

@@ -166,3 +166,16 @@ def test_overview_says_why_token_metrics_are_missing():
     no_planning = narrative.overview({}, dynamics, ["entropy_planning"], text_only=False)[-1]
     assert text_only.startswith("This analysis has no token probabilities (text-only): entropy_all")
     assert no_planning.startswith("entropy_planning are unavailable at every step: no response token")
+
+
+def test_token_texts_show_a_multibyte_character_once(tiny_tokenizer_dir):
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from reasonlens import columns as C
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    ids = tokenizer.encode("so café → 7", add_special_tokens=False)  # é and → are split into byte tokens
+    assert len(ids) > len("so café → 7".split())
+    pieces = highlight.token_texts(pd.Series({C.TOKEN_IDS: ids}), tokenizer)
+    assert len(pieces) == len(ids) and "".join(pieces) == "so café → 7"

@@ -13,7 +13,7 @@ from pathlib import Path
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.lexicon import Lexicon
-from reasonlens.hierarchy.tagger import PlanningTagger
+from reasonlens.hierarchy.tagger import PlanningTagger, gram_counts
 
 
 def read_text(text: str | None, file: Path | None) -> str:
@@ -34,11 +34,12 @@ def tag_result(text: str, *, lexicon="paper", tokenizer=None) -> dict:
     ("smollm2", a folder, a .gguf file).
     """
     tagger = PlanningTagger(lexicon).fit()
+    found = tagger.find(text)
     result = {
         "text": text,
         "lexicon": {"name": tagger.lexicon_.name, "hash": tagger.lexicon_.hash},
-        "spans": [m._asdict() for m in tagger.find(text)],
-        "counts": tagger.count(text),
+        "spans": [m._asdict() for m in found],
+        "counts": gram_counts(found),
     }
     if tokenizer is not None:
         from reasonlens.hierarchy.tokens import tag_tokens

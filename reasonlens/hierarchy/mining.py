@@ -254,6 +254,7 @@ class StrategicGramMiner:
             "distance_threshold": self.distance_threshold, "n_clusters": self.n_clusters,
             "top_fraction": self.top_fraction, "drop_fraction": self.drop_fraction, "min_df": self.min_df,
             "max_ngrams": self.max_ngrams, "seed": self.seed,
-            "embedder": self.embedder if isinstance(self.embedder, str) else type(self.embedder).__name__,
+            "embedder": (str(self.embedder) if isinstance(self.embedder, (str, Path))
+                         else type(self.embedder).__name__),
             "n_responses": len(docs), "n_ngrams_embedded": len(grams), "n_clusters_found": k,
         }

@@ -42,18 +42,14 @@ def _char_regex(ch: str) -> str:
     return re.escape(ch)
 
 
-def _is_alnum(ch: str) -> bool:
-    return ch.isalnum()
-
-
 def gram_regex(phrase: str) -> str:
     """Regex for one canonical phrase with the spec's boundary rules, to run on ``lower_text(text)``.
 
     The naive per-gram form: the reference in tests and the baseline in benchmarks/bench_tagger.py.
     """
     body = "".join(_char_regex(ch) for ch in phrase)
-    head = _START_GUARD if _is_alnum(phrase[0]) else ""
-    tail = _END_GUARD if _is_alnum(phrase[-1]) else ""
+    head = _START_GUARD if phrase[0].isalnum() else ""
+    tail = _END_GUARD if phrase[-1].isalnum() else ""
     return head + body + tail
 
 
@@ -68,27 +64,22 @@ def _build_trie(phrases: Sequence[str]) -> dict:
     return root
 
 
-def _emit(node: dict, path_has_end: bool, state: dict) -> str:
-    """Regex for the subtree below ``node``; a gram end becomes an empty capture group."""
+def _emit(node: dict, last: str, state: dict) -> str:
+    """Regex for the subtree below ``node`` (reached by the character ``last``); a gram end becomes
+    an empty capture group. ``state["stack"]`` holds the groups of the gram ends on the path so far."""
     out = ""
-    if None in node:
+    ends_here = None in node
+    if ends_here:
         state["groups"].append(node[None])
         state["chain"].append(state["stack"] + [len(state["groups"])])
-        guard = _END_GUARD if _is_alnum(state["last"]) else ""
-        out += f"(?:{guard}())?" if guard else "()"
+        out += f"(?:{_END_GUARD}())?" if last.isalnum() else "()"
         state["stack"].append(len(state["groups"]))
-        path_has_end = True
     children = [ch for ch in node if ch is not None]
     if children:
-        alts = []
-        for ch in children:
-            saved = state["last"]
-            state["last"] = ch
-            alts.append(_char_regex(ch) + _emit(node[ch], path_has_end, state))
-            state["last"] = saved
+        alts = [_char_regex(ch) + _emit(node[ch], ch, state) for ch in children]
         # Only optional once a gram may have ended on this path: keeps failed starts cheap.
-        out += "(?:" + "|".join(alts) + (")?" if path_has_end else ")")
-    if None in node:
+        out += "(?:" + "|".join(alts) + (")?" if state["stack"] else ")")
+    if ends_here:
         state["stack"].pop()
     return out
 
@@ -103,12 +94,11 @@ def compile_lexicon(phrases: Sequence[str]) -> tuple[re.Pattern, list[int], list
     pattern: this lets the regex engine reject most positions on one character (2.5x faster).
     """
     trie = _build_trie(phrases)
-    state = {"groups": [], "chain": [], "stack": [], "last": ""}
+    state = {"groups": [], "chain": [], "stack": []}
     branches = []
     for ch in trie:
-        state["last"] = ch
-        guard = _START_GUARD_AFTER_FIRST if _is_alnum(ch) else ""
-        branches.append(_char_regex(ch) + guard + _emit(trie[ch], False, state))
+        guard = _START_GUARD_AFTER_FIRST if ch.isalnum() else ""
+        branches.append(_char_regex(ch) + guard + _emit(trie[ch], ch, state))
     first = "".join(sorted({_first_class(ch) for ch in trie}))
     pattern = re.compile(f"(?=[{first}])(?=" + "|".join(branches) + ")")
     return pattern, state["groups"], state["chain"]
@@ -138,6 +128,14 @@ def leftmost_longest(matches: Iterable[Match]) -> list[Match]:
             chosen.append(m)
             end = m.end
     return chosen
+
+
+def gram_counts(matches: Iterable[Match]) -> dict[str, int]:
+    """Gram -> occurrences taken left to right, longest first, without overlap (``leftmost_longest``)."""
+    counts: dict[str, int] = {}
+    for m in leftmost_longest(matches):
+        counts[m.gram] = counts.get(m.gram, 0) + 1
+    return counts
 
 
 def span_union(matches: Iterable[Match]) -> list[tuple[int, int]]:
@@ -205,10 +203,7 @@ class PlanningTagger:
 
     def count(self, text: str) -> dict[str, int]:
         """Gram -> occurrences taken left to right, longest first, without overlap."""
-        counts: dict[str, int] = {}
-        for m in leftmost_longest(self.find(text)):
-            counts[m.gram] = counts.get(m.gram, 0) + 1
-        return counts
+        return gram_counts(self.find(text))
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Disjoint sorted character spans covered by any occurrence (the planning characters)."""

@@ -156,22 +156,19 @@ def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
     if mask is not None and mask.size:
         out[dc.PLANNING_RATIO] = float(mask.mean())
     if ent is not None:
-        out[dc.ENTROPY_ALL] = mean_by_class(ent, np.zeros(ent.size, dtype=bool))["all"]
+        by_class = mean_by_class(ent, _class_mask(g, rc.ENTROPIES, ent, mask))
+        out[dc.ENTROPY_ALL] = by_class["all"]
         if mask is not None:
-            _check_aligned(g, rc.ENTROPIES, ent, mask)
-            by_class = mean_by_class(ent, mask)
             out[dc.ENTROPY_PLANNING], out[dc.ENTROPY_EXECUTION] = by_class["planning"], by_class["execution"]
             out.update(high_entropy_overlap(ent, mask, quantile))
     if logp is not None:
-        out[dc.PPL_ALL] = perplexity_by_class(logp, np.zeros(logp.size, dtype=bool))["all"]
+        ppl = perplexity_by_class(logp, _class_mask(g, rc.LOGPROBS, logp, mask))
+        out[dc.PPL_ALL] = ppl["all"]
         if mask is not None:
-            _check_aligned(g, rc.LOGPROBS, logp, mask)
-            ppl = perplexity_by_class(logp, mask)
             out[dc.PPL_PLANNING], out[dc.PPL_EXECUTION] = ppl["planning"], ppl["execution"]
     advantages = _pooled(g, rc.ADVANTAGES)  # (N,) present for train-hicra runs only
     if advantages is not None and mask is not None:
-        _check_aligned(g, rc.ADVANTAGES, advantages, mask)
-        credit = mean_by_class(advantages, mask)
+        credit = mean_by_class(advantages, _class_mask(g, rc.ADVANTAGES, advantages, mask))
         out[dc.ADVANTAGE_PLANNING], out[dc.ADVANTAGE_EXECUTION] = credit["planning"], credit["execution"]
     for col in (dc.REL_PPL_PLANNING, dc.REL_PPL_EXECUTION):
         out.pop(col)
@@ -183,12 +180,15 @@ def _pooled(g: pd.DataFrame, col: str, dtype=float) -> np.ndarray | None:
     return pool(g[col].tolist(), dtype) if col in g.columns else None
 
 
-def _check_aligned(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray) -> None:
-    """Raise if a token array and the planning mask disagree in length."""
+def _class_mask(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The planning mask for the token array ``col`` (all False without one); raise if their lengths disagree."""
+    if mask is None:
+        return np.zeros(values.size, dtype=bool)  # only the "all" class is meaningful
     if values.size != mask.size:
         raise ReasonlensError(f"step {g[rc.STEP].iloc[0]}: '{col}' has {values.size} tokens but "
                               f"'{rc.PLANNING_MASK}' has {mask.size}: both must align with token_ids "
                               "(re-score the rollouts or recompute the mask).")
+    return mask
 
 
 def _text_metrics(g: pd.DataFrame, tagger, equivalent) -> dict:

@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..hierarchy.tagger import leftmost_longest
-from .text import WORD_RE
+from ..hierarchy.tagger import leftmost_longest, overlap_mask, span_union
+from .text import word_spans
 
 
 def shannon_entropy(counts: Mapping | Iterable[float], base: float = math.e) -> float:
@@ -54,11 +54,9 @@ def next_word_ngrams(text: str, found: Sequence, n: int = 3) -> list[tuple[str, 
     punctuation but never leave the response; an occurrence followed by fewer than ``n`` such
     words is dropped.
     """
-    covered = np.zeros(len(text) + 1, dtype=bool)
-    for m in found:
-        covered[m.start:m.end] = True
-    words = [(w.start(), w.group().lower()) for w in WORD_RE.finditer(text)
-             if not covered[w.start():w.end()].any()]
+    spans = word_spans(text)
+    words = [(a, text[a:b].lower()) for (a, b), planning in zip(spans, overlap_mask(span_union(found), spans))
+             if not planning]
     starts = [s for s, _ in words]
     pairs = []
     for m in leftmost_longest(found):

@@ -113,10 +113,11 @@ def _phase(table, column, finder, gates, missing) -> dict:
     if sigma_fit > sigma:  # MAD of few points can undershoot: re-segment with the larger, fitted noise
         sigma = sigma_fit
         segments, penalty = slope_segments(y, sigma, gates["penalty_scale"])
+    changes = [fitted_change(y, i, j) for i, j in segments]  # one fitted line per segment, shared by the finders
     evidence |= {"noise_sigma": sigma, "penalty": penalty, "min_change": gates["min_effect"] * sigma,
                  "change_points": [int(steps[i]) for i, _ in segments[1:]],
-                 "segments": [_segment(steps, y, i, j) for i, j in segments]}
-    return finder(steps, y, segments, sigma, evidence, gates)
+                 "segments": [_segment(steps, i, j, c) for (i, j), c in zip(segments, changes)]}
+    return finder(steps, segments, changes, sigma, evidence, gates)
 
 
 def residual_noise(y: np.ndarray, segments: list[tuple[int, int]]) -> float:
@@ -136,21 +137,19 @@ def fitted_change(y: np.ndarray, i: int, j: int) -> float:
     return float(np.polyfit(x, y[i:j + 1], 1)[0] * (j - i)) if j > i else 0.0
 
 
-def _segment(steps, y, i, j) -> dict:
-    """Evidence for one constant-slope segment of the curve."""
-    change = fitted_change(y, i, j)
+def _segment(steps, i, j, change) -> dict:
+    """Evidence for one constant-slope segment of the curve (``change`` = its fitted change)."""
     return {"start_step": int(steps[i]), "end_step": int(steps[j]), "change": change,
             "slope_per_step": change / float(steps[j] - steps[i]) if steps[j] != steps[i] else 0.0}
 
 
-def _consolidation(steps, y, segments, sigma, evidence, gates) -> dict:
+def _consolidation(steps, segments, changes, sigma, evidence, gates) -> dict:
     """Knee = first change point after a steep fall (>= min_effect sigma) where the slope flattens."""
     min_change = gates["min_effect"] * sigma
     fall, steepest = 0.0, 0.0
-    for (i, j), (_, m) in zip(segments, segments[1:]):
-        change = fitted_change(y, i, j)
+    for (i, j), (_, m), change, next_change in zip(segments, segments[1:], changes, changes[1:]):
         fall, steepest = fall + min(0.0, change), min(steepest, change / (j - i))
-        after = fitted_change(y, j, m) / (m - j)
+        after = next_change / (m - j)
         if -fall >= min_change and steepest < 0 and abs(after) <= gates["flat_ratio"] * abs(steepest):
             evidence |= {"fall_before_knee": -fall, "steepest_slope_per_point": steepest,
                          "slope_after_knee_per_point": after}
@@ -158,19 +157,18 @@ def _consolidation(steps, y, segments, sigma, evidence, gates) -> dict:
                            f"execution relative perplexity fell by {-fall:.3g} (noise sigma {sigma:.2g}) "
                            f"until step {int(steps[j])}, then flattened (slope {after:.2g} vs {steepest:.2g} "
                            "per point)")
-    total = sum(fitted_change(y, i, j) for i, j in segments)
+    total = sum(changes)
     why = ("no steep fall followed by a flat stretch" if -total >= min_change else
            f"the curve moves by {total:.3g}, less than {gates['min_effect']:g} noise sigmas ({min_change:.2g})")
     return _result(None, evidence, why)
 
 
-def _exploration(steps, y, segments, sigma, evidence, gates) -> dict:
+def _exploration(steps, segments, changes, sigma, evidence, gates) -> dict:
     """Onset = first segment rising >= min_effect sigma after which the curve keeps rising to the end (no fall back)."""
     min_change = gates["min_effect"] * sigma
-    changes = [fitted_change(y, i, j) for i, j in segments]
     for n, (i, _) in enumerate(segments):
         rise_to_end, later = sum(changes[n:]), changes[n + 1:]
-        if (changes[n] >= min_change and rise_to_end >= min_change and len(y) - 1 - i >= gates["min_rise_steps"]
+        if (changes[n] >= min_change and rise_to_end >= min_change and len(steps) - 1 - i >= gates["min_rise_steps"]
                 and all(c >= -min_change for c in later)):
             evidence |= {"rise_in_onset_segment": changes[n], "rise_to_end": rise_to_end, "onset_segment": n}
             return _result(int(steps[i]), evidence,

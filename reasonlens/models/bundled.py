@@ -101,6 +101,11 @@ def _convert_smollm2(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def bundled_model_folder() -> Path:
+    """Where the converted SmolLM2 folder lives in the cache (it may not exist yet)."""
+    return cache_dir() / "models" / SMOLLM2_DIRNAME
+
+
 def bundled_model_dir() -> Path:
     """The bundled SmolLM2-135M-Instruct as a bf16 HF folder in the cache (converted on first use)."""
-    return build_once(cache_dir() / "models" / SMOLLM2_DIRNAME, _convert_smollm2)
+    return build_once(bundled_model_folder(), _convert_smollm2)

@@ -109,17 +109,18 @@ def stop_token_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def left_pad(rows: list[list[int]], pad_id: int):
-    """Left-pad token lists -> input_ids (B, L) and attention_mask (B, L), 1 = real token."""
+def pad_rows(rows: list[list[int]], pad_id: int, *, left: bool):
+    """Pad token lists on the left (generation) or right (scoring) -> input_ids (B, L) and
+    attention_mask (B, L), 1 = real token."""
     import torch
 
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        if row:
-            input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        input_ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
     return input_ids, mask
 
 
@@ -131,17 +132,23 @@ def split_response(new_tokens: list[int], stop_ids: set[int]) -> tuple[list[int]
     return new_tokens, True
 
 
-def _generate_batch(model, jobs, prompt_ids, *, pad_id, stop_ids, max_new_tokens, temperature, top_p, seed):
-    """One ``generate`` call over a batch of (prompt_index, sample_id) jobs -> rows of new tokens."""
-    import torch
-    from transformers import GenerationConfig, LogitsProcessorList
+def _generation_config(pad_id: int, stop_ids: set[int], max_new_tokens: int):
+    """Greedy decoding over our sampler's one-hot scores, the same for every batch."""
+    from transformers import GenerationConfig
 
-    input_ids, mask = left_pad([prompt_ids[p] for p, _ in jobs], pad_id)  # (B, L)
     # Explicit neutral values: HF fills unset ones from the model's generation_config.json, and a
     # repetition penalty or minimum length there would make samples disagree with scored logprobs.
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                              pad_token_id=pad_id, eos_token_id=sorted(stop_ids), repetition_penalty=1.0,
-                              no_repeat_ngram_size=0, min_length=0, min_new_tokens=0)
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                            pad_token_id=pad_id, eos_token_id=sorted(stop_ids), repetition_penalty=1.0,
+                            no_repeat_ngram_size=0, min_length=0, min_new_tokens=0)
+
+
+def _generate_batch(model, jobs, prompt_ids, config, *, temperature, top_p, seed):
+    """One ``generate`` call over a batch of (prompt_index, sample_id) jobs -> rows of new tokens."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    input_ids, mask = pad_rows([prompt_ids[p] for p, _ in jobs], config.pad_token_id, left=True)  # (B, L)
     processors = LogitsProcessorList()
     if temperature > 0:
         processors.append(_SeededSampler([row_seed(seed, p, k) for p, k in jobs], temperature, top_p))
@@ -179,12 +186,12 @@ def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_
             raise ReasonlensError(f"Prompt {index} is empty; every prompt needs at least one token.")
     stop_ids = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_ids)
+    config = _generation_config(pad_id, stop_ids, max_new_tokens)
     jobs = [(p, k) for p in range(len(prompts)) for k in range(samples)]
     results: list[Generation] = []
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
-        rows = _generate_batch(model, batch, prompt_ids, pad_id=pad_id, stop_ids=stop_ids,
-                               max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        rows = _generate_batch(model, batch, prompt_ids, config, temperature=temperature, top_p=top_p, seed=seed)
         for (p, k), row in zip(batch, rows):
             token_ids, truncated = split_response(row, stop_ids)
             text = tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.models.bundled import (SMOLLM2_DIRNAME, bundled_model_dir, cache_dir, embedder_path,
+from reasonlens.models.bundled import (bundled_model_dir, bundled_model_folder, cache_dir, embedder_path,
                                        smollm2_gguf)
+from reasonlens.sources.integrity import ADAPTER_CONFIG, adapter_base_model, model_folder_kind
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_EMBEDDER", "SMOLLM2_HUB_ID", "load_model", "load_tokenizer",
            "load_gguf", "resolve_device", "resolve_dtype", "model_source", "bundled_model_dir",
@@ -27,7 +28,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_EMBEDDER", "SMOLLM2_HUB_ID", "load_model", 
 DEFAULT_MODEL = "smollm2"
 DEFAULT_EMBEDDER = "minilm"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-_LOCAL_ALIASES = {"smollm2", "smollm2-135m-instruct", SMOLLM2_DIRNAME}
+_LOCAL_ALIASES = {"smollm2", "smollm2-135m-instruct"}
 _DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
@@ -101,10 +102,9 @@ def model_source(spec: str | os.PathLike) -> tuple[str, str | Path]:
 
 
 def _classify_folder(path: Path) -> tuple[str, Path]:
-    if (path / "adapter_config.json").is_file():
-        return "peft", path
-    if (path / "config.json").is_file():
-        return "hf", path
+    kind = model_folder_kind(path)
+    if kind is not None:
+        return kind, path
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return "gguf", ggufs[0]
@@ -165,9 +165,9 @@ def _adapter_base(adapter: Path, adapter_base: str | None) -> str:
     if adapter_base:
         return str(adapter_base)
     try:
-        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = adapter_base_model(adapter)
     except (OSError, json.JSONDecodeError) as err:
-        raise ReasonlensError(f"Could not read {str(adapter / 'adapter_config.json')!r} ({err}); "
+        raise ReasonlensError(f"Could not read {str(adapter / ADAPTER_CONFIG)!r} ({err}); "
                               "repair or re-save the adapter.") from err
     if not base:
         raise ReasonlensError(f"PEFT adapter {str(adapter)!r} names no base_model_name_or_path; pass the base "
@@ -259,17 +259,13 @@ def load_tokenizer(spec: str | os.PathLike = DEFAULT_MODEL):
     from transformers import AutoTokenizer
 
     folder = Path(str(spec)).expanduser()
-    if folder.is_dir() and not (folder / "adapter_config.json").is_file() and _has_tokenizer(folder):
+    if folder.is_dir() and model_folder_kind(folder) != "peft" and _has_tokenizer(folder):
         return _prepare_tokenizer(_tokenizer_from(folder))  # any folder with tokenizer files will do
     kind, where = model_source(spec)
-    if kind == "bundled":
-        folder = cache_dir() / "models" / SMOLLM2_DIRNAME
-        if folder.is_dir():
-            tokenizer = _tokenizer_from(folder)
-        else:  # not converted yet: read it from the GGUF (seconds) rather than converting (tens of seconds)
-            gguf = smollm2_gguf()
-            tokenizer = _tokenizer_from(gguf.parent, gguf_file=gguf.name)
-    elif kind == "gguf":
+    if kind == "bundled":  # the converted folder, else the GGUF (seconds) rather than converting (tens of seconds)
+        folder = bundled_model_folder()
+        kind, where = ("hf", folder) if folder.is_dir() else ("gguf", smollm2_gguf())
+    if kind == "gguf":
         tokenizer = _tokenizer_from(Path(where).parent, gguf_file=Path(where).name)
     elif kind == "peft":
         folder = Path(where)

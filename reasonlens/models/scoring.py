@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.models.generation import pad_rows
 
 # Rows per lm_head chunk when the caller gives none. On CPU, 256-row chunks scored 4 x 512 tokens of
 # SmolLM2 1.4x faster than 4096-row ones, with 120 instead of 840 MiB of buffers
@@ -117,25 +118,12 @@ def lm_head_parts(model):
     return body, head.weight, getattr(head, "bias", None), softcap
 
 
-def _right_pad(rows: list[list[int]], pad_id: int):
-    """Right-pad token lists -> input_ids (B, L), attention_mask (B, L) with 1 = real token."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
-    return input_ids, mask
-
-
 def _score_batch(parts, prompts, responses, *, temperature, chunk_rows, device):
     """Score one batch: decoder once, then chunked lm_head on the response rows only."""
     import torch
 
     body, weight, bias, softcap = parts
-    input_ids, mask = _right_pad([list(p) + list(r) for p, r in zip(prompts, responses)], pad_id=0)
+    input_ids, mask = pad_rows([list(p) + list(r) for p, r in zip(prompts, responses)], 0, left=False)
     hidden = body(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                   use_cache=False).last_hidden_state  # (B, L, H); right padding keeps positions 0..len-1
     # Row i's token at position t is predicted by the hidden state at t - 1.
@@ -145,9 +133,8 @@ def _score_batch(parts, prompts, responses, *, temperature, chunk_rows, device):
     selected = hidden[torch.cat(rows).to(device), torch.cat(cols).to(device)]  # (N, H)
     logp, entropy = logprob_entropy_chunked(selected, weight, targets, bias=bias, temperature=temperature,
                                             chunk_rows=chunk_rows, softcap=softcap)
-    sizes = [len(r) for r in responses]
-    return list(zip(np.split(logp.cpu().numpy(), np.cumsum(sizes)[:-1]),
-                    np.split(entropy.cpu().numpy(), np.cumsum(sizes)[:-1])))
+    bounds = np.cumsum([len(r) for r in responses])[:-1]
+    return list(zip(np.split(logp.cpu().numpy(), bounds), np.split(entropy.cpu().numpy(), bounds)))
 
 
 def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]], *,
@@ -186,6 +173,6 @@ def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Se
             batch = order[start:start + batch_size]
             scored = _score_batch(parts, [prompt_token_ids[i] for i in batch], [token_ids[i] for i in batch],
                                   temperature=temperature, chunk_rows=chunk_rows, device=device)
-            for i, (logp, entropy) in zip(batch, scored):
-                results[i] = (logp.astype(np.float32, copy=False), entropy.astype(np.float32, copy=False))
+            for i, pair in zip(batch, scored):
+                results[i] = pair  # float32 already (logprob_entropy_chunked)
     return results

@@ -7,7 +7,6 @@ An analysis folder holds ``summary.json`` (config, lexicon, phases), ``dynamics.
 from __future__ import annotations
 
 import functools
-
 import html
 import json
 from pathlib import Path
@@ -17,9 +16,8 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.records import write_csv, write_text
-from reasonlens.report import figures, highlight
+from reasonlens.report import figures, highlight, narrative
 from reasonlens.report import html as report_html
-from reasonlens.report import narrative
 
 
 class Analysis:

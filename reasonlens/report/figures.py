@@ -99,6 +99,16 @@ def _lines(df, series, ax, *, title, ylabel, reason):
     return ax
 
 
+def _restyle(ax, label: str, **props):
+    """Set ``props`` on the lines whose label starts with ``label`` (every run's), then redraw the legend."""
+    for line in ax.lines:
+        if line.get_label().startswith(label):
+            line.set(**props)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="best")  # the legend copies line styles when drawn
+    return ax
+
+
 def plot_rel_ppl(df: pd.DataFrame, *, ax=None):
     """Relative perplexity (PPL / PPL at the first step) of planning vs execution tokens."""
     ax = _lines(df, [("rel_ppl_planning", "planning", PLANNING_COLOR),
@@ -116,13 +126,8 @@ def plot_entropy(df: pd.DataFrame, *, ax=None):
                      ("entropy_execution", "execution", EXECUTION_COLOR),
                      ("entropy_all", "all tokens", ALL_COLOR)], ax,
                 title="Token entropy by class", ylabel="entropy (nats)", reason=NO_TOKEN_PROBS)
-    for line in ax.lines:
-        if line.get_label().startswith("all tokens"):
-            # a wide pale band behind the classes: with few planning tokens it equals execution
-            line.set(zorder=1, linewidth=5, alpha=0.35, marker="")
-    if ax.lines:
-        ax.legend(fontsize=8, loc="best")
-    return ax
+    # a wide pale band behind the classes: with few planning tokens it equals execution
+    return _restyle(ax, "all tokens", zorder=1, linewidth=5, alpha=0.35, marker="")
 
 
 def plot_sg_entropy_change(df: pd.DataFrame, *, ax=None):
@@ -166,10 +171,8 @@ def plot_overlap(df: pd.DataFrame, *, ax=None):
                      ("p_planning_given_high", "P(planning | high)", EXECUTION_COLOR),
                      ("planning_ratio", "P(planning) (base rate)", ALL_COLOR)], ax,
                 title="Planning vs high-entropy tokens", ylabel="probability", reason=NO_TOKEN_PROBS)
-    for line in ax.lines:
-        if line.get_label().startswith("P(planning) (base rate)"):
-            line.set_linestyle(":")  # a reference, not a measurement: P(planning | high) near it = no enrichment
-    ax.legend(fontsize=8, loc="best")
+    # a reference, not a measurement: P(planning | high) near it = no enrichment
+    _restyle(ax, "P(planning) (base rate)", linestyle=":")
     ax.set_ylim(0, 1.02)
     return ax
 

@@ -8,11 +8,13 @@ planning spans are highlighted in the plain text (no per-token entropy to show).
 from __future__ import annotations
 
 import html
+import itertools
 import math
 
 import pandas as pd
 
 from reasonlens import columns as C
+from reasonlens.hierarchy.tagger import overlap_mask
 
 MAX_TOKENS = 600             # longer responses are cut for display, with a note saying how much
 RESPONSE_CSS = """
@@ -37,18 +39,21 @@ def token_texts(row: pd.Series, tokenizer=None) -> list[str] | None:
         from reasonlens.hierarchy.tokens import token_offsets
 
         text, offsets = token_offsets(tokenizer, [int(t) for t in row[C.TOKEN_IDS]])
-        return [text[a:b] for a, b in offsets]
+        pieces, end = [], 0
+        for a, b in offsets:  # byte tokens of one multi-byte character share its span: show it once
+            pieces.append(text[max(a, end):b])
+            end = max(end, b)
+        return pieces
     return None
 
 
 def spans_to_mask(pieces: list[str], spans: list[tuple[int, int]]) -> list[bool]:
-    """Token i is planning if its character span [a, b) overlaps any span (pieces joined = the text)."""
-    mask, start = [], 0
-    for piece in pieces:
-        end = start + len(piece)
-        mask.append(any(a < end and start < b for a, b in spans))
-        start = end
-    return mask
+    """Token i is planning if its character span overlaps any of ``spans`` (pieces joined = the text).
+
+    ``spans`` are disjoint and sorted (``tagger.spans(text)``); the rule is the token-level planning
+    mask's (``hierarchy.tagger.overlap_mask``)."""
+    ends = list(itertools.accumulate(len(piece) for piece in pieces))
+    return overlap_mask(spans, zip([0] + ends[:-1], ends))
 
 
 def tokens_html(pieces: list[str], planning: list[bool], entropies=None) -> str:
@@ -97,7 +102,7 @@ def response_html(row: pd.Series, *, tokenizer=None, tagger=None) -> str:
         if is_list(mask) and len(mask) == len(pieces):
             planning = [bool(x) for x in mask]
         elif tagger is not None:
-            planning = spans_to_mask(pieces, [(m.start, m.end) for m in tagger.find("".join(pieces))])
+            planning = spans_to_mask(pieces, tagger.spans("".join(pieces)))
         else:
             planning = [False] * len(pieces)
         entropies = row.get(C.ENTROPIES)

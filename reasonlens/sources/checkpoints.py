@@ -7,7 +7,6 @@ training run (``RUN/checkpoints/step_N``), a single model folder, or one .gguf f
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.integrity import tokenizer_hash, weight_files, weight_problem
+from reasonlens.sources.integrity import (MODEL_CONFIG, adapter_base_model, model_folder_kind, tokenizer_hash,
+                                          weight_files, weight_problem)
 
 _STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)$")
 LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, or global_step_N/ (verl) "
@@ -74,11 +74,12 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     root = Path(path).expanduser()
     if not root.exists():
         return _named_model(path, base)
-    entries = _entries(root, base)
+    base_path = None if base is None else _base_path(base)
+    entries = _entries(root, base_path)
     found, bad = [], []
     for entry in entries:
         try:
-            found.append(_inspect(entry, base))
+            found.append(_inspect(entry, base_path))
         except _Bad as reason:
             bad.append({"path": str(entry.path), "name": entry.name, "reason": str(reason)})
     bad += _duplicate_steps(found) + _tokenizer_mismatches(found)
@@ -108,9 +109,9 @@ class _Entry(NamedTuple):
     is_base: bool = False
 
 
-def _entries(root: Path, base: str | None) -> list[_Entry]:
-    """Candidate entries at ``root`` in step order, the base model first when given."""
-    head = [] if base is None else [_Entry(0, "base", _base_path(base), True)]
+def _entries(root: Path, base: Path | None) -> list[_Entry]:
+    """Candidate entries at ``root`` in step order, the base model (from ``_base_path``) first when given."""
+    head = [] if base is None else [_Entry(0, "base", base, True)]
     single_step = 1 if head else 0  # a lone model after its base counts as one step further
     if root.is_file():
         if root.suffix.lower() != ".gguf":
@@ -122,7 +123,7 @@ def _entries(root: Path, base: str | None) -> list[_Entry]:
         numbered = _numbered(root)
     if numbered:
         return head + numbered
-    if (root / "config.json").is_file() or (root / "adapter_config.json").is_file():
+    if model_folder_kind(root) is not None:
         return head + [_Entry(single_step, root.name, root)]
     raise ReasonlensError(f"no checkpoints found in {root}. Expected {LAYOUTS}.")
 
@@ -144,15 +145,17 @@ def _base_path(base: str) -> Path:
     return Path(base)
 
 
-def _inspect(entry: _Entry, base: str | None) -> Checkpoint:
+def _inspect(entry: _Entry, base: Path | None) -> Checkpoint:
     """The Checkpoint for one entry, or _Bad with the reason it can't be used."""
     if entry.is_base:
-        if entry.path.exists() and _inspect_local(entry.path, None).kind == "peft":
+        if model_folder_kind(entry.path) == "peft":
             raise _Bad("--base is a PEFT adapter; it must be the full model the checkpoints started from")
+        if entry.path.exists():  # a local base must open like any checkpoint
+            _inspect_local(entry.path, None)
         return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
     if entry.name.startswith("global_step"):
         return _inspect_verl(entry.step, entry.name, entry.path)
-    found = _inspect_local(entry.path, None if base is None else str(_base_path(base)))
+    found = _inspect_local(entry.path, None if base is None else str(base))
     return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
 
 
@@ -162,9 +165,10 @@ def _inspect_local(path: Path, base: str | None) -> Checkpoint:
         if path.suffix.lower() != ".gguf":
             raise _Bad("not a model folder or .gguf file")
         return Checkpoint(0, path.stem, path, "gguf")
-    if (path / "adapter_config.json").is_file():
+    kind = model_folder_kind(path)
+    if kind == "peft":
         return _inspect_peft(path, base)
-    if not (path / "config.json").is_file():
+    if kind is None:
         raise _Bad("no config.json (not a Hugging Face model folder, nor a PEFT adapter)")
     problem = weight_problem(path)
     if problem:
@@ -174,10 +178,10 @@ def _inspect_local(path: Path, base: str | None) -> Checkpoint:
 
 def _inspect_peft(path: Path, base: str | None) -> Checkpoint:
     try:
-        adapter_config = json.loads((path / "adapter_config.json").read_text())
+        recorded = adapter_base_model(path)
     except ValueError as err:
         raise _Bad(f"adapter_config.json is not valid JSON ({err})") from None
-    adapter_base = base or adapter_config.get("base_model_name_or_path")
+    adapter_base = base or recorded
     if not adapter_base:
         raise _Bad("adapter_config.json names no base model (base_model_name_or_path): pass --base MODEL")
     problem = weight_problem(path, adapter=True)
@@ -188,13 +192,14 @@ def _inspect_peft(path: Path, base: str | None) -> Checkpoint:
 
 def _inspect_verl(step: int, name: str, folder: Path) -> Checkpoint:
     """verl keeps sharded FSDP weights in actor/; only actor/huggingface with full weights is loadable."""
-    if (folder / "config.json").is_file():  # already a merged HF folder
-        return Checkpoint(step, name, _inspect_local(folder, None).path, "verl")
+    if (folder / MODEL_CONFIG).is_file():  # already a merged HF folder
+        _inspect_local(folder, None)  # its weights must open
+        return Checkpoint(step, name, folder, "verl")
     actor = folder / "actor"
     if not actor.is_dir():
         raise _Bad("verl checkpoint without an actor/ folder")
     hf = actor / "huggingface"
-    if (hf / "config.json").is_file() and weight_files(hf):
+    if (hf / MODEL_CONFIG).is_file() and weight_files(hf):
         problem = weight_problem(hf)
         if problem:
             raise _Bad(f"actor/huggingface: {problem}")

@@ -12,6 +12,28 @@ from pathlib import Path
 
 SAFETENSORS_INDEX = ("model.safetensors.index.json", "adapter_model.safetensors.index.json")
 BIN_INDEX = ("pytorch_model.bin.index.json",)
+MODEL_CONFIG = "config.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def model_folder_kind(folder: Path) -> str | None:
+    """``"peft"`` for a PEFT adapter folder, ``"hf"`` for a Hugging Face model folder, else None.
+
+    adapter_config.json is checked first: a folder holding both files is treated as an adapter.
+    """
+    if (folder / ADAPTER_CONFIG).is_file():
+        return "peft"
+    if (folder / MODEL_CONFIG).is_file():
+        return "hf"
+    return None
+
+
+def adapter_base_model(folder: Path) -> str | None:
+    """The ``base_model_name_or_path`` in ``folder``'s adapter_config.json (None when unset).
+
+    Raises OSError when the file can't be read and ValueError when it is not JSON.
+    """
+    return json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
 
 
 def weight_problem(folder: Path, *, adapter: bool = False) -> str | None:
@@ -22,6 +44,8 @@ def weight_problem(folder: Path, *, adapter: bool = False) -> str | None:
             "*.safetensors or pytorch_model*.bin"
         return f"no weights ({expected})"
     for file in files:
+        if file.name.endswith(".index.json"):  # weight_files hands back an index it could not parse
+            return f"{file.name} is unreadable (unreadable weight index)"
         if not file.is_file():
             return f"{file.name} is listed in the weight index but missing"
         problem = _safetensors_problem(file) if file.suffix == ".safetensors" else _bin_problem(file)
@@ -59,8 +83,6 @@ def _safetensors_problem(file: Path) -> str | None:
 
 
 def _bin_problem(file: Path) -> str | None:
-    if file.name.endswith(".index.json"):
-        return "unreadable weight index"
     import torch
 
     try:  # mmap keeps this cheap for large files; it needs the zip format torch has written since 1.6

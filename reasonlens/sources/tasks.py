@@ -118,11 +118,11 @@ def parse_task(spec: str) -> tuple[str, dict]:
         if not sep or not key.strip():
             raise ReasonlensError(f"task option {item!r} in {spec!r} is not KEY=VALUE: write the task as "
                                   "NAME:KEY=VALUE,KEY=VALUE (e.g. basic_arithmetic:max_terms=2).")
-        try:
-            config[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in
-                                             ("true", "false") else value.strip())
+        key, value = key.strip(), value.strip()
+        try:  # numbers, JSON literals and true/false in any case; anything else stays text
+            config[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
         except json.JSONDecodeError:
-            config[key.strip()] = value.strip()
+            config[key] = value
     return name, config
 
 

@@ -77,7 +77,7 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor,
     """
     if alpha < 0:
         raise ReasonlensError(f"alpha={alpha} must be >= 0 (0 = GRPO; the paper uses 0.2).")
-    per_token = _per_token(advantages, planning_mask)  # (B, T)
+    per_token = per_token_advantages(advantages, planning_mask)  # (B, T)
     return torch.where(planning_mask.bool(), per_token + alpha * per_token.abs(), per_token)
 
 
@@ -194,12 +194,19 @@ def heuristic_advantages(advantages: torch.Tensor, selection_mask: torch.Tensor,
     """
     if alpha < 0:
         raise ReasonlensError(f"alpha={alpha} must be >= 0.")
-    per_token = _per_token(advantages, selection_mask)  # (B, T)
+    per_token = per_token_advantages(advantages, selection_mask)  # (B, T)
     return torch.where(selection_mask.bool(), per_token * (1.0 + alpha), per_token)
 
 
-def _per_token(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B,) or (B, T) advantages as a (B, T) float tensor shaped like ``mask``."""
+def per_token_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) or (B, T) advantages as a new (B, T) float tensor shaped like ``mask`` (GRPO: A on every token).
+
+    Examples
+    --------
+    >>> per_token_advantages(torch.tensor([1.0, -1.0]), torch.ones(2, 2, dtype=torch.bool))
+    tensor([[ 1.,  1.],
+            [-1., -1.]])
+    """
     if mask.dim() != 2 or advantages.shape not in ((mask.shape[0],), tuple(mask.shape)):
         raise ReasonlensError(f"advantages of shape {tuple(advantages.shape)} do not fit a mask of shape "
                               f"{tuple(mask.shape)}: expected (B,) or (B, T) advantages and a (B, T) mask.")

@@ -22,6 +22,7 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from reasonlens import columns as C
+from reasonlens.metrics import columns as dc
 from reasonlens.metrics.entropy import sg_semantic_entropy
 from reasonlens.metrics.outcomes import mean_pass_at_k
 from reasonlens.metrics.token_stats import mean_by_class, pool
@@ -31,13 +32,10 @@ _TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_a
                         "trainer_state.json", "entropy_ctrl_state.json")
 
 
-def rollout_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "rollouts" / f"step_{step:06d}.parquet"
-
-
 def step_metrics(rollouts: pd.DataFrame, tagger, group_size: int) -> dict[str, float]:
     """The paper's per-step training curves from one step's rollout table (NaN where undefined).
 
+    Named as the dynamics table's columns (``metrics.columns``), plus ``pass_at_group`` (pass@G).
     Columns used: RESPONSE, CORRECT, PROMPT_ID, N_TOKENS, TRUNCATED, ENTROPIES, PLANNING_MASK,
     ADVANTAGES. Token averages pool all tokens of the step (each token weighs the same).
     """
@@ -46,17 +44,17 @@ def step_metrics(rollouts: pd.DataFrame, tagger, group_size: int) -> dict[str, f
     advantage = mean_by_class(pool(rollouts[C.ADVANTAGES]), planning)
     groups = rollouts.groupby(C.PROMPT_ID)[C.CORRECT].agg(["size", "sum"])
     return {
-        "planning_ratio": float(planning.mean()) if planning.size else math.nan,
-        "advantage_planning": advantage["planning"],
-        "advantage_execution": advantage["execution"],
-        "sg_semantic_entropy": sg_semantic_entropy(list(rollouts[C.RESPONSE]), tagger),
-        "entropy_planning": entropy["planning"],
-        "entropy_execution": entropy["execution"],
-        "entropy_all": entropy["all"],
-        "accuracy": float(rollouts[C.CORRECT].mean()),
+        dc.PLANNING_RATIO: float(planning.mean()) if planning.size else math.nan,
+        dc.ADVANTAGE_PLANNING: advantage["planning"],
+        dc.ADVANTAGE_EXECUTION: advantage["execution"],
+        dc.SG_SEMANTIC_ENTROPY: sg_semantic_entropy(list(rollouts[C.RESPONSE]), tagger),
+        dc.ENTROPY_PLANNING: entropy["planning"],
+        dc.ENTROPY_EXECUTION: entropy["execution"],
+        dc.ENTROPY_ALL: entropy["all"],
+        dc.ACCURACY: float(rollouts[C.CORRECT].mean()),
         "pass_at_group": mean_pass_at_k(zip(groups["size"], groups["sum"].astype(int)), group_size),
-        "mean_length": float(rollouts[C.N_TOKENS].mean()),
-        "truncation_rate": float(rollouts[C.TRUNCATED].mean()),
+        dc.MEAN_LENGTH: float(rollouts[C.N_TOKENS].mean()),
+        dc.TRUNCATION_RATE: float(rollouts[C.TRUNCATED].mean()),
     }
 
 

@@ -140,13 +140,12 @@ def _prepare_run_dir(config: TrainConfig) -> Path | None:
 
 def _check_same_run(config: TrainConfig) -> None:
     """--resume may only lengthen a run (or change where/how often it saves), never change its recipe."""
-    import dataclasses
     import json
 
     from reasonlens.records import to_jsonable
 
     saved = json.loads((config.out / "config.json").read_text())["config"]
-    now = to_jsonable(dataclasses.asdict(config))
+    now = to_jsonable(config)
     changed = {k: (saved.get(k), v) for k, v in now.items()
                if k not in _RESUMABLE and saved.get(k) != v}
     if changed:
@@ -197,8 +196,10 @@ def summary_line(run_dir: Path) -> str:
     """The last logged step of a run in one line: reward, accuracy, planning ratio, advantages."""
     import pandas as pd
 
+    from reasonlens.metrics import columns as dc
+
     last = pd.read_csv(Path(run_dir) / "metrics.csv").iloc[-1]
-    return (f"step {int(last['step'])}: reward {last['reward']:.3f}, accuracy {last['accuracy']:.3f}, "
-            f"planning ratio {last['planning_ratio']:.3f}, mean advantage planning "
-            f"{last['advantage_planning']:.3f} / execution {last['advantage_execution']:.3f}; "
+    return (f"step {int(last['step'])}: reward {last['reward']:.3f}, accuracy {last[dc.ACCURACY]:.3f}, "
+            f"planning ratio {last[dc.PLANNING_RATIO]:.3f}, mean advantage planning "
+            f"{last[dc.ADVANTAGE_PLANNING]:.3f} / execution {last[dc.ADVANTAGE_EXECUTION]:.3f}; "
             f"checkpoints in {Path(run_dir) / 'checkpoints'}")

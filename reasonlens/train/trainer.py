@@ -40,10 +40,10 @@ from trl import GRPOTrainer
 
 from reasonlens import columns as C
 from reasonlens.hierarchy.tokens import planning_masks
-from reasonlens.records import write_parquet
+from reasonlens.records import step_file, write_parquet
 from reasonlens.train.advantages import (entropy_topk_mask, heuristic_advantages, heuristic_selection_mask,
-                                         hicra_advantages)
-from reasonlens.train.recording import rollout_path, step_metrics
+                                         hicra_advantages, per_token_advantages)
+from reasonlens.train.recording import step_metrics
 
 
 class HicraTrainer(GRPOTrainer):
@@ -118,7 +118,7 @@ class HicraTrainer(GRPOTrainer):
             chosen = heuristic_selection_mask(entropies, valid, correct, self.num_generations,
                                               cfg.heuristic_quantile)
             return heuristic_advantages(adv, chosen, cfg.alpha), num_items
-        per_token = adv[:, None].expand(valid.shape).clone()  # (B, T)
+        per_token = per_token_advantages(adv, valid)  # (B, T)
         if cfg.method == "entropy-topk":
             chosen = entropy_topk_mask(entropies, valid, cfg.entropy_quantile)  # (B, T)
             selected = self.accelerator.gather(chosen.sum()[None]).sum()
@@ -146,6 +146,6 @@ class HicraTrainer(GRPOTrainer):
                 C.ADVANTAGES: advantages[i, :n].cpu().numpy()})  # float32 arrays
         table = pd.DataFrame(gather_object(rows))
         if self.accelerator.is_main_process:
-            write_parquet(rollout_path(self.hicra_config.out, step), table)
+            write_parquet(step_file(self.hicra_config.out, step), table)
         for name, value in step_metrics(table, self.tagger, self.num_generations).items():
             self._metrics["train"][name].append(value)
