@@ -58,3 +58,34 @@ def reasoning_responses(n: int, seed: int = 0, sentences: tuple[int, int] = (8, 
             parts.append(_fill(rng.choice(pool), rng))
         out.append(" ".join(parts))
     return out
+
+
+# ---- long chains of thought (R1/Qwen3-style "thinking" traces) -------------------------------
+# Paragraphs separated by blank lines, markdown headers, LaTeX, Unicode math and typographic
+# apostrophes, the odd double space or tab: the text shapes the tagger's normalisation must handle.
+THINKING = [
+    "Okay, let's see. The problem says {n} has {a} {i} and buys {b} more. I need to find the total.",
+    "First, I need to figure out how many {i} there are in each box.\n{a} \u00d7 {b} = {p}, so that's {p} {i}.",
+    "Wait, but the problem mentions that {n} gave some away. Let me re-read it.",
+    "Hmm, so {p} \u2212 {a} = {d}. That seems a bit small.  Let me verify this.",
+    "Let\u2019s double-check the multiplication: $${a} \\times {b} = {p}$$",
+    "## Step {b}: Compute the remainder\n\nWe have $\\frac{{{p}}}{{{b}}} = {a}$, and ${d} \\le {p}$.",
+    "Alternatively, maybe I can set up an equation. Let $x$ be the number of {i}; then $x + {b} = {s}$.",
+    "But wait, that can\u2019t be right. If $x = {a}$ then $x + {b} = {s}$, which matches.",
+    "So, yes, the total is {s}. Now we need to determine how many are left after {n} shares them.",
+    "Actually, hold on.\tI should consider the case where the boxes are not full.",
+    "Thus the answer should be \u2192 {s}. Therefore, the final answer is $\\boxed{{{s}}}$.",
+    "**Check:** {s} \u2212 {b} = {a} \u2713. Everything is consistent, so I\u2019m confident.",
+    "Let me think about this differently. On the other hand, if each of the {b} friends gets {a} {i}, that's {p}.",
+    "1. {n} starts with {a} {i}.\n2. {n} buys {b} more.\n3. In total: {a} + {b} = {s}.",
+    "I think the key insight is to work our way backwards from the {s} {i} at the end.",
+    "The probability is $\\tfrac{{{a}}}{{{p}}} \u2248 0.{b}$ \u2014 no wait, that\u2019s not a probability question.",
+]
+
+
+def long_chains_of_thought(n: int, seed: int = 0, paragraphs: tuple[int, int] = (15, 45)) -> list[str]:
+    """``n`` long "thinking" traces (~3-10 k characters): 15-45 blank-line-separated paragraphs of 1-4 sentences."""
+    rng = random.Random(seed)
+    return ["\n\n".join(" ".join(_fill(rng.choice(THINKING), rng) for _ in range(rng.randint(1, 4)))
+                        for _ in range(rng.randint(*paragraphs)))
+            for _ in range(n)]

@@ -1,19 +1,30 @@
 """The `reasonlens` command line: thin typer commands that build a config and call one function.
 
+`analyze` and `train-hicra` are generated from `AnalyzeConfig` and `TrainConfig`: one option per
+field, its help and default taken from the field, so no setting can be missing from the CLI.
+Errors become one red line and exit code 1 here and only here (``--debug`` keeps the traceback).
 Heavy libraries (torch, transformers) are imported inside the commands so `--help` starts fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
+import os
+import typing
+import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from reasonlens.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import LEXICON_HELP
+from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP
+from reasonlens.train.config import TrainConfig
 
 app = typer.Typer(
     help="See how RL changes an LLM's reasoning (execution vs planning), and train with HICRA.",
@@ -22,84 +33,103 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+_DEBUG = "REASONLENS_DEBUG"
 
 
-def _friendly(fn):
-    """Turn a ReasonlensError into one red line and exit code 1 (the only place that does)."""
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False):
+    """See how RL changes an LLM's reasoning (execution vs planning), and train with HICRA."""
+    if debug:
+        os.environ[_DEBUG] = "1"
+
+
+def _friendly(fn: Callable) -> Callable:
+    """Every failure becomes one red line and exit code 1 (Ctrl-C: 130); --debug re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ReasonlensError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except KeyboardInterrupt:
+                console.print("[bold red]interrupted[/]: finished steps are kept; rerun the same command to "
+                              "resume.", highlight=False)
+                raise typer.Exit(130) from None
+            except Exception as err:  # noqa: BLE001 - the CLI boundary: no traceback unless asked
+                if os.environ.get(_DEBUG) == "1":
+                    raise
+                console.print(f"[bold red]error:[/] {escape(_message(err))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
 
     return wrapper
 
 
-def _h(name: str) -> str:
-    """Help text of an AnalyzeConfig field: documented once, in reasonlens/config.py."""
-    from reasonlens.config import AnalyzeConfig
-
-    return AnalyzeConfig.help(name)
-
-
-def _d(name: str):
-    """Default of an AnalyzeConfig field, so the CLI and the library cannot drift apart."""
-    from reasonlens.config import AnalyzeConfig
-
-    return AnalyzeConfig.default(name)
+def _message(err: Exception) -> str:
+    if isinstance(err, ReasonlensError):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{err.strerror}{where}. Free space or fix the permissions, then rerun to resume."
+    return (f"unexpected {type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}. "
+            "This input or setting is not supported (or it is a bug): rerun with --debug for the traceback and "
+            "report it.")
 
 
-@app.command()
-@_friendly
-def analyze(
-    path: Annotated[Optional[Path], typer.Argument(help=_h("path"), show_default=False)] = _d("path"),
-    rollouts: Annotated[Optional[Path], typer.Option(help=_h("rollouts"))] = _d("rollouts"),
-    out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = _d("out"),
-    base: Annotated[Optional[str], typer.Option(help=_h("base"))] = _d("base"),
-    skip_bad: Annotated[bool, typer.Option(help=_h("skip_bad"))] = _d("skip_bad"),
-    task: Annotated[str, typer.Option(help=_h("task"))] = _d("task"),
-    prompts_file: Annotated[Optional[Path], typer.Option(help=_h("prompts_file"))] = _d("prompts_file"),
-    question_field: Annotated[str, typer.Option(help=_h("question_field"))] = _d("question_field"),
-    answer_field: Annotated[str, typer.Option(help=_h("answer_field"))] = _d("answer_field"),
-    num_prompts: Annotated[int, typer.Option(help=_h("num_prompts"))] = _d("num_prompts"),
-    eval_task: Annotated[Optional[str], typer.Option(help=_h("eval_task"))] = _d("eval_task"),
-    samples: Annotated[int, typer.Option(help=_h("samples"))] = _d("samples"),
-    max_new_tokens: Annotated[int, typer.Option(help=_h("max_new_tokens"))] = _d("max_new_tokens"),
-    temperature: Annotated[float, typer.Option(help=_h("temperature"))] = _d("temperature"),
-    top_p: Annotated[float, typer.Option(help=_h("top_p"))] = _d("top_p"),
-    score_temperature: Annotated[float, typer.Option(help=_h("score_temperature"))] = _d("score_temperature"),
-    seed: Annotated[int, typer.Option(help=_h("seed"))] = _d("seed"),
-    batch_size: Annotated[int, typer.Option(help=_h("batch_size"))] = _d("batch_size"),
-    device: Annotated[str, typer.Option(help=_h("device"))] = _d("device"),
-    dtype: Annotated[str, typer.Option(help=_h("dtype"))] = _d("dtype"),
-    lexicon: Annotated[str, typer.Option(help=_h("lexicon"))] = _d("lexicon"),
-    tokenizer: Annotated[Optional[str], typer.Option(help=_h("tokenizer"))] = _d("tokenizer"),
-    report: Annotated[bool, typer.Option(help=_h("report"))] = _d("report"),
-):
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def _config_command(name: str, config_cls, run: Callable, *, arguments=(), required=()) -> None:
+    """Register command ``name`` with one option per field of ``config_cls`` (help and default from it)."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    params = []
+    for f in dataclasses.fields(config_cls):
+        flag = typer.Argument if f.name in arguments else typer.Option
+        info = flag(help=f.metadata["help"], show_default=f.default is not None and f.name not in required)
+        default = ... if f.name in required else f.default
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[hints[f.name], info]))
+
+    def command(**options):
+        return run(config_cls(**options))
+
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = run.__doc__
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(_friendly(command))
+
+
+def run_analysis(config: AnalyzeConfig):
     """Measure the two-phase dynamics of a checkpoint series, a training run, or a rollout log."""
-    options = dict(locals())  # exactly the parameters above
-    from reasonlens.config import AnalyzeConfig
-    from reasonlens.pipeline import analyze as run_analysis
+    from reasonlens.pipeline import analyze
 
-    out_dir = run_analysis(AnalyzeConfig(**options))
-    _print_analysis(out_dir)
-
-
-def _print_analysis(out_dir: Path) -> None:
-    """The phases in words, the headline numbers, and (last, on stdout) where the report is."""
-    import json
-
-    summary = json.loads((out_dir / "summary.json").read_text())
+    analysis = analyze(config)
+    summary = analysis.summary
     for name, phase in summary["phases"].items():
         said = f"step {phase['step']}" if phase.get("detected") else f"not detected ({phase.get('reason', '')})"
-        console.print(f"[bold]{name}[/]: {said}", highlight=False)
+        console.print(f"[bold]{name}[/]: {escape(said)}", highlight=False)
+    ran = summary.get("runtime") or {}
+    where = f" on {ran['device']} ({ran['dtype']}, {ran['threads']} threads)" if ran else ""
     console.print(f"{summary['n_responses']} responses, {summary['tokens_scored']} tokens scored, "
-                  f"{summary['seconds']:.0f} s, peak memory {summary['peak_rss_mb']:.0f} MB")
-    report = out_dir / "report.html"
-    typer.echo(str(report if report.exists() else out_dir))
+                  f"{summary['seconds']:.0f} s{where}, peak memory {summary['peak_rss_mb']:.0f} MB", highlight=False)
+    report = analysis.path / "report.html"
+    typer.echo(str(report if report.exists() else analysis.path))
+
+
+def run_training(config: TrainConfig):
+    """Train with HICRA (or grpo, entropy-topk, entropy-reg) on TRL; every step is logged for `analyze RUN`."""
+    from reasonlens.train.run import summary_line, train_hicra
+
+    run_dir = train_hicra(config, progress=True)
+    console.print(escape(summary_line(run_dir)), highlight=False)
+    typer.echo(str(run_dir))
+
+
+_config_command("analyze", AnalyzeConfig, run_analysis, arguments=("path",))
+_config_command("train-hicra", TrainConfig, run_training, required=("out",))
 
 
 @app.command()
@@ -111,21 +141,35 @@ def tag(
     lexicon: Annotated[str, typer.Option(help=LEXICON_HELP)] = "paper",
     tokenizer: Annotated[Optional[str], typer.Option(help="Also label tokens: 'smollm2', a tokenizer folder "
                                                           "or a .gguf file.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help=REMOTE_CODE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print spans, counts (and tokens) as JSON.")] = False,
 ):
     """Highlight the strategic grams (planning spans) in TEXT, a --file, or stdin."""
     import json
 
-    from reasonlens.hierarchy.commands import highlighted, read_text, tag_result
+    from reasonlens.commands import highlighted, read_text, tag_result
 
-    result = tag_result(read_text(text, file), lexicon=lexicon, tokenizer=tokenizer)
+    result = tag_result(read_text(text, file), lexicon=lexicon, tokenizer=tokenizer,
+                        trust_remote_code=trust_remote_code)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
     Console(highlight=False).print(highlighted(result))
     n_tok = f", {sum(t['planning'] for t in result['tokens'])}/{len(result['tokens'])} planning tokens" \
         if "tokens" in result else ""
-    console.print(f"{len(result['spans'])} gram occurrences ({result['lexicon']['name']}){n_tok}", highlight=False)
+    console.print(f"{len(result['spans'])} gram occurrences ({escape(result['lexicon']['name'])}){n_tok}",
+                  highlight=False)
+
+
+def _miner_defaults() -> dict:
+    """StrategicGramMiner's own defaults, so `mine-grams` cannot drift from the estimator."""
+    from reasonlens.hierarchy.mining import StrategicGramMiner
+
+    return {name: p.default for name, p in inspect.signature(StrategicGramMiner.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+_MINER = _miner_defaults()
 
 
 @app.command("mine-grams")
@@ -134,71 +178,27 @@ def mine_grams(
     rollouts: Annotated[Path, typer.Argument(help="rollouts.parquet or .jsonl with response and correct/reward.",
                                              show_default=False)],
     out: Annotated[Path, typer.Option(help="Lexicon file to write (cluster report: <stem>.clusters.csv).")],
-    clustering: Annotated[str, typer.Option(help="'agglomerative' (cosine threshold) or 'kmeans'.")] = "agglomerative",
-    distance_threshold: Annotated[float, typer.Option(help="Agglomerative cosine distance threshold.")] = 0.5,
-    n_clusters: Annotated[Optional[int], typer.Option(help="Number of clusters (k-means; replaces the threshold).")] = None,
-    top_fraction: Annotated[float, typer.Option(help="Share of clusters kept, highest CDF first.")] = 0.2,
-    drop_fraction: Annotated[float, typer.Option(help="Share of mined phrases dropped at random.")] = 0.0,
-    min_df: Annotated[int, typer.Option(help="Minimum number of responses an n-gram must occur in.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed for k-means and the random drop.")] = 0,
-    embedder: Annotated[str, typer.Option(help="'minilm' (bundled) or a sentence-transformers folder.")] = "minilm",
+    clustering: Annotated[str, typer.Option(help="'agglomerative' (cosine threshold) or 'kmeans'.")] = _MINER["clustering"],
+    distance_threshold: Annotated[float, typer.Option(help="Agglomerative cosine distance threshold.")] = _MINER["distance_threshold"],
+    n_clusters: Annotated[Optional[int], typer.Option(help="Number of clusters (k-means; replaces the threshold).")] = _MINER["n_clusters"],
+    top_fraction: Annotated[float, typer.Option(help="Share of clusters kept, highest CDF first.")] = _MINER["top_fraction"],
+    drop_fraction: Annotated[float, typer.Option(help="Share of mined phrases dropped at random.")] = _MINER["drop_fraction"],
+    min_df: Annotated[int, typer.Option(help="Minimum number of responses an n-gram must occur in.")] = _MINER["min_df"],
+    seed: Annotated[int, typer.Option(help="Seed for k-means and the random drop.")] = _MINER["seed"],
+    embedder: Annotated[str, typer.Option(help="'minilm' (bundled) or a sentence-transformers folder.")] = _MINER["embedder"],
     reward_threshold: Annotated[float, typer.Option(help="Without a 'correct' column: keep reward > this.")] = 0.5,
 ):
     """Mine a strategic-gram lexicon from the correct responses of a rollout file (paper section 2.1)."""
-    from reasonlens.hierarchy.commands import mine_grams_file
+    from reasonlens.commands import mine_grams_file
 
     options = {k: v for k, v in locals().items() if k not in ("rollouts", "out", "mine_grams_file")}
     miner, report, n = mine_grams_file(rollouts, out, **options)
     selected = int(miner.clusters_["selected"].sum())
     console.print(f"{n} correct responses, {miner.config_['n_ngrams_embedded']} n-grams, "
                   f"{len(miner.clusters_)} clusters, {selected} kept -> {len(miner.lexicon_)} phrases "
-                  f"({miner.lexicon_.name}); clusters: {report}", highlight=False)
+                  f"({escape(miner.lexicon_.name)}); clusters: {escape(str(report))}", highlight=False)
     typer.echo(str(out))
 
-
-def _th(name: str) -> str:
-    """Help text of a TrainConfig field: documented once, in reasonlens/train/config.py."""
-    from reasonlens.train.config import TrainConfig
-
-    return TrainConfig.help(name)
-
-
-def _td(name: str):
-    from reasonlens.train.config import TrainConfig
-
-    return TrainConfig.default(name)
-
-
-@app.command("train-hicra")
-@_friendly
-def train_hicra(
-    out: Annotated[Path, typer.Option(help=_th("out"))],
-    model: Annotated[str, typer.Option(help=_th("model"))] = _td("model"),
-    task: Annotated[str, typer.Option(help=_th("task"))] = _td("task"),
-    prompts_file: Annotated[Optional[Path], typer.Option(help=_th("prompts_file"))] = None,
-    method: Annotated[str, typer.Option(help=_th("method"))] = _td("method"),
-    alpha: Annotated[float, typer.Option(help=_th("alpha"))] = _td("alpha"),
-    planning_source: Annotated[str, typer.Option(help=_th("planning_source"))] = _td("planning_source"),
-    steps: Annotated[int, typer.Option(help=_th("steps"))] = _td("steps"),
-    prompts_per_step: Annotated[int, typer.Option(help=_th("prompts_per_step"))] = _td("prompts_per_step"),
-    num_generations: Annotated[int, typer.Option(help=_th("num_generations"))] = _td("num_generations"),
-    max_new_tokens: Annotated[int, typer.Option(help=_th("max_new_tokens"))] = _td("max_new_tokens"),
-    lr: Annotated[float, typer.Option(help=_th("lr"))] = _td("lr"),
-    format_reward: Annotated[float, typer.Option(help=_th("format_reward"))] = _td("format_reward"),
-    seed: Annotated[int, typer.Option(help=_th("seed"))] = _td("seed"),
-    save_every: Annotated[int, typer.Option(help=_th("save_every"))] = _td("save_every"),
-    lora: Annotated[bool, typer.Option(help=_th("lora"))] = False,
-    vllm: Annotated[str, typer.Option(help=_th("vllm"))] = _td("vllm"),
-    resume: Annotated[bool, typer.Option(help=_th("resume"))] = False,
-):
-    """Train with HICRA (or grpo, entropy-topk, entropy-reg) on TRL; every step is logged for `analyze RUN`."""
-    from reasonlens.train.config import TrainConfig
-    from reasonlens.train.run import summary_line, train_hicra as run_training
-
-    options = {k: v for k, v in locals().items() if k not in ("TrainConfig", "run_training", "summary_line")}
-    run_dir = run_training(TrainConfig(**options), progress=True)
-    console.print(summary_line(run_dir), highlight=False)
-    typer.echo(str(run_dir))
 
 @app.command()
 @_friendly
@@ -210,12 +210,12 @@ def compare(
                                                              "once per folder, in order (default: folder names).")] = None,
 ):
     """Overlay the dynamics curves of several analyses (GRPO vs HICRA, seeds) with a combined table."""
-    from reasonlens.report.analysis import compare as run_compare
+    from reasonlens.compare import compare as run_compare
 
     out_dir = run_compare(analyses, out, labels=label)
-    console.print(f"compared {len(analyses)} analyses: {out_dir / 'comparison.csv'}", highlight=False)
+    console.print(f"compared {len(analyses)} analyses: {escape(str(out_dir / 'comparison.csv'))}", highlight=False)
     typer.echo(str(out_dir / "comparison.html"))
 
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="reasonlens")

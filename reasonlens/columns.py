@@ -22,14 +22,22 @@ N_TOKENS = "n_tokens"            # int: len(token_ids)
 TRUNCATED = "truncated"          # bool: hit --max-new-tokens before EOS
 
 # --- rollout table: token arrays (aligned with token_ids) --------------------------------
+TOKEN_OFFSETS = "token_offsets"  # list[[start, end]]: each token's character span in RESPONSE
 LOGPROBS = "logprobs"            # list[float]: log p(sampled token), nats
 ENTROPIES = "entropies"          # list[float]: full-vocabulary entropy, nats
 PLANNING_MASK = "planning_mask"  # list[bool]: True = planning token (overlaps a strategic gram)
 ADVANTAGES = "advantages"        # list[float]: per-token credit used in the loss (training runs only)
-TOKEN_TEXTS = "token_texts"      # list[str] (optional): each response token's text; the report shows it
+
+# --- rollout table: tags (hierarchy.tag, one tagger pass per response) -------------------
+PLANNING_SPANS = "planning_spans"        # list[[start, end]]: union of the gram occurrences in RESPONSE
+GRAMS = "grams"                          # list[str]: counted occurrences (left to right, longest first)
+GRAM_NEXT = "gram_next"                  # list[str]: the next non-SG word 3-gram of each ("" = none)
+N_WORDS = "n_words"                      # int: words in RESPONSE
+N_PLANNING_WORDS = "n_planning_words"    # int: words overlapping a gram occurrence
+N_REFLECTIONS = "n_reflections"          # int: backtracking / verification markers
 
 ROLLOUT_COLUMNS = [
     STEP, CHECKPOINT, PROMPT_ID, SAMPLE_ID, PROMPT, PROMPT_TOKEN_IDS, RESPONSE, TOKEN_IDS,
-    ANSWER, PRED, REWARD, CORRECT, N_TOKENS, TRUNCATED, LOGPROBS, ENTROPIES,
+    ANSWER, PRED, REWARD, CORRECT, N_TOKENS, TRUNCATED, TOKEN_OFFSETS, LOGPROBS, ENTROPIES,
 ]
-TOKEN_ARRAY_COLUMNS = [TOKEN_IDS, LOGPROBS, ENTROPIES, PLANNING_MASK, ADVANTAGES]
+TOKEN_ARRAY_COLUMNS = [TOKEN_IDS, TOKEN_OFFSETS, LOGPROBS, ENTROPIES, PLANNING_MASK, ADVANTAGES]

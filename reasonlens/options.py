@@ -1,32 +1,34 @@
-"""Config fields documented once: `option(default, help)`; the CLI reads help and defaults back."""
+"""Config fields documented once: ``option(default, help)``; the CLI is generated from the fields.
+
+Help strings shared by several configs live here, so each is written once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, field, fields
+from dataclasses import field
+
+from reasonlens.errors import ReasonlensError
 
 TASK_HELP = ("Built-in reasoning-gym task (options as NAME:KEY=VALUE,...), or hf:NAME for a Hugging Face "
              "dataset.")
 PROMPTS_FILE_HELP = "JSONL/Parquet file of problems (overrides --task)."
 LEXICON_HELP = "Strategic-gram lexicon: 'paper', or a file with one phrase a line."
+DEVICE_HELP = "cpu, cuda or auto (a GPU when torch sees one)."
+DTYPE_HELP = ("auto, bf16, fp32 or fp16. auto = bf16 where the hardware computes it natively (bf16 GPUs; "
+              "CPUs with AVX512_BF16/AMX, checked by a timed matmul), else fp32.")
+THREADS_HELP = "Torch CPU threads (default: every core this process may use)."
+REMOTE_CODE_HELP = ("Allow checkpoints and tokenizers whose architecture is Python code shipped inside them "
+                    "(auto_map). Off: such inputs are refused, never run.")
 
 
 def option(default, help: str):
-    """A dataclass field with its one documentation string."""
+    """A dataclass field with its one documentation string (read by the CLI and `help()`)."""
     return field(default=default, metadata={"help": help})
 
 
-class Documented:
-    """Mixin for config dataclasses built from `option` fields."""
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        return _field(cls, name).metadata["help"]
-
-    @classmethod
-    def default(cls, name: str):
-        value = _field(cls, name).default
-        return None if value is MISSING else value
-
-
-def _field(cls, name: str):
-    return next(f for f in fields(cls) if f.name == name)
+def check_positive(config, *names: str) -> None:
+    """Raise for the first of ``names`` whose value on ``config`` is below 1."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ReasonlensError(f"{name}={value!r} must be an integer >= 1.")

@@ -38,10 +38,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def step_file(folder: str | os.PathLike, step: int, suffix: str = ".parquet") -> Path:
-    """``folder/rollouts/step_000120.parquet``: the per-step rollout file of an analysis or a training run
-    (zero-padded so files sort as they ran)."""
-    return Path(folder) / "rollouts" / f"step_{step:06d}{suffix}"
+def step_file(folder: str | os.PathLike, step: int, suffix: str = ".parquet", stage: str = "rollouts") -> Path:
+    """``folder/rollouts/step_000120.parquet``: the per-step file of a stage (``rollouts``, ``tags``) of an
+    analysis or a training run (zero-padded so files sort as they ran)."""
+    return Path(folder) / stage / f"step_{step:06d}{suffix}"
+
+
+def read_cached(table: Path, key: str):
+    """The DataFrame in ``table`` when its JSON sidecar records ``key``; None when absent or made otherwise.
+
+    The sidecar is written after the table, so its key vouches for a complete file. An unreadable file
+    is a warning and a recompute, never a crash.
+    """
+    import pandas as pd
+
+    sidecar = table.with_suffix(".json")
+    if not (table.is_file() and sidecar.is_file()):
+        return None
+    try:
+        if json.loads(sidecar.read_text(encoding="utf-8")).get("key") != key:
+            return None  # made with other settings or inputs: recompute rather than mix
+        return pd.read_parquet(table)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        import warnings
+
+        warnings.warn(f"unreadable cache {table} ({err}); recomputing it", stacklevel=2)
+        return None
+
+
+def write_cached(table: Path, key: str, frame, **meta) -> None:
+    """Write ``frame`` to ``table``, then its sidecar with ``key``, ``meta`` and provenance (both atomic)."""
+    write_parquet(table, frame)
+    write_json(table.with_suffix(".json"), {"key": key, **meta, **provenance()})
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,30 +1,31 @@
-"""Synthetic analysis folders for the report tests (no model, no other reasonlens stage needed)."""
+"""Analysis folders for the report tests, built by the real producers: the tag stage tags the rollouts,
+`detect_phases` finds the phases of a planted dynamics curve, and the summary has `Summary`'s keys."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from reasonlens import columns as C
+from reasonlens.config import AnalyzeConfig
+from reasonlens.hierarchy.lexicon import load_lexicon, write_lexicon
+from reasonlens.hierarchy.tag import tag_rollouts
+from reasonlens.metrics import columns as dc
+from reasonlens.metrics.dynamics import top_grams
+from reasonlens.metrics.phases import detect_phases
+from reasonlens.records import provenance, write_json
+
 STEPS = [0, 10, 20, 30, 40, 50, 60, 70]
-TOKEN_METRICS = ["entropy_all", "entropy_planning", "entropy_execution", "ppl_planning", "ppl_execution",
-                 "rel_ppl_planning", "rel_ppl_execution", "p_high_given_planning", "p_planning_given_high"]
-PLANNING_WORDS = {"but", "wait", "let's", "try", "a", "different", "approach"}
+LEXICON = load_lexicon(["but wait", "let's try a different approach", "so", "first"])
 RESPONSES = [
     "First add 3 and 4 to get 7. But wait, let's try a different approach: 3 + 4 = 7. \\boxed{7}",
     "We compute 12 * 3 = 36 <b>bold</b> & so on. \\boxed{36}",
     "The answer is \\boxed{5}",
 ]
-PHASES = {
-    "consolidation": {"detected": True, "step": 30, "reason": None,
-                      "evidence": {"curve": "rel_ppl_execution", "change_point": 30,
-                                   "slope_before": -0.0133, "slope_after": -0.001}},
-    "exploration": {"detected": False, "step": None, "evidence": {},
-                    "reason": "sg_semantic_entropy shows no sustained rise (noise-level slope)"},
-}
 
 
 def dynamics_frame(text_only: bool = False) -> pd.DataFrame:
@@ -33,53 +34,52 @@ def dynamics_frame(text_only: bool = False) -> pd.DataFrame:
     for i, step in enumerate(STEPS):
         fall = min(step, 30) / 30
         rows.append({
-            "step": step, "n_responses": len(RESPONSES), "length_unit": "tokens", "accuracy": 0.2 + 0.08 * i, "pass_at_1": 0.2 + 0.08 * i,
-            "pass_at_k": 0.4 + 0.06 * i, "pass_at_4": 0.4 + 0.06 * i, "mean_length": 120 + 2 * i * i,
-            "truncation_rate": 0.0, "planning_ratio": 0.05 + 0.005 * i,
-            "entropy_all": 0.9 - 0.3 * fall, "entropy_planning": 1.6 - 0.1 * fall,
-            "entropy_execution": 0.8 - 0.35 * fall, "ppl_planning": 2.1 - 0.1 * fall,
-            "ppl_execution": 1.3 - 0.5 * fall, "rel_ppl_planning": 1 - 0.05 * fall,
-            "rel_ppl_execution": 1 - 0.38 * fall, "sg_semantic_entropy": 2.0 + 0.1 * max(0, step - 30) / 10,
-            "sg_semantic_entropy_change": 1 + 0.05 * max(0, step - 30) / 10, "sg_conditional_entropy": 1.1,
-            "answer_semantic_entropy": 0.7 - 0.05 * i, "p_high_given_planning": 0.6 + 0.02 * i,
-            "p_planning_given_high": 0.08, "reflection_rate": 0.3 + 0.05 * i,
+            dc.STEP: step, dc.N_RESPONSES: len(RESPONSES), dc.LENGTH_UNIT: "tokens", dc.ACCURACY: 0.2 + 0.08 * i,
+            dc.PASS_AT_1: 0.2 + 0.08 * i, dc.PASS_AT_K: 0.4 + 0.06 * i, "pass_at_4": 0.4 + 0.06 * i,
+            dc.MEAN_LENGTH: 120 + 2 * i * i, dc.TRUNCATION_RATE: 0.0, dc.PLANNING_RATIO: 0.05 + 0.005 * i,
+            dc.ENTROPY_ALL: 0.9 - 0.3 * fall, dc.ENTROPY_PLANNING: 1.6 - 0.1 * fall,
+            dc.ENTROPY_EXECUTION: 0.8 - 0.35 * fall, dc.PPL_PLANNING: 2.1 - 0.1 * fall,
+            dc.PPL_EXECUTION: 1.3 - 0.5 * fall, dc.REL_PPL_PLANNING: 1 - 0.05 * fall,
+            dc.REL_PPL_EXECUTION: 1 - 0.38 * fall, dc.SG_SEMANTIC_ENTROPY: 2.0,
+            dc.SG_SEMANTIC_ENTROPY_CHANGE: 1.0, dc.SG_CONDITIONAL_ENTROPY: 1.1,
+            dc.ANSWER_SEMANTIC_ENTROPY: 0.7 - 0.05 * i, dc.P_HIGH_GIVEN_PLANNING: 0.6 + 0.02 * i,
+            dc.P_PLANNING_GIVEN_HIGH: 0.08, dc.REFLECTION_RATE: 0.3 + 0.05 * i,
         })
     frame = pd.DataFrame(rows)
     if text_only:
-        frame[TOKEN_METRICS] = math.nan
-    return frame
+        frame[dc.TOKEN_PROBABILITY_COLUMNS] = math.nan
+    return frame[dc.DYNAMICS_COLUMNS + [c for c in frame.columns if c not in dc.DYNAMICS_COLUMNS]]
 
 
-def _tokens(text: str) -> list[str]:
-    """Split into word and space pieces so that ''.join(tokens) == text."""
-    pieces, word = [], ""
-    for ch in text:
-        if ch == " ":
-            pieces += [word, " "] if word else [" "]
-            word = ""
-        else:
-            word += ch
-    return pieces + ([word] if word else [])
+PHASES = detect_phases(dynamics_frame())  # consolidation ends at 30; the flat SG entropy gives no exploration
 
 
-def rollouts_frame(text_only: bool = False, with_token_texts: bool = True) -> pd.DataFrame:
+def _offsets(text: str) -> list[list[int]]:
+    """Word and space pieces that tile ``text``: the token spans of a whitespace tokenizer."""
+    spans, start = [], 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or (text[i] == " ") != (text[i - 1] == " "):
+            spans.append([start, i])
+            start = i
+    return spans
+
+
+def rollouts_frame(text_only: bool = False) -> pd.DataFrame:
+    """The tagged rollout table: 3 responses per step, the first one correct."""
     rng = np.random.default_rng(0)
     rows = []
     for step in STEPS:
         for s, text in enumerate(RESPONSES):
-            row = {"step": step, "checkpoint": f"checkpoint-{step}", "prompt_id": "p0", "sample_id": s,
-                   "prompt": "What is 3 + 4?", "response": text, "answer": "7", "pred": None,
-                   "reward": float(s == 0), "correct": s == 0}
+            row = {C.STEP: step, C.CHECKPOINT: f"checkpoint-{step}", C.PROMPT_ID: "p0", C.SAMPLE_ID: s,
+                   C.PROMPT: "What is 3 + 4?", C.RESPONSE: text, C.ANSWER: "7", C.PRED: None,
+                   C.REWARD: float(s == 0), C.CORRECT: s == 0}
             if not text_only:
-                toks = _tokens(text)
-                row.update({"token_ids": list(range(len(toks))), "n_tokens": len(toks), "truncated": False,
-                            "entropies": rng.uniform(0, 2, len(toks)).round(3).tolist(),
-                            "logprobs": (-rng.uniform(0, 2, len(toks))).round(3).tolist(),
-                            "planning_mask": [t.strip(",.:").lower() in PLANNING_WORDS for t in toks]})
-                if with_token_texts:
-                    row["token_texts"] = toks
+                offsets = _offsets(text)
+                row.update({C.TOKEN_IDS: list(range(len(offsets))), C.N_TOKENS: len(offsets), C.TRUNCATED: False,
+                            C.TOKEN_OFFSETS: offsets, C.ENTROPIES: rng.uniform(0, 2, len(offsets)).round(3).tolist(),
+                            C.LOGPROBS: (-rng.uniform(0, 2, len(offsets))).round(3).tolist()})
             rows.append(row)
-    return pd.DataFrame(rows)
+    return tag_rollouts(pd.DataFrame(rows), LEXICON)
 
 
 def top_grams_frame() -> pd.DataFrame:
@@ -88,20 +88,21 @@ def top_grams_frame() -> pd.DataFrame:
                          for i, st in enumerate(STEPS) for j, g in enumerate(grams)])
 
 
-def summary_dict(text_only: bool = False) -> dict:
-    return {
-        "config": {"checkpoints": "/runs/grpo-smollm2", "model": "smollm2", "task": "gsm_symbolic",
-                   "n_prompts": 1, "samples": 3, "temperature": 1.0, "max_new_tokens": 256, "seed": 0,
-                   "lexicon": "paper", "text_only": text_only},
-        "provenance": {"reasonlens_version": "0.1.0", "git_hash": "abc1234", "date": "2026-11-27T15:00:00+00:00"},
-        "lexicon": {"name": "paper", "hash": "3f2a9c1d"},
-        "phases": PHASES,
-        "skipped": [],
-    }
+def summary_dict(text_only: bool = False, root: Path = Path("/runs/grpo-smollm2")) -> dict:
+    """A summary.json with every key of `pipeline.Summary`, as analyze writes it."""
+    config = AnalyzeConfig(rollouts=root / "log.jsonl") if text_only else AnalyzeConfig(path=root, samples=3)
+    return {"mode": "text-only" if text_only else "checkpoints", "config": dataclasses.asdict(config),
+            "out": str(root / "reasonlens"), "provenance": provenance(),
+            "runtime": None if text_only else {"device": "cpu", "dtype": "fp32", "threads": 2},
+            "lexicon": {"name": LEXICON.name, "hash": LEXICON.hash, "size": len(LEXICON), "file": "lexicon.txt"},
+            "tag_version": 1, "tokenizer": None, "problems": None if text_only else
+            {"task": "gsm_symbolic", "prompts_file": None, "seed": 0, "n": 1, "held_out_of_run_seed": None},
+            "checkpoints": [], "skipped": [], "run_config": None, "phases": PHASES,
+            "n_responses": len(STEPS) * len(RESPONSES), "tokens_scored": 0, "seconds": 1.0, "peak_rss_mb": 100.0}
 
 
 def make_analysis_dir(root: Path, *, text_only: bool = False, csv: bool = False) -> Path:
-    """Write dynamics.{parquet|csv}, rollouts.parquet, summary.json into ``root`` and return it."""
+    """Write dynamics.{parquet|csv}, rollouts.parquet, lexicon.txt and summary.json into ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     dynamics = dynamics_frame(text_only)
     if csv:
@@ -109,5 +110,11 @@ def make_analysis_dir(root: Path, *, text_only: bool = False, csv: bool = False)
     else:
         dynamics.to_parquet(root / "dynamics.parquet", index=False)
     rollouts_frame(text_only).to_parquet(root / "rollouts.parquet", index=False)
-    (root / "summary.json").write_text(json.dumps(summary_dict(text_only), indent=2))
+    write_lexicon(root / "lexicon.txt", LEXICON)
+    write_json(root / "summary.json", summary_dict(text_only))
     return root
+
+
+def analysis_top_grams() -> pd.DataFrame:
+    """The top-grams table of the fixture's rollouts (the tagged ``grams`` column)."""
+    return top_grams(rollouts_frame())

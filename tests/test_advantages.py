@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.train.advantages import (entropy_topk_mask, entropy_topk_weights, grpo_advantages,
+from reasonlens.train.advantages import (entropy_topk_mask, entropy_topk_threshold, grpo_advantages,
                                          heuristic_advantages, heuristic_selection_mask, hicra_advantages)
 
 
@@ -84,21 +84,19 @@ def test_entropy_topk_mask_hand_computed():
     assert torch.equal(mask, expected)
 
 
-def test_entropy_topk_weights_normalise_over_selected_tokens():
-    # 2 of 10 real tokens selected -> weight 1/2 each (80/20 paper);
-    # TRL's top_entropy_quantile would give them 1/10 each: a 5x smaller step.
-    entropies = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]])
-    weights = entropy_topk_weights(entropies, torch.ones(1, 10), 0.2)
-    assert weights.sum().item() == pytest.approx(1.0)
-    assert weights[0, 8].item() == pytest.approx(0.5) and weights[0, 9].item() == pytest.approx(0.5)
-    per_token_loss = torch.ones(1, 10)
-    ours = (weights * per_token_loss).sum()
-    trl = (per_token_loss * (weights > 0)).sum() / 10
-    assert (ours / trl).item() == pytest.approx(5.0)
+def test_entropy_topk_threshold_of_a_gathered_batch():
+    # 10 tokens 0.1..1.0: the 0.8 quantile is at position 0.8 * 9 = 7.2 -> 0.8 + 0.2 * 0.1 = 0.82;
+    # a process holding only [0.1, 0.2] selects by that threshold: nothing (its own would select 0.2)
+    gathered = torch.arange(1, 11, dtype=torch.float32) / 10
+    threshold = entropy_topk_threshold(gathered, 0.2)
+    assert float(threshold) == pytest.approx(0.82)
+    local = torch.tensor([[0.1, 0.2]])
+    assert not entropy_topk_mask(local, torch.ones(1, 2), threshold=threshold).any()
+    assert entropy_topk_mask(local, torch.ones(1, 2), 0.2).tolist() == [[False, True]]
 
 
 def test_entropy_topk_empty_batch_selects_nothing():
-    assert not entropy_topk_weights(torch.ones(2, 3), torch.zeros(2, 3)).any()
+    assert not entropy_topk_mask(torch.ones(2, 3), torch.zeros(2, 3)).any()
 
 
 def test_heuristic_selection_hand_computed():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from report_fixtures import PHASES, STEPS, make_analysis_dir
+from report_fixtures import LEXICON, PHASES, STEPS, make_analysis_dir
 
+from reasonlens.analysis import load_analysis
 from reasonlens.errors import ReasonlensError
-from reasonlens.report.analysis import load_analysis
 
 
 @pytest.fixture
@@ -23,14 +22,22 @@ def test_load_analysis_reads_tables_and_summary(tmp_path, csv):
     assert list(a.dynamics["step"]) == STEPS
     assert len(a.rollouts) == 3 * len(STEPS)
     assert a.phases == PHASES
-    assert a.config["task"] == "gsm_symbolic" and a.lexicon["hash"] == "3f2a9c1d"
+    assert a.config["samples"] == 3 and a.lexicon["hash"] == LEXICON.hash
+    assert a.phrases == LEXICON.phrases
     assert "steps=8" in repr(a)
 
 
+def test_an_edited_lexicon_is_refused(analysis_dir):
+    with (analysis_dir / "lexicon.txt").open("a") as f:
+        f.write("a new phrase\n")
+    with pytest.raises(ReasonlensError, match=r"lexicon.txt has hash \w+ but summary.json records"):
+        load_analysis(analysis_dir)
+
+
 def test_not_an_analysis_folder_names_what_is_missing(tmp_path):
-    with pytest.raises(ReasonlensError, match=r"not an analysis folder \(missing summary.json, dynamics"):
+    with pytest.raises(ReasonlensError, match=r"not a finished analysis folder \(missing summary.json, dynamics"):
         load_analysis(tmp_path)
-    with pytest.raises(ReasonlensError, match=r"not an analysis folder \(it does not exist\).*--out"):
+    with pytest.raises(ReasonlensError, match=r"not a finished analysis folder \(it does not exist\).*--out"):
         load_analysis(tmp_path / "nope")
 
 
@@ -40,18 +47,19 @@ def test_broken_summary_is_a_clear_error(analysis_dir):
         load_analysis(analysis_dir)
 
 
-def test_plot_methods_return_figures(analysis_dir):
+def test_figure_methods_return_figures(analysis_dir):
     from matplotlib.figure import Figure
 
     a = load_analysis(analysis_dir)
-    for fig in (a.plot_dynamics(), a.plot_entropy(), a.plot_overlap(), a.plot_top_grams()):
+    for fig in (a.dynamics_figure(), a.entropy_figure(), a.overlap_figure(), a.top_grams_figure()):
         assert isinstance(fig, Figure) and fig.axes
+    assert len(a.dynamics_figure().axes) >= 4
 
 
 def test_phase_sentences_in_words(analysis_dir):
     sentences = load_analysis(analysis_dir).phase_sentences()
     assert sentences[0].startswith("Procedural consolidation ends at step 30")
-    assert "Evidence: curve = rel_ppl_execution" in sentences[0]
+    assert "Evidence: curve = rel_ppl_execution" in sentences[0] and "change points = [30]" in sentences[0]
 
 
 def test_show_response_highlights_planning_tokens(analysis_dir):
@@ -61,13 +69,10 @@ def test_show_response_highlights_planning_tokens(analysis_dir):
     assert "step 0 · prompt p0" in markup and "max-width" not in markup  # response styles only, not the page's
 
 
-def test_show_response_text_only_uses_the_lexicon_spans(tmp_path):
+def test_show_response_text_only_uses_the_tagged_spans(tmp_path):
     path = make_analysis_dir(tmp_path / "t", text_only=True)
-    summary = json.loads((path / "summary.json").read_text())
-    summary["config"]["lexicon"] = ["but wait"]  # the analysis' own lexicon, as AnalyzeConfig records it
-    (path / "summary.json").write_text(json.dumps(summary))
     markup = load_analysis(path).show_response(0).data
-    assert '<mark class="plan" title="strategic gram: but wait">But wait</mark>' in markup
+    assert '<mark class="plan" title="strategic gram">But wait</mark>' in markup
 
 
 def test_show_response_index_out_of_range(analysis_dir):

@@ -82,10 +82,11 @@ def test_analyze_bundled_smollm2_end_to_end(tmp_path):
     entropies = [e for row in rollouts[C.ENTROPIES] for e in row]
     assert all(0 <= e <= 10.81 for e in entropies)
     from reasonlens.models.loading import load_tokenizer
+    from reasonlens.models.offsets import DECODE_KWARGS
 
     tokenizer = load_tokenizer("smollm2")
     for _, row in rollouts.iterrows():  # the text is what the token ids say, and the prompt went through ChatML
-        assert tokenizer.decode(list(row[C.TOKEN_IDS]), skip_special_tokens=True) == row[C.RESPONSE]
+        assert tokenizer.decode(list(row[C.TOKEN_IDS]), **DECODE_KWARGS) == row[C.RESPONSE]
         assert tokenizer.decode(list(row[C.PROMPT_TOKEN_IDS])).startswith("<|im_start|>")
     assert (out / "report.html").stat().st_size > 10_000
 

@@ -45,12 +45,41 @@ def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert [(c["step"], c["kind"]) for c in summary["checkpoints"]] == [(0, "base"), (1, "peft"), (2, "peft")]
+    # held-out problems: the run trained with seed 0, so they are drawn with seed 1, whatever --seed says
+    assert summary["mode"] == "eval" and summary["problems"]["seed"] == 1
+    assert summary["problems"]["held_out_of_run_seed"] == 0
 
 
 def test_train_hicra_cli_bad_method_is_one_red_line(tmp_path):
     result = CliRunner().invoke(app, ["train-hicra", "--out", str(tmp_path / "r"), "--method", "ppo"])
     assert result.exit_code == 1
     assert "method='ppo' is not known" in result.output
+
+
+def test_cli_exposes_every_config_field():
+    import dataclasses
+
+    import click
+
+    from reasonlens.cli import app as cli_app
+    from reasonlens.config import AnalyzeConfig
+    from reasonlens.train.config import TrainConfig
+
+    commands = typer_commands(cli_app)
+    for name, config in (("analyze", AnalyzeConfig), ("train-hicra", TrainConfig)):
+        params = {p.name: p for p in commands[name].params}
+        for field in dataclasses.fields(config):
+            assert field.name in params, f"{name} has no option for {config.__name__}.{field.name}"
+            assert params[field.name].help == field.metadata["help"] or isinstance(params[field.name], click.Argument)
+            if field.default is not None and field.name != "out":
+                assert params[field.name].default == field.default, field.name
+
+
+def typer_commands(cli_app):
+    import typer.main
+
+    group = typer.main.get_command(cli_app)
+    return {name: group.get_command(None, name) for name in group.list_commands(None)}
 
 
 def test_cli_help_does_not_import_torch():

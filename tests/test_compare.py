@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from reasonlens.cli import app
 from reasonlens.errors import ReasonlensError
-from reasonlens.report.analysis import compare
+from reasonlens.compare import compare
 
 
 @pytest.fixture
@@ -54,4 +54,4 @@ def test_cli_compare_error_is_one_red_line(two_runs, tmp_path):
     result = CliRunner().invoke(app, ["compare", str(two_runs[0]), str(tmp_path / "missing"),
                                       "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 1
-    assert "is not an analysis folder" in result.output
+    assert "is not a finished analysis folder" in result.output and "Traceback" not in result.output

@@ -1,4 +1,4 @@
-"""dynamics_table and top_grams on a hand-made rollout table (2 steps x 2 prompts x 2 samples)."""
+"""dynamics_table, step_metrics and top_grams on a hand-made, tagged rollout table (2 steps x 2 prompts x 2 samples)."""
 
 import math
 
@@ -8,11 +8,11 @@ import pytest
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.hierarchy.tagger import PlanningTagger
+from reasonlens.hierarchy.tag import tag_rollouts
 from reasonlens.metrics import columns as D
-from reasonlens.metrics.dynamics import dynamics_table, top_grams
+from reasonlens.metrics.dynamics import dynamics_table, step_metrics, top_grams
 
-TAGGER = PlanningTagger(["but wait", "let's try", "so", "wait"])
+LEXICON = ["but wait", "let's try", "so", "wait"]
 HALF, QUARTER = math.log(0.5), math.log(0.25)
 
 
@@ -35,18 +35,18 @@ def rollouts():
                 C.ENTROPIES: [2.0 * i + 1, 2.0 * i + 2], C.PLANNING_MASK: mask,
                 C.LOGPROBS: [HALF if (m or step) else QUARTER for m in mask],
             })
-    return pd.DataFrame(rows)
+    return tag_rollouts(pd.DataFrame(rows), LEXICON)  # no token offsets: the hand-made masks stay
 
 
 def test_required_columns_in_order(rollouts):
-    table = dynamics_table(rollouts, TAGGER, equivalent=_equal)
+    table = dynamics_table(rollouts, equivalent=_equal)
     assert list(table.columns[:len(D.DYNAMICS_COLUMNS)]) == D.DYNAMICS_COLUMNS
     assert {"pass_at_2", "pass_k", "mean_reward", "length_unit"} <= set(table.columns)
     assert table[D.STEP].tolist() == [0, 10]
 
 
 def test_step_values_by_hand(rollouts):
-    row = dynamics_table(rollouts, TAGGER, equivalent=_equal).iloc[0]
+    row = dynamics_table(rollouts, equivalent=_equal).iloc[0]
     # correct = [T, F, T, F] -> accuracy 0.5, pass@1 = mean(1/2, 1/2); each prompt n=2, c=1 -> pass@2 = 1
     assert (row[D.N_RESPONSES], row[D.ACCURACY], row[D.PASS_AT_1]) == (4, 0.5, 0.5)
     assert row[D.PASS_AT_K] == 1.0 and row[D.PASS_K] == 2
@@ -70,7 +70,7 @@ def test_step_values_by_hand(rollouts):
 
 
 def test_relative_columns(rollouts):
-    table = dynamics_table(rollouts, TAGGER, equivalent=_equal)
+    table = dynamics_table(rollouts, equivalent=_equal)
     # execution PPL 4 -> 2: relative [1, 0.5]; planning 2 -> 2: [1, 1]; same grams both steps: change [1, 1]
     assert table[D.REL_PPL_EXECUTION].tolist() == pytest.approx([1.0, 0.5])
     assert table[D.REL_PPL_PLANNING].tolist() == pytest.approx([1.0, 1.0])
@@ -80,7 +80,7 @@ def test_relative_columns(rollouts):
 
 def test_text_only(rollouts):
     text = rollouts.drop(columns=[C.TOKEN_IDS, C.LOGPROBS, C.ENTROPIES, C.PLANNING_MASK, C.N_TOKENS, C.PRED])
-    row = dynamics_table(text, TAGGER, equivalent=_equal).iloc[0]
+    row = dynamics_table(text, equivalent=_equal).iloc[0]
     # words: 4 + 2 + 2 + 2 = 10 -> mean 2.5; planning words: so(1) + wait(1) + 0 + so so(2) = 4 of 10
     assert (row[D.MEAN_LENGTH], row[D.LENGTH_UNIT], row[D.PLANNING_RATIO]) == (2.5, "words", 0.4)
     assert all(np.isnan(row[c]) for c in D.TOKEN_PROBABILITY_COLUMNS)
@@ -90,7 +90,7 @@ def test_text_only(rollouts):
 
 def test_reward_fallback(rollouts):
     df = rollouts.drop(columns=[C.CORRECT]).assign(**{C.REWARD: [1.0, 0.0, 0.7, 0.2] * 2})
-    row = dynamics_table(df, TAGGER, equivalent=_equal).iloc[0]
+    row = dynamics_table(df, equivalent=_equal).iloc[0]
     # correct = reward > 0.5 = [1, 0, 1, 0] -> 0.5; mean reward (1 + 0 + 0.7 + 0.2) / 4
     assert row[D.ACCURACY] == 0.5 and row[D.MEAN_REWARD] == pytest.approx(0.475)
 
@@ -98,24 +98,26 @@ def test_reward_fallback(rollouts):
 def test_missing_correctness_is_left_out(rollouts):
     df = rollouts.astype({C.CORRECT: object})
     df.loc[[1, 3], C.CORRECT] = [None, pd.NA]
-    row = dynamics_table(df, TAGGER, equivalent=_equal).iloc[0]
+    row = dynamics_table(df, equivalent=_equal).iloc[0]
     # known rows 0 and 2 are both correct -> 1.0; pass@2 needs 2 known samples per prompt -> NaN
     assert row[D.ACCURACY] == 1.0 and np.isnan(row["pass_at_2"])
 
 
 def test_errors(rollouts):
     with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['response'\]"):
-        dynamics_table(rollouts.drop(columns=[C.RESPONSE]), TAGGER)
+        dynamics_table(rollouts.drop(columns=[C.RESPONSE]))
     with pytest.raises(ReasonlensError, match="high_entropy_quantile=1.5"):
-        dynamics_table(rollouts, TAGGER, high_entropy_quantile=1.5)
+        dynamics_table(rollouts, high_entropy_quantile=1.5)
+    with pytest.raises(ReasonlensError, match=r"lacks the tag column\(s\) \['grams'.*tag_rollouts"):
+        dynamics_table(rollouts.drop(columns=[C.GRAMS]))
     bad = rollouts.copy()
     bad.at[0, C.ENTROPIES] = [1.0]
     with pytest.raises(ReasonlensError, match="'entropies' has 7 tokens but 'planning_mask' has 8"):
-        dynamics_table(bad, TAGGER, equivalent=_equal)
+        dynamics_table(bad, equivalent=_equal)
 
 
 def test_top_grams(rollouts):
-    top = top_grams(rollouts, TAGGER, n=1)
+    top = top_grams(rollouts, n=1)
     # per step: so 3, wait 1 -> the top one is "so"
     assert top.to_dict("records") == [{"step": 0, "gram": "so", "count": 3}, {"step": 10, "gram": "so", "count": 3}]
 
@@ -123,7 +125,7 @@ def test_top_grams(rollouts):
 def test_credit_by_token_class_for_training_runs(rollouts):
     # every token's advantage is 1 at step 0; planning tokens (4 of 8) get 1.2 at step 10 (HICRA, A=1)
     adv = [[1.2 if (m and s) else 1.0 for m in mask] for s, mask in zip(rollouts[C.STEP], rollouts[C.PLANNING_MASK])]
-    table = dynamics_table(rollouts.assign(**{C.ADVANTAGES: adv}), TAGGER, equivalent=_equal)
+    table = dynamics_table(rollouts.assign(**{C.ADVANTAGES: adv}), equivalent=_equal)
     assert table[D.ADVANTAGE_PLANNING].tolist() == pytest.approx([1.0, 1.2])
     assert table[D.ADVANTAGE_EXECUTION].tolist() == pytest.approx([1.0, 1.0])
-    assert D.ADVANTAGE_PLANNING not in dynamics_table(rollouts, TAGGER, equivalent=_equal).columns
+    assert D.ADVANTAGE_PLANNING not in dynamics_table(rollouts, equivalent=_equal).columns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from report_fixtures import PHASES, dynamics_frame, rollouts_frame, top_grams_frame
+from report_fixtures import PHASES, analysis_top_grams, dynamics_frame, top_grams_frame
 
 from reasonlens.report import figures
 
@@ -18,11 +18,24 @@ def _texts(ax) -> list[str]:
     (figures.plot_accuracy_length, 1), (figures.plot_overlap, 3),
 ], ids=["rel_ppl", "entropy", "sg_change", "accuracy_length", "overlap"])
 def test_plot_draws_one_line_per_series(plot, n_lines):
-    ax = plot(dynamics_frame())
+    dynamics = dynamics_frame()
+    ax = plot(dynamics)
     # reference lines (axhline at 1.0) have 2 points; curves have one point per step (8)
     curves = [line for line in ax.lines if len(line.get_xdata()) == 8]
     assert len(curves) == n_lines
     assert ax.get_title()
+    # each curve is a column of the table, drawn against the steps
+    columns = [c for c in dynamics.columns if c != "step"]
+    for line in curves:
+        assert list(line.get_xdata()) == list(dynamics["step"])
+        assert any(list(line.get_ydata()) == list(dynamics[c]) for c in columns), line.get_label()
+
+
+def test_rel_ppl_lines_are_the_right_columns():
+    dynamics = dynamics_frame()
+    lines = {line.get_label(): list(line.get_ydata()) for line in figures.plot_rel_ppl(dynamics).lines}
+    assert lines["planning"] == list(dynamics["rel_ppl_planning"])
+    assert lines["execution"] == list(dynamics["rel_ppl_execution"])
 
 
 def test_accuracy_length_uses_a_twin_axis_for_length():
@@ -96,19 +109,22 @@ def test_save_figures_writes_readable_pngs(tmp_path):
     assert not list((tmp_path / "figures").glob("*.tmp-*"))
 
 
-def test_save_figures_counts_grams_from_rollouts(tmp_path):
-    from reasonlens.hierarchy.tagger import PlanningTagger
-
-    paths = figures.save_figures(tmp_path, dynamics_frame(), rollouts_frame(), None,
-                                 tagger=PlanningTagger(["but wait", "let's try"]))
-    assert (tmp_path / "figures" / "top_grams.png") in paths
+def test_top_grams_of_the_tagged_rollouts():
+    top = analysis_top_grams()
+    # per step: "first", "but wait", "let's try a different approach" (response 1) and "so" (response 2), once each
+    assert set(top[top["step"] == 0]["gram"]) == {"first", "but wait", "let's try a different approach", "so"}
+    assert top["count"].eq(1).all()
+    ax = figures.plot_top_grams(top, n=4)
+    assert ax.images[0].get_array().sum() == 4 * 8
 
 
 def test_a_table_without_steps_is_a_clear_error():
     from reasonlens.errors import ReasonlensError
 
-    with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['step'\].*OUT/dynamics.parquet"):
+    with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['step'.*OUT/dynamics.parquet"):
         figures.plot_entropy(pd.DataFrame({"entropy_all": [1.0]}))
+    with pytest.raises(ReasonlensError, match=r"lacks column\(s\) \['entropy_planning'"):
+        figures.plot_entropy(pd.DataFrame({"step": [0], "entropy_all": [1.0]}))
     with pytest.raises(ReasonlensError, match=r"Top strategic grams per step: the table lacks column\(s\) \['gram'"):
         figures.plot_top_grams(pd.DataFrame({"step": [0], "count": [1]}))
 

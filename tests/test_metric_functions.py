@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.hierarchy.tagger import PlanningTagger
 from reasonlens.metrics.entropy import (answer_semantic_entropy, cluster_answers, conditional_entropy,
-                                        conditional_procedural_entropy,
-                                        next_word_ngrams, sg_semantic_entropy, shannon_entropy)
+                                        conditional_procedural_entropy, sg_semantic_entropy, shannon_entropy)
 from reasonlens.metrics.outcomes import mean_pass_at_k, pass_at_k, powers_of_two_upto
-from reasonlens.metrics.text import planning_word_counts, reflection_counts, word_count
 from reasonlens.metrics.token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class,
                                             perplexity_by_class, pool, relative_to_first)
-
-TAGGER = PlanningTagger(["but wait", "let's try", "so", "wait"])
 
 
 def test_mean_by_class():
@@ -83,25 +78,19 @@ def test_shannon_entropy_empty_is_nan():
 
 
 def test_sg_semantic_entropy():
-    # counts over both responses (longest first, no overlap): "but wait" 1 (not also "wait"), "so" 2,
-    # "let's try" 1 -> p = 1/4, 1/2, 1/4 -> H = 1.5 ln 2
-    texts = ["So, but wait.", "Let's try again, so x."]
-    assert sg_semantic_entropy(texts, TAGGER) == pytest.approx(1.5 * math.log(2))
-
-
-def test_next_word_ngrams_skips_grams():
-    # "so" (0-2) and "but wait" (4-12) both continue with the first non-SG words "we add 3";
-    # "so" at the end has only 1 following word ("done") -> dropped
-    text = "So, but wait, we add 3 so done"
-    assert next_word_ngrams(text, TAGGER.find(text)) == [("so", ("we", "add", "3")), ("but wait", ("we", "add", "3"))]
+    # counted grams over both responses: "but wait" 1, "so" 2, "let's try" 1 -> p = 1/4, 1/2, 1/4 -> H = 1.5 ln 2
+    assert sg_semantic_entropy([["so", "but wait"], ["let's try", "so"]]) == pytest.approx(1.5 * math.log(2))
+    assert sg_semantic_entropy([["so", "but wait"], ["let's try", "so"]], base=2) == pytest.approx(1.5)
+    assert math.isnan(sg_semantic_entropy([[], []]))
 
 
 def test_conditional_procedural_entropy():
-    # occurrences: "so" -> (a b c), "so" -> (d e f), "wait" -> (a b c), "wait" -> (a b c)
-    # H(next|so) = ln 2, H(next|wait) = 0, p(so) = p(wait) = 1/2 -> H = ln(2) / 2
-    texts = ["so a b c", "so d e f", "wait a b c", "wait a b c"]
-    assert conditional_procedural_entropy(texts, TAGGER) == pytest.approx(math.log(2) / 2)
-    assert math.isnan(conditional_procedural_entropy(["no grams here"], TAGGER))
+    # occurrences: "so" -> "a b c", "so" -> "d e f", "wait" -> "a b c" twice, and one "so" with no
+    # 3 following words ("" is left out). H(next|so) = ln 2, H(next|wait) = 0, p(so) = p(wait) = 1/2
+    grams = [["so", "so"], ["so"], ["wait"], ["wait"]]
+    nexts = [["a b c", ""], ["d e f"], ["a b c"], ["a b c"]]
+    assert conditional_procedural_entropy(grams, nexts) == pytest.approx(math.log(2) / 2)
+    assert math.isnan(conditional_procedural_entropy([["so"]], [[""]]))
 
 
 def test_conditional_entropy_pairs():
@@ -168,16 +157,3 @@ def test_pass_at_k_rejects_bad_k():
 
 def test_powers_of_two():
     assert powers_of_two_upto(8) == [1, 2, 4, 8] and powers_of_two_upto(6) == [1, 2, 4]
-
-
-def test_words_and_planning_words():
-    # words: "So", "we", "add", "3", "that's", "it" -> 6; planning words overlap "so": 1
-    text = "So, we add 3 -- that's it."
-    assert word_count(text) == 6
-    assert planning_word_counts(text, TAGGER.find(text)) == (1, 6)
-
-
-def test_reflection_counts():
-    # 1: "Wait" + "let me check" = 2; 2: "Hmm" + "let me verify" (once, longest first) = 2; 3: "verified" is no marker = 0
-    texts = ["Wait, let me check.", "Hmm... let me verify this.", "I verified it."]
-    assert reflection_counts(texts) == [2, 2, 0]

@@ -103,7 +103,7 @@ def test_bad_input():
 def test_from_dynamics_table_end_to_end():
     """Rollouts whose execution tokens sharpen until step 50 and whose gram variety grows from step 60."""
     from reasonlens import columns as C
-    from reasonlens.hierarchy.tagger import PlanningTagger
+    from reasonlens.hierarchy.tag import tag_rollouts
     from reasonlens.metrics.dynamics import dynamics_table
 
     grams = ["so", "but wait", "let's try", "alternatively", "we can use", "first"]
@@ -116,7 +116,7 @@ def test_from_dynamics_table_end_to_end():
             rows.append({C.STEP: int(step), C.PROMPT_ID: "p", C.RESPONSE: text, C.CORRECT: True,
                          C.LOGPROBS: [np.log(0.5), np.log(p_exec)], C.ENTROPIES: [1.0, 0.5],
                          C.PLANNING_MASK: [True, False]})
-    table = dynamics_table(pd.DataFrame(rows), PlanningTagger(grams), equivalent=lambda a, b: a == b)
+    table = dynamics_table(tag_rollouts(pd.DataFrame(rows), grams), equivalent=lambda a, b: a == b)
     out = detect_phases(table)
     assert out["consolidation"]["detected"] and abs(out["consolidation"]["step"] - 50) <= 10, out
     assert out["exploration"]["detected"] and abs(out["exploration"]["step"] - 60) <= 10, out

@@ -90,7 +90,7 @@ def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
 def test_config_rejects_bad_values(tmp_path):
     with pytest.raises(ReasonlensError, match="exactly one input"):
         AnalyzeConfig()
-    with pytest.raises(ReasonlensError, match="samples=0 must be >= 1"):
+    with pytest.raises(ReasonlensError, match="samples=0 must be an integer >= 1"):
         AnalyzeConfig(path=tmp_path, samples=0)
 
 

@@ -6,16 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections import namedtuple
 
 import pytest
-from report_fixtures import PHASES, dynamics_frame, rollouts_frame, summary_dict, top_grams_frame
+from report_fixtures import LEXICON, PHASES, dynamics_frame, rollouts_frame, summary_dict, top_grams_frame
 
 from reasonlens.report import highlight, narrative
 from reasonlens.report.figures import save_figures
 from reasonlens.report.html import write_report
-
-Match = namedtuple("Match", "start end gram")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -28,10 +25,10 @@ def pngs(tmp_path_factory):
 
 @pytest.fixture
 def make_report(tmp_path, pngs):
-    def make(text_only=False, rollouts=None, out=tmp_path, **kwargs):
+    def make(text_only=False, rollouts=None, out=tmp_path):
         rollouts = rollouts_frame(text_only) if rollouts is None else rollouts
         return write_report(out, summary=summary_dict(text_only), dynamics=dynamics_frame(text_only),
-                            rollouts=rollouts, figures=pngs, **kwargs)
+                            rollouts=rollouts, figures=pngs)
     return make
 
 
@@ -49,16 +46,12 @@ def test_phase_sentences_use_the_curves_and_the_reason():
     # rel_ppl_execution 1.00 -> 0.62 (fall 0.38 of 1.00); entropy_execution 0.80 -> 0.45 (0.35/0.80 = 44%)
     assert cons.startswith("Procedural consolidation ends at step 30: from step 0 to 30, "
                            "execution RelPPL fell 38% (1.00 → 0.62), execution-token entropy fell 44%")
-    assert "change point = 30" in evidence and "slope before = -0.0133" in evidence
-    assert expl == ("Strategic exploration: not detected: sg_semantic_entropy shows no sustained rise "
-                    "(noise-level slope).")
+    # the evidence detect_phases really records: change points, the fall before the knee, the noise
+    assert "change points = [30]" in evidence and "fall before knee = 0.38" in evidence
+    assert "noise sigma = 0.001" in evidence
+    assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 4 noise sigmas")
     assert narrative.phase_sentences(None, dynamics_frame()) == [
         ("Phase detection was not run for this analysis.", "")]
-
-
-def test_spans_to_mask_marks_tokens_overlapping_a_span():
-    # "But wait, x": "But" [0,3) and " wait" [3,8) overlap span [0,8); "," [8,9) and " x" [9,11) do not
-    assert highlight.spans_to_mask(["But", " wait", ",", " x"], [(0, 8)]) == [True, True, False, False]
 
 
 def test_tokens_html_shades_by_entropy_relative_to_the_maximum():
@@ -69,9 +62,9 @@ def test_tokens_html_shades_by_entropy_relative_to_the_maximum():
                    'title="entropy 2.000 nats · planning"> b</span>')
 
 
-def test_spans_html_unions_overlapping_grams_and_escapes():
+def test_spans_html_marks_the_spans_and_escapes():
     text = "we can use the fact that <x> & y"
-    out = highlight.spans_html(text, [Match(0, 10, "we can use"), Match(7, 24, "use the fact that")])
+    out = highlight.spans_html(text, [[0, 24]])  # the union of "we can use" and "use the fact that"
     assert re.sub(r"<[^>]+>", "", out) == "we can use the fact that &lt;x&gt; &amp; y"
     marked = "".join(re.findall(r"<mark[^>]*>(.*?)</mark>", out))
     assert marked == "we can use the fact that"
@@ -97,7 +90,7 @@ def test_report_is_self_contained_and_complete(make_report):
     for heading in ("Summary", "Figures", "Dynamics table", "Example responses", "Configuration"):
         assert f"<h2>{heading}</h2>" in page
     assert "Procedural consolidation ends at step 30" in page
-    assert "gsm_symbolic" in page and "3f2a9c1d" in page  # task and lexicon hash
+    assert "gsm_symbolic" in page and LEXICON.hash in page  # task and lexicon hash
     assert re.search(r'<span class="plan" style="[^"]+" title="entropy \d\.\d{3} nats · planning">But</span>', page)
 
 
@@ -109,26 +102,22 @@ def test_report_escapes_response_text(make_report):
 
 
 def test_text_only_report_marks_token_metrics_unavailable(make_report):
-    from reasonlens.hierarchy.tagger import PlanningTagger
-
-    page = make_report(text_only=True, tagger=PlanningTagger(["but wait"])).read_text(encoding="utf-8")
+    page = make_report(text_only=True).read_text(encoding="utf-8")
     assert 'class="na">unavailable</td>' in page
     assert "entropy_execution" in page and "are unavailable, not estimated" in page
-    assert re.search(r'<mark class="plan" title="strategic gram: but wait">But wait</mark>', page)
+    # the planning spans of the tag stage, in the plain text: "First", "But wait", "let's try a different approach"
+    assert '<mark class="plan" title="strategic gram">First</mark>' in page
+    assert ('<mark class="plan" title="strategic gram">But wait</mark>, <mark class="plan" title="strategic gram">'
+            'let&#x27;s try a different approach</mark>') in page
 
 
-def test_tokenizer_gives_token_spans(make_report, tiny_tokenizer_dir):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    rollouts = rollouts_frame().drop(columns=["token_texts", "planning_mask", "entropies"])
-    rollouts["token_ids"] = [tokenizer.encode(t) for t in rollouts["response"]]
-    from reasonlens.hierarchy.tagger import PlanningTagger
-
-    page = make_report(rollouts=rollouts, tokenizer=tokenizer,
-                   tagger=PlanningTagger(["but wait"])).read_text(encoding="utf-8")
+def test_token_offsets_give_token_spans(make_report):
+    rollouts = rollouts_frame().drop(columns=["entropies"])
+    page = make_report(rollouts=rollouts).read_text(encoding="utf-8")
     first = page.split('<div class="resp">')[1].split("</div>")[0]
-    assert "".join(re.findall(r'<span class="plan" title="planning">([^<]*)</span>', first)) == "But wait"
+    planning = re.findall(r'<span class="plan" title="planning">([^<]*)</span>', first)
+    # tokens overlapping a span ("wait," and "approach:" overlap theirs); the space after "wait," does not
+    assert "".join(planning) == "FirstBut wait,let&#x27;s try a different approach:"
 
 
 def _chromium() -> str | None:
@@ -173,9 +162,11 @@ def test_token_texts_show_a_multibyte_character_once(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
     from reasonlens import columns as C
+    from reasonlens.models.offsets import token_offsets
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     ids = tokenizer.encode("so café → 7", add_special_tokens=False)  # é and → are split into byte tokens
     assert len(ids) > len("so café → 7".split())
-    pieces = highlight.token_texts(pd.Series({C.TOKEN_IDS: ids}), tokenizer)
+    text, offsets = token_offsets(tokenizer, ids)
+    pieces = highlight.token_texts(pd.Series({C.RESPONSE: text, C.TOKEN_OFFSETS: offsets}))
     assert len(pieces) == len(ids) and "".join(pieces) == "so café → 7"

@@ -7,7 +7,7 @@ import pytest
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.metrics.logs import read_rollout_log
+from reasonlens.sources.logs import read_rollout_log
 
 
 def _jsonl(path, rows):
@@ -96,12 +96,13 @@ def test_missing_column_names_file_and_column(tmp_path):
 
 
 def test_bad_step(tmp_path):
-    path = _jsonl(tmp_path / "log.jsonl", [{"step": "late", "prompt": "q", "response": "r"}])
-    with pytest.raises(ReasonlensError, match="'step' must hold integers"):
+    path = _jsonl(tmp_path / "log.jsonl", [{"step": 1, "prompt": "q", "response": "r"},
+                                           {"step": "late", "prompt": "q", "response": "r"}])
+    with pytest.raises(ReasonlensError, match=r"log\.jsonl line 2: step = 'late' is not a non-negative integer"):
         read_rollout_log(path)
 
 
 def test_corrupt_parquet(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ReasonlensError, match="cannot be read as parquet"):
+    with pytest.raises(ReasonlensError, match=r"x\.parquet is not a readable Parquet file"):
         read_rollout_log(tmp_path / "x.parquet")

@@ -82,8 +82,22 @@ def _read_file(path: Path) -> Lexicon:
         raise ReasonlensError(
             f"lexicon file {str(path)!r} does not exist: expected a preset name {list(PRESETS)} "
             "or a text file with one phrase per line")
-    phrases = _unique_normalized(_parse_lines(path.read_text(encoding="utf-8")), f"file {str(path)!r}")
-    return Lexicon(path.stem, phrases)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ReasonlensError(f"lexicon file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                              "re-save it as UTF-8, one phrase per line") from None
+    return Lexicon(_recorded_name(text) or path.stem, _unique_normalized(_parse_lines(text), f"file {str(path)!r}"))
+
+
+def _recorded_name(text: str) -> str | None:
+    """The name in a ``# lexicon: NAME`` header line, as `write_lexicon` writes it."""
+    for line in text.splitlines():
+        if line.startswith("# lexicon: "):
+            return line[len("# lexicon: "):].strip() or None
+        if line.strip() and not _is_comment(line.strip()):
+            return None
+    return None
 
 
 def _read_preset(name: str) -> Lexicon:
@@ -125,3 +139,16 @@ def load_lexicon(spec: LexiconSpec = "paper") -> Lexicon:
             f"lexicon {spec!r} is a {type(spec).__name__}: expected a preset name {list(PRESETS)}, "
             "a file path, a list of phrases or a Lexicon") from None
     return Lexicon("custom", _unique_normalized(phrases, "given as a list"))
+
+
+def write_lexicon(path: str | Path, lexicon: Lexicon, header: dict | None = None) -> Path:
+    """One phrase a line after ``# key: value`` comment lines (name and hash first); `load_lexicon`
+    reads it back with the same name and hash."""
+    import json
+
+    from reasonlens.records import write_text
+
+    header = {"lexicon": lexicon.name, "hash": lexicon.hash, **(header or {})}
+    lines = [f"# {key}: {value if isinstance(value, str) else json.dumps(value, default=str)}"
+             for key, value in header.items()]
+    return write_text(path, "\n".join(lines + list(lexicon.phrases)) + "\n")

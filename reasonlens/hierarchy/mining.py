@@ -111,11 +111,11 @@ class _SentenceEmbedder:
         from sentence_transformers import SentenceTransformer
 
         if spec == "minilm":
-            from reasonlens.models.loading import embedder_path
+            from reasonlens.models.bundled import embedder_path
 
             spec = str(embedder_path())
         try:
-            self.model = SentenceTransformer(str(spec), device="cpu")
+            self.model = SentenceTransformer(str(spec), device="cpu", trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise ReasonlensError(
                 f"embedding model {spec!r} could not be loaded ({err}): expected 'minilm' (bundled), a "

@@ -1,2 +1,2 @@
-"""Metrics of reasoning dynamics: per-token and per-step statistics, the dynamics table, phase
-detection and readers of text-only rollout logs. Pure functions of arrays and DataFrames."""
+"""Metrics of reasoning dynamics: per-token and per-step statistics, the dynamics table and phase
+detection. Pure functions of arrays and (tagged) DataFrames: no model, tokenizer or tagger here."""

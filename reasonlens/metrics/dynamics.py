@@ -1,4 +1,9 @@
-"""The dynamics table: one row per step of the metrics in method.md section 3, from the rollout table.
+"""The dynamics table: one row per step of the metrics in method.md section 3, from the tagged rollout table.
+
+Every per-step metric is computed here once: ``analyze`` builds the table over all steps and the
+trainer's ``metrics.csv`` takes `step_metrics` of each step's rollouts, so the two never disagree.
+The input is the rollout table after the tag stage (`hierarchy.tag.tag_rollouts`): gram metrics read
+its ``grams``/``gram_next``/``n_*`` columns, nothing is re-tagged here.
 
 Decisions (the paper is silent): correctness is CORRECT, else REWARD > 0.5 (rows with neither are
 left out of accuracy and pass@k); accuracy is the share correct and ``mean_reward`` the raw mean.
@@ -12,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import Counter
 from typing import Callable
 
 import numpy as np
@@ -20,41 +24,40 @@ import pandas as pd
 
 from .. import columns as rc
 from ..errors import ReasonlensError
-from ..hierarchy.tagger import leftmost_longest
+from ..sources.logs import parse_bool
 from . import columns as dc
-from .entropy import (answer_semantic_entropy, conditional_entropy, gram_counts, next_word_ngrams,
-                      shannon_entropy)
+from .entropy import answer_semantic_entropy, conditional_procedural_entropy, sg_semantic_entropy
 from .outcomes import mean_pass_at_k, powers_of_two_upto
-from .text import planning_word_counts, reflection_counts, word_count
 from .token_stats import high_entropy_overlap, mean_by_class, perplexity_by_class, pool, relative_to_first
 
+TAGGED = (rc.GRAMS, rc.GRAM_NEXT, rc.N_WORDS, rc.N_PLANNING_WORDS, rc.N_REFLECTIONS)
+RELATIVE = {dc.REL_PPL_PLANNING: dc.PPL_PLANNING, dc.REL_PPL_EXECUTION: dc.PPL_EXECUTION,
+            dc.SG_SEMANTIC_ENTROPY_CHANGE: dc.SG_SEMANTIC_ENTROPY}
 
-def dynamics_table(rollouts: pd.DataFrame, tagger, *, high_entropy_quantile: float = 0.3,
+
+def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3,
                    equivalent: Callable[[str, str], bool] | None = None) -> pd.DataFrame:
-    """Per-step metrics of a rollout table (one row per response).
+    """Per-step metrics of a tagged rollout table (one row per response).
 
     Parameters
     ----------
-    rollouts : DataFrame with at least ``step`` and ``response``; optional ``prompt_id``, ``correct``,
-        ``reward``, ``pred``, ``n_tokens``, ``truncated`` and the token arrays ``logprobs``,
-        ``entropies``, ``planning_mask`` (see reasonlens.columns).
-    tagger : PlanningTagger (``.find``); its occurrences give every gram metric.
+    rollouts : DataFrame with ``step``, ``response`` and the tag columns (`hierarchy.tag.tag_rollouts`);
+        optional ``prompt_id``, ``correct``, ``reward``, ``pred``, ``n_tokens``, ``truncated`` and the
+        token arrays ``logprobs``, ``entropies``, ``planning_mask``, ``advantages`` (see reasonlens.columns).
     high_entropy_quantile : share of a step's tokens called high-entropy (paper: 0.3).
     equivalent : answer equivalence for answer-level semantic entropy (default: math-verify).
 
     Returns
     -------
     DataFrame, one row per step (ascending), columns ``metrics.columns.DYNAMICS_COLUMNS`` then
-    ``pass_k``, ``pass_at_<k>`` for each power of 2, ``mean_reward``, ``length_unit``, ``ppl_all``.
+    ``pass_k``, ``pass_at_<k>`` for each power of 2, ``mean_reward``, ``length_unit``, ``ppl_all``
+    (and ``advantage_*`` for training runs).
 
     Example
     -------
-    >>> dynamics_table(rollouts, PlanningTagger("paper"))[["step", "accuracy"]]  # doctest: +SKIP
+    >>> dynamics_table(tag_rollouts(rollouts, "paper"))[["step", "accuracy"]]  # doctest: +SKIP
     """
-    _check_input(rollouts)
-    if not 0 < high_entropy_quantile < 1:
-        raise ReasonlensError(f"high_entropy_quantile={high_entropy_quantile} must be in (0, 1), "
-                              "e.g. 0.3 (the paper's).")
+    _check_input(rollouts, high_entropy_quantile)
     if equivalent is None:
         from ..sources.answers import answers_equivalent as equivalent
     equivalent = functools.lru_cache(maxsize=None)(equivalent)  # shared by all steps: answers repeat
@@ -63,38 +66,57 @@ def dynamics_table(rollouts: pd.DataFrame, tagger, *, high_entropy_quantile: flo
     ks = powers_of_two_upto(int(sizes.max()))
     pass_k = powers_of_two_upto(int(sizes.mode().max()))[-1]
     rows = [{dc.STEP: step, **_outcomes(g, ks, pass_k), **_lengths(g),
-             **_token_metrics(g, high_entropy_quantile), **_text_metrics(g, tagger, equivalent)}
+             **_token_metrics(g, high_entropy_quantile), **_text_metrics(g, equivalent)}
             for step, g in df.groupby(rc.STEP, sort=True)]
     table = pd.DataFrame(rows)
-    table[dc.REL_PPL_PLANNING] = relative_to_first(table[dc.PPL_PLANNING])
-    table[dc.REL_PPL_EXECUTION] = relative_to_first(table[dc.PPL_EXECUTION])
-    table[dc.SG_SEMANTIC_ENTROPY_CHANGE] = relative_to_first(table[dc.SG_SEMANTIC_ENTROPY])
+    for relative, column in RELATIVE.items():
+        table[relative] = relative_to_first(table[column])
     extra = [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS]
     return table[dc.DYNAMICS_COLUMNS + extra]
 
 
-def top_grams(rollouts: pd.DataFrame, tagger, n: int = 10) -> pd.DataFrame:
+def step_metrics(rollouts: pd.DataFrame, **kwargs) -> dict:
+    """The dynamics-table row of one step's rollouts, without the ratios to a first step (a training log).
+
+    >>> step_metrics(tag_rollouts(one_step, "paper"))["planning_ratio"]  # doctest: +SKIP
+    """
+    if rollouts[rc.STEP].nunique() != 1:
+        raise ReasonlensError(f"step_metrics takes the rollouts of one step; got steps "
+                              f"{sorted(rollouts[rc.STEP].unique())}. Use dynamics_table for a series.")
+    row = dynamics_table(rollouts, **kwargs).iloc[0].drop(list(RELATIVE))
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def top_grams(rollouts: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     """The ``n`` most frequent strategic grams of each step: DataFrame(step, gram, count).
 
-    Counts are summed ``tagger.count`` over the step's responses; ties are broken by the gram text.
+    Counts are the tagged ``grams`` (longest first, non-overlapping) summed over the step's
+    responses; ties are broken by the gram text.
     """
     _check_input(rollouts)
     rows = []
-    for step, g in rollouts.groupby(rc.STEP, sort=True):
-        counts = gram_counts(g[rc.RESPONSE].fillna("").tolist(), tagger)
+    for step, grams in rollouts.groupby(rc.STEP, sort=True)[rc.GRAMS]:
+        counts = pd.Series([g for response in grams for g in response], dtype=object).value_counts()
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-        rows += [{dc.STEP: step, "gram": gram, "count": count} for gram, count in ranked]
+        rows += [{dc.STEP: step, "gram": gram, "count": int(count)} for gram, count in ranked]
     return pd.DataFrame(rows, columns=[dc.STEP, "gram", "count"])
 
 
-def _check_input(rollouts: pd.DataFrame) -> None:
+def _check_input(rollouts: pd.DataFrame, high_entropy_quantile: float = 0.3) -> None:
     """Raise ReasonlensError for a table the metrics cannot use."""
     missing = [c for c in (rc.STEP, rc.RESPONSE) if c not in rollouts.columns]
     if missing:
         raise ReasonlensError(f"rollout table lacks column(s) {missing} (has {list(rollouts.columns)}): "
                               f"the dynamics need one row per response with '{rc.STEP}' and '{rc.RESPONSE}'.")
+    untagged = [c for c in TAGGED if c not in rollouts.columns]
+    if untagged:
+        raise ReasonlensError(f"rollout table lacks the tag column(s) {untagged}: tag it first with "
+                              "reasonlens.hierarchy.tag.tag_rollouts(rollouts, lexicon).")
     if rollouts.empty:
         raise ReasonlensError("rollout table is empty: generate or load at least one response per step.")
+    if not 0 < high_entropy_quantile < 1:
+        raise ReasonlensError(f"high_entropy_quantile={high_entropy_quantile} must be in (0, 1), "
+                              "e.g. 0.3 (the paper's).")
 
 
 def _prompt_key(df: pd.DataFrame) -> pd.Series:
@@ -106,23 +128,23 @@ def _prompt_key(df: pd.DataFrame) -> pd.Series:
 
 
 def _correctness(df: pd.DataFrame) -> pd.Series:
-    """1.0/0.0 per row from CORRECT, else REWARD > 0.5; NaN where unknown."""
+    """1.0/0.0 per row from CORRECT (parsed strictly), else REWARD > 0.5; NaN where unknown."""
     if rc.CORRECT in df.columns:
-        return pd.to_numeric(df[rc.CORRECT].map(_bool_or_nan), errors="coerce")
+        try:
+            values = [parse_bool(v) for v in df[rc.CORRECT]]
+        except ValueError as err:
+            raise ReasonlensError(f"rollout table: column '{rc.CORRECT}' holds a value that is {err}.") from None
+        return pd.Series([math.nan if v is None else float(v) for v in values], index=df.index)
     if rc.REWARD in df.columns:
         reward = pd.to_numeric(df[rc.REWARD], errors="coerce")
         return (reward > 0.5).astype(float).where(reward.notna())
     return pd.Series(math.nan, index=df.index)
 
 
-def _missing(value) -> bool:
-    """True for a missing scalar (None, NaN, pd.NA)."""
-    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
-
-
 def _bool_or_nan(value) -> float:
     """True/False (or 1/0) to 1.0/0.0; missing to NaN."""
-    return math.nan if _missing(value) else float(bool(value))
+    parsed = parse_bool(value)
+    return math.nan if parsed is None else float(parsed)
 
 
 def _outcomes(g: pd.DataFrame, ks: list[int], pass_k: int) -> dict:
@@ -143,14 +165,15 @@ def _lengths(g: pd.DataFrame) -> dict:
     elif rc.TOKEN_IDS in g.columns:
         lengths, unit = g[rc.TOKEN_IDS].map(len), "tokens"
     else:
-        lengths, unit = g[rc.RESPONSE].fillna("").map(word_count), "words"
+        lengths, unit = g[rc.N_WORDS], "words"
     trunc = g[rc.TRUNCATED].map(_bool_or_nan).mean() if rc.TRUNCATED in g.columns else math.nan
     return {dc.MEAN_LENGTH: float(lengths.mean()), dc.LENGTH_UNIT: unit, dc.TRUNCATION_RATE: float(trunc)}
 
 
 def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
     """Entropy, perplexity, planning ratio and high-entropy overlap from the per-token arrays (NaN if absent)."""
-    out = dict.fromkeys(dc.TOKEN_PROBABILITY_COLUMNS + [dc.PPL_ALL, dc.PLANNING_RATIO], math.nan)
+    out = dict.fromkeys([c for c in dc.TOKEN_PROBABILITY_COLUMNS if c not in RELATIVE]
+                        + [dc.PPL_ALL, dc.PLANNING_RATIO], math.nan)
     mask = _pooled(g, rc.PLANNING_MASK, bool)  # (N,) True = planning token
     ent, logp = _pooled(g, rc.ENTROPIES), _pooled(g, rc.LOGPROBS)  # (N,) each
     if mask is not None and mask.size:
@@ -170,8 +193,6 @@ def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
     if advantages is not None and mask is not None:
         credit = mean_by_class(advantages, _class_mask(g, rc.ADVANTAGES, advantages, mask))
         out[dc.ADVANTAGE_PLANNING], out[dc.ADVANTAGE_EXECUTION] = credit["planning"], credit["execution"]
-    for col in (dc.REL_PPL_PLANNING, dc.REL_PPL_EXECUTION):
-        out.pop(col)
     return out
 
 
@@ -191,29 +212,26 @@ def _class_mask(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray 
     return mask
 
 
-def _text_metrics(g: pd.DataFrame, tagger, equivalent) -> dict:
-    """Metrics of the response text: SG entropies, answer entropy, reflection rate (and word planning ratio)."""
-    texts = g[rc.RESPONSE].fillna("").astype(str).tolist()
-    found = [tagger.find(t) for t in texts]  # once per response: every gram metric derives from it
-    counts = Counter(m.gram for f in found for m in leftmost_longest(f))
-    pairs = (pair for t, f in zip(texts, found) for pair in next_word_ngrams(t, f))
-    out = {dc.SG_SEMANTIC_ENTROPY: shannon_entropy(counts), dc.SG_CONDITIONAL_ENTROPY: conditional_entropy(pairs),
-           dc.ANSWER_SEMANTIC_ENTROPY: answer_semantic_entropy(_answers_by_prompt(g, texts), equivalent),
-           dc.REFLECTION_RATE: float(np.mean(reflection_counts(texts)))}
+def _text_metrics(g: pd.DataFrame, equivalent) -> dict:
+    """Gram entropies, answer entropy and reflection rate from the tag columns (and the word planning ratio)."""
+    out = {dc.SG_SEMANTIC_ENTROPY: sg_semantic_entropy(g[rc.GRAMS]),
+           dc.SG_CONDITIONAL_ENTROPY: conditional_procedural_entropy(g[rc.GRAMS], g[rc.GRAM_NEXT]),
+           dc.ANSWER_SEMANTIC_ENTROPY: answer_semantic_entropy(_answers_by_prompt(g), equivalent),
+           dc.REFLECTION_RATE: float(g[rc.N_REFLECTIONS].mean())}
     if rc.PLANNING_MASK not in g.columns:
-        words = np.array([planning_word_counts(t, f) for t, f in zip(texts, found)]).reshape(-1, 2)  # (N, 2)
-        out[dc.PLANNING_RATIO] = words[:, 0].sum() / words[:, 1].sum() if words[:, 1].sum() else math.nan
+        words = int(g[rc.N_WORDS].sum())
+        out[dc.PLANNING_RATIO] = int(g[rc.N_PLANNING_WORDS].sum()) / words if words else math.nan
     return out
 
 
-def _answers_by_prompt(g: pd.DataFrame, texts: list[str]) -> list[list]:
+def _answers_by_prompt(g: pd.DataFrame) -> list[list]:
     """Final answers grouped by prompt: PRED, else the last \\boxed{} of each response."""
     if rc.PRED in g.columns:
-        preds = [None if _missing(p) else str(p) for p in g[rc.PRED]]
+        preds = [None if pd.isna(p) else str(p) for p in g[rc.PRED]]
     else:
         from ..sources.answers import extract_boxed
 
-        preds = [extract_boxed(t) for t in texts]
+        preds = [extract_boxed(str(t)) for t in g[rc.RESPONSE]]
     groups: dict = {}
     for key, pred in zip(g["_prompt"], preds):
         groups.setdefault(key, []).append(pred)

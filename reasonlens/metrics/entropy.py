@@ -7,16 +7,12 @@ never 0.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 from collections import Counter
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-
-from ..hierarchy.tagger import leftmost_longest, overlap_mask, span_union
-from .text import word_spans
 
 
 def shannon_entropy(counts: Mapping | Iterable[float], base: float = math.e) -> float:
@@ -30,40 +26,13 @@ def shannon_entropy(counts: Mapping | Iterable[float], base: float = math.e) -> 
     return float(-(p * np.log(p)).sum() / math.log(base))
 
 
-def gram_counts(responses: Sequence[str], tagger) -> Counter:
-    """Summed ``tagger.count`` (longest-first, non-overlapping occurrences) over ``responses``."""
-    total: Counter = Counter()
-    for text in responses:
-        total.update(tagger.count(text))
-    return total
+def sg_semantic_entropy(grams: Iterable[Sequence[str]], base: float = math.e) -> float:
+    """Shannon entropy of the strategic-gram frequencies over responses (each a list of counted grams).
 
-
-def sg_semantic_entropy(responses: Sequence[str], tagger, base: float = math.e) -> float:
-    """Shannon entropy of the step's strategic-gram frequencies, summed over all its responses."""
-    return shannon_entropy(gram_counts(responses, tagger), base)
-
-
-def next_word_ngrams(text: str, found: Sequence, n: int = 3) -> list[tuple[str, tuple[str, ...]]]:
-    """(gram, next non-SG word n-gram) for each gram occurrence of ``text``; ``found`` = ``tagger.find(text)``.
-
-    Occurrences are the counted ones (left to right, longest first, no overlap, as in
-    ``tagger.count``). The next non-SG word n-gram of an occurrence is the first ``n`` words
-    (lower-cased, see ``text.WORD_RE``) that start after the occurrence ends and overlap no gram
-    occurrence at all (any of ``found``): grams in between are skipped, so in "so, but wait, we
-    add 3" both "so" and "but wait" continue with ("we", "add", "3"). Words may cross sentence
-    punctuation but never leave the response; an occurrence followed by fewer than ``n`` such
-    words is dropped.
+    >>> round(sg_semantic_entropy([["so", "wait"], ["so"]]), 5)  # p = 2/3, 1/3
+    0.63651
     """
-    spans = word_spans(text)
-    words = [(a, text[a:b].lower()) for (a, b), planning in zip(spans, overlap_mask(span_union(found), spans))
-             if not planning]
-    starts = [s for s, _ in words]
-    pairs = []
-    for m in leftmost_longest(found):
-        i = bisect.bisect_left(starts, m.end)
-        if i + n <= len(words):
-            pairs.append((m.gram, tuple(w for _, w in words[i:i + n])))
-    return pairs
+    return shannon_entropy(Counter(g for response in grams for g in response), base)
 
 
 def conditional_entropy(pairs: Iterable[tuple], base: float = math.e) -> float:
@@ -77,15 +46,15 @@ def conditional_entropy(pairs: Iterable[tuple], base: float = math.e) -> float:
     return max(0.0, shannon_entropy(joint, base) - shannon_entropy(marginal, base))
 
 
-def conditional_procedural_entropy(responses: Sequence[str], tagger, n: int = 3,
+def conditional_procedural_entropy(grams: Iterable[Sequence[str]], nexts: Iterable[Sequence[str]],
                                    base: float = math.e) -> float:
-    """H(next | g) over the step's gram occurrences g and their next non-SG word n-grams.
+    """H(next | g) over the gram occurrences g of the responses and their next non-SG word n-grams.
 
-    p(g) is the share of kept occurrences (see ``next_word_ngrams``) that are gram g.
-    NaN when no occurrence has ``n`` following words.
+    ``grams`` and ``nexts`` hold, per response, aligned lists (``hierarchy.tag``'s ``grams`` and
+    ``gram_next``); an occurrence whose next n-gram is "" (too few words follow) is left out, so
+    p(g) is the share of the kept occurrences that are gram g. NaN when none is kept.
     """
-    return conditional_entropy((pair for text in responses
-                                for pair in next_word_ngrams(text, tagger.find(text), n)), base)
+    return conditional_entropy(((g, n) for gs, ns in zip(grams, nexts) for g, n in zip(gs, ns) if n), base)
 
 
 def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, str], bool]) -> list[int]:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReasonlensError
+from ..records import to_jsonable
 from . import columns as dc
 
 
@@ -181,17 +182,4 @@ def _exploration(steps, segments, changes, sigma, evidence, gates) -> dict:
 
 def _result(step, evidence, reason) -> dict:
     """One phase's JSON-able record (numpy scalars to Python, NaN to None)."""
-    return {"detected": step is not None, "step": step, "evidence": _jsonable(evidence), "reason": reason}
-
-
-def _jsonable(value):
-    """Plain Python containers and numbers; NaN/inf become None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value
+    return {"detected": step is not None, "step": step, "evidence": to_jsonable(evidence), "reason": reason}

@@ -94,7 +94,7 @@ def _convert_smollm2(folder: Path) -> None:
     """Dequantise the bundled GGUF and save it as a bf16 safetensors folder with its tokenizer."""
     import torch
 
-    from reasonlens.models.loading import load_gguf
+    from reasonlens.models.gguf import load_gguf
 
     model, tokenizer = load_gguf(smollm2_gguf(), dtype=torch.bfloat16)
     model.save_pretrained(folder)

@@ -17,17 +17,23 @@ from typing import Callable, Sequence
 import numpy as np
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.models.offsets import token_offsets
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One sampled response; ``token_ids`` exclude padding and the stop token."""
+    """One sampled response; ``token_ids`` exclude padding and the stop token.
+
+    ``text`` and ``offsets`` come from `models.offsets.token_offsets`: the tokens' text and each
+    token's [start, end) span in it, computed once here for grading and tagging alike.
+    """
 
     prompt_index: int
     sample_id: int
     prompt_token_ids: list[int]
     token_ids: list[int]
     text: str
+    offsets: list[tuple[int, int]]
     truncated: bool  # True = no stop token within max_new_tokens
 
 
@@ -194,8 +200,8 @@ def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_
         rows = _generate_batch(model, batch, prompt_ids, config, temperature=temperature, top_p=top_p, seed=seed)
         for (p, k), row in zip(batch, rows):
             token_ids, truncated = split_response(row, stop_ids)
-            text = tokenizer.decode(token_ids, skip_special_tokens=True)
-            results.append(Generation(p, k, list(prompt_ids[p]), token_ids, text, truncated))
+            text, offsets = token_offsets(tokenizer, token_ids)
+            results.append(Generation(p, k, list(prompt_ids[p]), token_ids, text, offsets, truncated))
         if progress is not None:
             progress(len(batch))
     return results

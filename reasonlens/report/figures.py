@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reasonlens.metrics import columns as dc
 from reasonlens.records import atomic_path
 
 PLANNING_COLOR = "#d95f02"
@@ -66,14 +67,14 @@ def _require(df, columns: list[str], what: str) -> None:
 
 def _lines(df, series, ax, *, title, ylabel, reason):
     """Draw ``series`` [(column, label, color)] against step; class = colour, run = line style."""
-    _require(df, ["step"], title)
+    _require(df, [dc.STEP] + [col for col, _, _ in series], title)
     ax = _axes(ax)
-    present = [s for s in series if s[0] in df.columns and df[s[0]].notna().any()]
+    present = [s for s in series if df[s[0]].notna().any()]
     if not present:
         return _unavailable(ax, title, reason)
     runs, empty = _runs(df), []
     for i, run in enumerate(runs):
-        sub = (df if run is None else df[df["run"] == run]).sort_values("step")
+        sub = (df if run is None else df[df["run"] == run]).sort_values(dc.STEP)
         if run is not None and all(sub[col].isna().all() for col, _, _ in present):
             empty.append(str(run))
             continue
@@ -83,13 +84,13 @@ def _lines(df, series, ax, *, title, ylabel, reason):
             if len(present) == 1 and run is not None:
                 color = RUN_COLORS[i % len(RUN_COLORS)]
             name = label if run is None else f"{label} · {run}"
-            ax.plot(sub["step"], sub[col], color=color, linestyle=LINESTYLES[i % len(LINESTYLES)],
+            ax.plot(sub[dc.STEP], sub[col], color=color, linestyle=LINESTYLES[i % len(LINESTYLES)],
                     marker="o", markersize=3.5, linewidth=1.8, label=name)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # integer steps: no "2.25"
     ax.set_title(title)
-    ax.set_xlabel("step")
+    ax.set_xlabel(dc.STEP)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -111,8 +112,8 @@ def _restyle(ax, label: str, **props):
 
 def plot_rel_ppl(df: pd.DataFrame, *, ax=None):
     """Relative perplexity (PPL / PPL at the first step) of planning vs execution tokens."""
-    ax = _lines(df, [("rel_ppl_planning", "planning", PLANNING_COLOR),
-                     ("rel_ppl_execution", "execution", EXECUTION_COLOR)], ax,
+    ax = _lines(df, [(dc.REL_PPL_PLANNING, "planning", PLANNING_COLOR),
+                     (dc.REL_PPL_EXECUTION, "execution", EXECUTION_COLOR)], ax,
                 title="Relative perplexity by token class", ylabel="PPL / PPL(first step)",
                 reason=NO_TOKEN_PROBS)
     if ax.lines:
@@ -122,9 +123,9 @@ def plot_rel_ppl(df: pd.DataFrame, *, ax=None):
 
 def plot_entropy(df: pd.DataFrame, *, ax=None):
     """Mean token entropy (nats) of planning, execution and all response tokens."""
-    ax = _lines(df, [("entropy_planning", "planning", PLANNING_COLOR),
-                     ("entropy_execution", "execution", EXECUTION_COLOR),
-                     ("entropy_all", "all tokens", ALL_COLOR)], ax,
+    ax = _lines(df, [(dc.ENTROPY_PLANNING, "planning", PLANNING_COLOR),
+                     (dc.ENTROPY_EXECUTION, "execution", EXECUTION_COLOR),
+                     (dc.ENTROPY_ALL, "all tokens", ALL_COLOR)], ax,
                 title="Token entropy by class", ylabel="entropy (nats)", reason=NO_TOKEN_PROBS)
     # a wide pale band behind the classes: with few planning tokens it equals execution
     return _restyle(ax, "all tokens", zorder=1, linewidth=5, alpha=0.35, marker="")
@@ -132,7 +133,7 @@ def plot_entropy(df: pd.DataFrame, *, ax=None):
 
 def plot_sg_entropy_change(df: pd.DataFrame, *, ax=None):
     """Strategic-gram semantic entropy as a ratio to the first step (lexicon-size free)."""
-    ax = _lines(df, [("sg_semantic_entropy_change", "SG semantic entropy", PLANNING_COLOR)], ax,
+    ax = _lines(df, [(dc.SG_SEMANTIC_ENTROPY_CHANGE, "SG semantic entropy", PLANNING_COLOR)], ax,
                 title="Strategic-gram semantic entropy change", ylabel="H / H(first step)",
                 reason="unavailable: no strategic grams matched")
     if ax.lines:
@@ -142,18 +143,18 @@ def plot_sg_entropy_change(df: pd.DataFrame, *, ax=None):
 
 def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
     """Accuracy (left axis) and mean response length (right axis, dashed) per step."""
-    ax = _lines(df, [("accuracy", "accuracy", "#2ca02c")], ax, title="Accuracy and response length",
-                ylabel="accuracy", reason=NO_DATA)
-    if not ax.lines or "mean_length" not in df.columns or df["mean_length"].isna().all():
+    ax = _lines(df, [(dc.ACCURACY, dc.ACCURACY, "#2ca02c")], ax, title="Accuracy and response length",
+                ylabel=dc.ACCURACY, reason=NO_DATA)
+    if not ax.lines or df[dc.MEAN_LENGTH].isna().all():
         return ax
     right = ax.twinx()
     for i, run in enumerate(_runs(df)):
-        sub = (df if run is None else df[df["run"] == run]).sort_values("step")
+        sub = (df if run is None else df[df["run"] == run]).sort_values(dc.STEP)
         name, color = ("mean length", "#9467bd") if run is None else (f"mean length · {run}",
                                                                      RUN_COLORS[i % len(RUN_COLORS)])
-        right.plot(sub["step"], sub["mean_length"], color=color, marker="s", markersize=3,
+        right.plot(sub[dc.STEP], sub[dc.MEAN_LENGTH], color=color, marker="s", markersize=3,
                    linewidth=1.4, linestyle=":" if run is not None else "--", label=name)
-    unit = df["length_unit"].dropna().iloc[0] if "length_unit" in df and df["length_unit"].notna().any() else "tokens"
+    unit = df[dc.LENGTH_UNIT].dropna().iloc[0] if dc.LENGTH_UNIT in df and df[dc.LENGTH_UNIT].notna().any() else "tokens"
     right.set_ylabel(f"mean length ({unit})", color="#9467bd")
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = right.get_legend_handles_labels()
@@ -163,13 +164,12 @@ def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
 
 def plot_overlap(df: pd.DataFrame, *, ax=None):
     """P(high entropy | planning) and P(planning | high entropy), with the planning base rate."""
-    _require(df, ["step"], "Planning vs high-entropy tokens")
-    if not any(c in df.columns and df[c].notna().any()
-               for c in ("p_high_given_planning", "p_planning_given_high")):
+    _require(df, [dc.STEP, dc.P_HIGH_GIVEN_PLANNING, dc.P_PLANNING_GIVEN_HIGH], "Planning vs high-entropy tokens")
+    if not any(df[c].notna().any() for c in (dc.P_HIGH_GIVEN_PLANNING, dc.P_PLANNING_GIVEN_HIGH)):
         return _unavailable(_axes(ax), "Planning vs high-entropy tokens", NO_TOKEN_PROBS)
-    ax = _lines(df, [("p_high_given_planning", "P(high | planning)", PLANNING_COLOR),
-                     ("p_planning_given_high", "P(planning | high)", EXECUTION_COLOR),
-                     ("planning_ratio", "P(planning) (base rate)", ALL_COLOR)], ax,
+    ax = _lines(df, [(dc.P_HIGH_GIVEN_PLANNING, "P(high | planning)", PLANNING_COLOR),
+                     (dc.P_PLANNING_GIVEN_HIGH, "P(planning | high)", EXECUTION_COLOR),
+                     (dc.PLANNING_RATIO, "P(planning) (base rate)", ALL_COLOR)], ax,
                 title="Planning vs high-entropy tokens", ylabel="probability", reason=NO_TOKEN_PROBS)
     # a reference, not a measurement: P(planning | high) near it = no enrichment
     _restyle(ax, "P(planning) (base rate)", linestyle=":")
@@ -179,8 +179,8 @@ def plot_overlap(df: pd.DataFrame, *, ax=None):
 
 def plot_advantages(df: pd.DataFrame, *, ax=None):
     """Mean per-token credit on planning vs execution tokens (training runs: what the loss used)."""
-    return _lines(df, [("advantage_planning", "planning tokens", PLANNING_COLOR),
-                       ("advantage_execution", "execution tokens", EXECUTION_COLOR)], ax,
+    return _lines(df, [(dc.ADVANTAGE_PLANNING, "planning tokens", PLANNING_COLOR),
+                       (dc.ADVANTAGE_EXECUTION, "execution tokens", EXECUTION_COLOR)], ax,
                   title="Mean advantage by token class", ylabel="mean advantage",
                   reason="no per-token advantages: only train-hicra runs log them")
 
@@ -196,12 +196,12 @@ def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
     ``df`` is long-form: columns ``step, gram, count``.
     """
     title = "Top strategic grams per step"
-    _require(df, ["step", "gram", "count"], title)
+    _require(df, [dc.STEP, "gram", "count"], title)
     ax = _axes(ax)
     if df.empty or df["count"].sum() == 0:
         return _unavailable(ax, title, "unavailable: no strategic grams matched")
     top = df.groupby("gram")["count"].sum().nlargest(n).index
-    grid = (df[df["gram"].isin(top)].pivot_table(index="gram", columns="step", values="count",
+    grid = (df[df["gram"].isin(top)].pivot_table(index="gram", columns=dc.STEP, values="count",
                                                  aggfunc="sum", fill_value=0)
             .reindex(top))  # (grams, steps), most frequent gram first
     image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="Oranges", interpolation="nearest")
@@ -214,7 +214,7 @@ def plot_top_grams(df: pd.DataFrame, *, ax=None, n: int = 12):
         for (r, c), value in pd.DataFrame(grid.to_numpy()).stack().items():
             ax.text(c, r, int(value), ha="center", va="center", fontsize=7,
                     color="white" if value > 0.6 * peak else "#333333")
-    ax.set_xlabel("step")
+    ax.set_xlabel(dc.STEP)
     ax.set_title(title)
     ax.figure.colorbar(image, ax=ax, label="occurrences", shrink=0.8)
     return ax
@@ -229,11 +229,11 @@ def draw_phases(ax, phases: dict | None):
     # x in data (the step), y in axes fraction; shifted 3 points left so the line does not cross the label
     trans = offset_copy(blended_transform_factory(ax.transData, ax.transAxes), fig=ax.figure, x=-3, units="points")
     for name, phase in phases.items():
-        if not isinstance(phase, dict) or not phase.get("detected") or phase.get("step") is None:
+        if not isinstance(phase, dict) or not phase.get("detected") or phase.get(dc.STEP) is None:
             continue
         color = PHASE_COLORS.get(name, "#555555")
-        ax.axvline(phase["step"], color=color, linestyle="--", linewidth=1.2, zorder=1)
-        ax.text(phase["step"], 0.97, f" {PHASE_LABELS.get(name, name)} (step {phase['step']})",
+        ax.axvline(phase[dc.STEP], color=color, linestyle="--", linewidth=1.2, zorder=1)
+        ax.text(phase[dc.STEP], 0.97, f" {PHASE_LABELS.get(name, name)} (step {phase['step']})",
                 transform=trans, rotation=90, va="top", ha="right", fontsize=8, color=color)
     return ax
 
@@ -294,20 +294,12 @@ def save_figure(fig, path: Path) -> Path:
     return Path(path)
 
 
-def _as_top_grams(rollouts_or_top_grams, tagger) -> pd.DataFrame | None:
-    """Accept a ready (step, gram, count) table, or rollouts to count grams in."""
-    if rollouts_or_top_grams is None:
-        return None
-    if {"step", "gram", "count"} <= set(rollouts_or_top_grams.columns):
-        return rollouts_or_top_grams
-    from reasonlens.hierarchy.tagger import PlanningTagger
-    from reasonlens.metrics.dynamics import top_grams
-
-    return top_grams(rollouts_or_top_grams, tagger or PlanningTagger())
+def has_advantages(dynamics: pd.DataFrame) -> bool:
+    """Whether the table has per-token credit columns (train-hicra runs)."""
+    return dc.ADVANTAGE_PLANNING in dynamics.columns
 
 
-def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, phases=None, *,
-                 tagger=None) -> list[Path]:
+def save_figures(out_dir, dynamics: pd.DataFrame, top_grams: pd.DataFrame | None = None, phases=None) -> list[Path]:
     """Write ``OUT/figures/{dynamics,overlap,advantages,top_grams}.png`` and return their paths.
 
     ``advantages.png`` only for training runs (the dynamics table has advantage columns).
@@ -316,8 +308,7 @@ def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, ph
     ----------
     out_dir : analysis folder; figures go to ``out_dir/figures``.
     dynamics : the dynamics table (one row per step).
-    rollouts_or_top_grams : a ``(step, gram, count)`` table, or the rollout table (grams are then
-        counted with ``tagger``, default the paper lexicon), or None to skip the gram heatmap.
+    top_grams : a ``(step, gram, count)`` table (``metrics.dynamics.top_grams``), or None to skip the heatmap.
     phases : ``detect_phases`` output, drawn as vertical lines.
 
     Returns
@@ -326,15 +317,14 @@ def save_figures(out_dir, dynamics: pd.DataFrame, rollouts_or_top_grams=None, ph
 
     Examples
     --------
-    >>> save_figures("out", dynamics, rollouts, summary["phases"])  # doctest: +SKIP
+    >>> save_figures("out", dynamics, top_grams(rollouts), summary["phases"])  # doctest: +SKIP
     [PosixPath('out/figures/dynamics.png'), PosixPath('out/figures/overlap.png'), ...]
     """
     folder = Path(out_dir) / "figures"
     paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png"),
              save_figure(overlap_figure(dynamics, phases), folder / "overlap.png")]
-    if "advantage_planning" in dynamics.columns:
+    if has_advantages(dynamics):
         paths.append(save_figure(advantages_figure(dynamics, phases), folder / "advantages.png"))
-    grams = _as_top_grams(rollouts_or_top_grams, tagger)
-    if grams is not None:
-        paths.append(save_figure(top_grams_figure(grams), folder / "top_grams.png"))
+    if top_grams is not None:
+        paths.append(save_figure(top_grams_figure(top_grams), folder / "top_grams.png"))
     return paths

@@ -1,20 +1,18 @@
 """One response as HTML: planning tokens highlighted, each token's entropy on hover.
 
-Three sources of token boundaries, best first: a ``token_texts`` column (list[str] aligned with
-``token_ids``), a tokenizer (``hierarchy.tokens.token_offsets``), or none; then the tagger's
-planning spans are highlighted in the plain text (no per-token entropy to show). All text is escaped.
+Rendered from the tagged rollout row alone: with ``token_offsets`` the response is split into its
+tokens and ``planning_mask`` marks them; without tokens (text-only logs) the ``planning_spans`` are
+marked in the plain text. All text is escaped.
 """
 
 from __future__ import annotations
 
 import html
-import itertools
 import math
 
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.hierarchy.tagger import overlap_mask
 
 MAX_TOKENS = 600             # longer responses are cut for display, with a note saying how much
 RESPONSE_CSS = """
@@ -31,29 +29,20 @@ def is_list(value) -> bool:
     return value is not None and not isinstance(value, (str, float)) and hasattr(value, "__len__")
 
 
-def token_texts(row: pd.Series, tokenizer=None) -> list[str] | None:
-    """The text of each response token, from the row's ``token_texts`` or by decoding with ``tokenizer``."""
-    if is_list(row.get(C.TOKEN_TEXTS)):
-        return [str(t) for t in row[C.TOKEN_TEXTS]]
-    if tokenizer is not None and is_list(row.get(C.TOKEN_IDS)):
-        from reasonlens.hierarchy.tokens import token_offsets
+def token_texts(row: pd.Series) -> list[str] | None:
+    """The text of each response token, cut from the response by its ``token_offsets`` (None without them).
 
-        text, offsets = token_offsets(tokenizer, [int(t) for t in row[C.TOKEN_IDS]])
-        pieces, end = [], 0
-        for a, b in offsets:  # byte tokens of one multi-byte character share its span: show it once
-            pieces.append(text[max(a, end):b])
-            end = max(end, b)
-        return pieces
-    return None
-
-
-def spans_to_mask(pieces: list[str], spans: list[tuple[int, int]]) -> list[bool]:
-    """Token i is planning if its character span overlaps any of ``spans`` (pieces joined = the text).
-
-    ``spans`` are disjoint and sorted (``tagger.spans(text)``); the rule is the token-level planning
-    mask's (``hierarchy.tagger.overlap_mask``)."""
-    ends = list(itertools.accumulate(len(piece) for piece in pieces))
-    return overlap_mask(spans, zip([0] + ends[:-1], ends))
+    Byte tokens of one multi-byte character share its span: the character is shown once, on the first.
+    """
+    offsets = row.get(C.TOKEN_OFFSETS)
+    if not is_list(offsets):
+        return None
+    text = str(row.get(C.RESPONSE, "") or "")
+    pieces, end = [], 0
+    for a, b in offsets:
+        pieces.append(text[max(int(a), end):int(b)])
+        end = max(end, int(b))
+    return pieces
 
 
 def tokens_html(pieces: list[str], planning: list[bool], entropies=None) -> str:
@@ -76,40 +65,28 @@ def tokens_html(pieces: list[str], planning: list[bool], entropies=None) -> str:
     return "".join(parts)
 
 
-def spans_html(text: str, matches) -> str:
-    """The plain text with each tagger match (``.start .end .gram``) wrapped in ``<mark>``."""
+def spans_html(text: str, spans) -> str:
+    """The plain text with each planning span ([start, end), disjoint, sorted) wrapped in ``<mark>``."""
     parts, pos = [], 0
-    for m in sorted(matches, key=lambda m: m.start):
-        if m.start < pos:  # overlapping grams: the union is already highlighted up to pos
-            if m.end > pos:
-                parts.append(f'<mark class="plan">{html.escape(text[pos:m.end])}</mark>')
-                pos = m.end
-            continue
-        parts.append(html.escape(text[pos:m.start]))
-        parts.append(f'<mark class="plan" title="strategic gram: {html.escape(m.gram)}">'
-                     f"{html.escape(text[m.start:m.end])}</mark>")
-        pos = m.end
+    for start, end in spans:
+        start, end = int(start), int(end)
+        parts.append(html.escape(text[pos:start]))
+        parts.append(f'<mark class="plan" title="strategic gram">{html.escape(text[start:end])}</mark>')
+        pos = end
     parts.append(html.escape(text[pos:]))
     return "".join(parts)
 
 
-def response_html(row: pd.Series, *, tokenizer=None, tagger=None) -> str:
-    """The response of one rollout row, highlighted as well as its columns allow."""
-    pieces = token_texts(row, tokenizer)
-    text = str(row.get(C.RESPONSE, "") or "")
-    if pieces is not None:
-        mask = row.get(C.PLANNING_MASK)
-        if is_list(mask) and len(mask) == len(pieces):
-            planning = [bool(x) for x in mask]
-        elif tagger is not None:
-            planning = spans_to_mask(pieces, tagger.spans("".join(pieces)))
-        else:
-            planning = [False] * len(pieces)
+def response_html(row: pd.Series) -> str:
+    """The response of one tagged rollout row, highlighted as well as its columns allow."""
+    pieces = token_texts(row)
+    mask = row.get(C.PLANNING_MASK)
+    if pieces is not None and is_list(mask) and len(mask) == len(pieces):
         entropies = row.get(C.ENTROPIES)
-        return tokens_html(pieces, planning, entropies if is_list(entropies) else None)
-    if tagger is not None:
-        return spans_html(text, tagger.find(text))
-    return html.escape(text)
+        return tokens_html(pieces, [bool(x) for x in mask], entropies if is_list(entropies) else None)
+    text = str(row.get(C.RESPONSE, "") or "")
+    spans = row.get(C.PLANNING_SPANS)
+    return spans_html(text, spans) if is_list(spans) else html.escape(text)
 
 
 def pick_examples(rollouts: pd.DataFrame, steps: list, per_step: int = 2) -> pd.DataFrame:

@@ -1,7 +1,8 @@
-"""``OUT/report.html``: one self-contained page (inline CSS, figures as base64 PNG, no external URL).
+"""``OUT/report.html`` and ``comparison.html``: self-contained pages (inline CSS, figures as base64 PNG,
+no external URL), rendered from tables and dicts only.
 
-Sections: summary and phases in words, configuration, figures, the dynamics table, and example
-responses per step with planning tokens highlighted and token entropies on hover.
+Report sections: summary and phases in words, figures, the dynamics table, example responses per
+step with planning tokens highlighted and token entropies on hover, and the configuration.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ figure{margin:18px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{
 """ + highlight.RESPONSE_CSS
 CAPTIONS = {
     "dynamics": "The paper's four panels; dashed vertical lines mark detected phase boundaries.",
-    "overlap": "How often planning tokens are high-entropy (top 30% within the step), and the reverse.",
+    "overlap": "How often planning tokens are high-entropy (top {quantile:.0%} within the step), and the reverse.",
     "advantages": "Mean per-token credit the loss used, on planning vs execution tokens (HICRA adds "
                   "alpha*|A| on planning tokens only).",
     "top_grams": "The most frequent strategic grams, counted per step.",
@@ -80,10 +81,12 @@ def _plain(value) -> str:
 
 
 def config_html(summary: dict) -> str:
-    """Key/value table: configuration, lexicon, version, date, skipped inputs."""
+    """Key/value table: configuration, what ran (device, dtype, threads), lexicon, version, date, skipped inputs."""
     provenance = summary.get("provenance") or {}
     rows = [("mode", summary.get("mode"))]
     rows += [(k, v) for k, v in (summary.get("config") or {}).items()]
+    rows += [(f"ran: {k}", v) for k, v in (summary.get("runtime") or {}).items()]
+    rows += [(f"problems: {k}", v) for k, v in (summary.get("problems") or {}).items()]
     lexicon = summary.get("lexicon") or {}
     rows += [(f"lexicon {k}", v) for k, v in lexicon.items()]
     rows += [("reasonlens version", provenance.get("reasonlens_version")),
@@ -121,8 +124,7 @@ def example_meta(row: pd.Series) -> str:
     return " · ".join(parts)
 
 
-def examples_html(rollouts: pd.DataFrame, phases: dict | None, *, tokenizer=None, tagger=None,
-                  n_steps: int = 4, per_step: int = 2) -> str:
+def examples_html(rollouts: pd.DataFrame, phases: dict | None, *, n_steps: int = 4, per_step: int = 2) -> str:
     """Best and worst responses at a few steps (first, last, phase boundaries), highlighted."""
     if rollouts is None or not len(rollouts):
         return "<p>No responses recorded.</p>"
@@ -133,7 +135,7 @@ def examples_html(rollouts: pd.DataFrame, phases: dict | None, *, tokenizer=None
         prompt = row.get(C.PROMPT)
         question = f"<p class=\"meta\">Q: {html.escape(str(prompt))}</p>" if isinstance(prompt, str) else ""
         blocks.append(f'<div class="meta"><b>{html.escape(example_meta(row))}</b></div>{question}'
-                      f'<div class="resp">{highlight.response_html(row, tokenizer=tokenizer, tagger=tagger)}</div>')
+                      f'<div class="resp">{highlight.response_html(row)}</div>')
     note = ('<p class="legend"><span class="plan">highlighted</span> = planning tokens (overlap a strategic '
             "gram); underline darkness = token entropy (relative to the response's highest); hover a token "
             "for its value.</p>")
@@ -141,7 +143,7 @@ def examples_html(rollouts: pd.DataFrame, phases: dict | None, *, tokenizer=None
 
 
 def write_report(out_dir, *, summary: dict, dynamics: pd.DataFrame, rollouts: pd.DataFrame | None,
-                 figures: list, tokenizer=None, tagger=None) -> Path:
+                 figures: list) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
     Parameters
@@ -149,10 +151,9 @@ def write_report(out_dir, *, summary: dict, dynamics: pd.DataFrame, rollouts: pd
     out_dir : the analysis folder.
     summary : the ``summary.json`` dict (config, provenance, lexicon, phases, ...).
     dynamics : the dynamics table, one row per step.
-    rollouts : the rollout table; an optional ``token_texts`` column (list[str]) or ``tokenizer``
-        gives per-token highlighting with entropies, else ``tagger`` spans are highlighted.
+    rollouts : the tagged rollout table: ``token_offsets`` + ``planning_mask`` give per-token
+        highlighting with entropies, else the ``planning_spans`` are highlighted in the text.
     figures : PNG paths to inline, in order.
-    tokenizer, tagger : optional, see ``rollouts``.
 
     Examples
     --------
@@ -161,14 +162,32 @@ def write_report(out_dir, *, summary: dict, dynamics: pd.DataFrame, rollouts: pd
     PosixPath('out/report.html')
     """
     title = "reasonlens analysis"
-    where = (summary.get("config") or {}).get("path") or (summary.get("config") or {}).get("rollouts")
+    config = summary.get("config") or {}
+    where = config.get("path") or config.get("rollouts")
+    quantile = config.get("high_entropy_quantile", 0.3)
+    captions = "".join(figure_html(p, CAPTIONS.get(Path(p).stem, "").format(quantile=quantile)) for p in figures)
     body = [f"<h1>{title}</h1>",
             f'<p class="sub">{html.escape(str(where or Path(out_dir).resolve()))}</p>',
             "<h2>Summary</h2>", summary_html(summary, dynamics),
-            "<h2>Figures</h2>",
-            "".join(figure_html(p, CAPTIONS.get(Path(p).stem, "")) for p in figures) or "<p>No figures.</p>",
+            "<h2>Figures</h2>", captions or "<p>No figures.</p>",
             "<h2>Dynamics table</h2>", table_html(dynamics),
-            "<h2>Example responses</h2>",
-            examples_html(rollouts, summary.get("phases"), tokenizer=tokenizer, tagger=tagger),
+            "<h2>Example responses</h2>", examples_html(rollouts, summary.get("phases")),
             "<h2>Configuration</h2>", config_html(summary)]
     return write_text(Path(out_dir) / "report.html", page(title, "\n".join(body)))
+
+
+def comparison_page(runs: list[tuple[str, str, dict, list[str]]], combined: pd.DataFrame, pngs: list[Path]) -> str:
+    """The comparison page: per run (label, folder, lexicon, phase sentences), the figures, the combined table."""
+    esc = html.escape
+    blocks = []
+    for label, folder, lexicon, sentences in runs:
+        items = "".join(f"<li>{esc(s)}</li>" for s in sentences)
+        blocks.append(f"<h3>{esc(label)}</h3><p class=\"sub\">{esc(folder)} · lexicon "
+                      f"{esc(str(lexicon.get('name')))} ({esc(str(lexicon.get('hash')))})</p><ul>{items}</ul>")
+    hashes = {lexicon.get("hash") for _, _, lexicon, _ in runs}
+    warn = ("<p><b>Note:</b> these analyses use different strategic-gram lexicons, so planning/execution "
+            "curves are not strictly comparable.</p>" if len(hashes) > 1 else "")
+    body = ["<h1>reasonlens comparison</h1>", warn, "<h2>Runs and phases</h2>", *blocks,
+            "<h2>Figures</h2>", *(figure_html(p) for p in pngs),
+            "<h2>Combined dynamics table</h2>", table_html(combined)]
+    return page("reasonlens comparison", "\n".join(body))

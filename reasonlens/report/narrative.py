@@ -10,6 +10,8 @@ import math
 
 import pandas as pd
 
+from reasonlens.metrics import columns as dc
+
 PHASE_NAMES = {"consolidation": "Procedural consolidation", "exploration": "Strategic exploration"}
 
 
@@ -25,7 +27,7 @@ def change(before: float, after: float, unit: str = "") -> str:
 def _value(dynamics: pd.DataFrame, step, column: str) -> float:
     if column not in dynamics.columns:
         return math.nan
-    rows = dynamics.loc[dynamics["step"] == step, column]
+    rows = dynamics.loc[dynamics[dc.STEP] == step, column]
     return float(rows.iloc[0]) if len(rows) else math.nan
 
 
@@ -67,15 +69,15 @@ def phase_sentence(name: str, phase: dict, dynamics: pd.DataFrame) -> str:
     if not phase.get("detected"):
         return f"{title}: not detected: {reason or 'no reason given'}."
     step = phase["step"]
-    steps = sorted(dynamics["step"]) if len(dynamics) else [step]
+    steps = sorted(dynamics[dc.STEP]) if len(dynamics) else [step]
     if name == "consolidation":
         head, start, end = f"{title} ends at step {step}", steps[0], step
-        metrics = [("rel_ppl_execution", "execution RelPPL", ""),
-                   ("entropy_execution", "execution-token entropy", " nats")]
+        metrics = [(dc.REL_PPL_EXECUTION, "execution RelPPL", ""),
+                   (dc.ENTROPY_EXECUTION, "execution-token entropy", " nats")]
     else:
         head, start, end = f"{title} begins at step {step}", step, steps[-1]
-        metrics = [("sg_semantic_entropy_change", "SG semantic entropy (× first step)", ""),
-                   ("accuracy", "accuracy", ""), ("mean_length", "mean length", "")]
+        metrics = [(dc.SG_SEMANTIC_ENTROPY_CHANGE, "SG semantic entropy (× first step)", ""),
+                   (dc.ACCURACY, "accuracy", ""), (dc.MEAN_LENGTH, "mean length", "")]
     clauses = _clauses(dynamics, start, end, metrics)
     text = head + (f": from step {start} to {end}, " + ", ".join(clauses) if clauses and start != end else "")
     return text + "." + (f" Detector: {reason}." if reason else "")
@@ -97,13 +99,13 @@ def overview(summary: dict, dynamics: pd.DataFrame, unavailable: list[str], text
     """
     lines = []
     if len(dynamics):
-        steps = sorted(dynamics["step"])
-        n = int(dynamics["n_responses"].sum()) if "n_responses" in dynamics else summary.get("n_responses")
+        steps = sorted(dynamics[dc.STEP])
+        n = int(dynamics[dc.N_RESPONSES].sum()) if dc.N_RESPONSES in dynamics else summary.get(dc.N_RESPONSES)
         lines.append(f"{len(steps)} steps analysed (step {steps[0]} to {steps[-1]}), {n} responses in all.")
         unit = (f" {dynamics['length_unit'].dropna().iloc[0]}"
-                if "length_unit" in dynamics and dynamics["length_unit"].notna().any() else "")
-        moved = _clauses(dynamics, steps[0], steps[-1], [("accuracy", "accuracy", ""),
-                                                          ("mean_length", "mean response length", unit)])
+                if dc.LENGTH_UNIT in dynamics and dynamics[dc.LENGTH_UNIT].notna().any() else "")
+        moved = _clauses(dynamics, steps[0], steps[-1], [(dc.ACCURACY, "accuracy", ""),
+                                                          (dc.MEAN_LENGTH, "mean response length", unit)])
         if moved and steps[0] != steps[-1]:
             lines.append(f"From the first to the last step, {' and '.join(moved)}.")
     lexicon = summary.get("lexicon") or {}

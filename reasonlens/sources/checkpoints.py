@@ -16,6 +16,7 @@ from typing import NamedTuple
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.integrity import (MODEL_CONFIG, adapter_base_model, model_folder_kind, tokenizer_hash,
                                           weight_files, weight_problem)
+from reasonlens.sources.specs import model_source, remote_code_problem
 
 _STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)$")
 LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, or global_step_N/ (verl) "
@@ -48,7 +49,8 @@ class _Bad(Exception):
     """An entry that can't be analysed, with the reason (internal: collected into one user error)."""
 
 
-def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = False) -> Series:
+def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = False,
+                         trust_remote_code: bool = False) -> Series:
     """The checkpoint series at ``path``, sorted by step; ``base`` adds the starting model as step 0.
 
     Parameters
@@ -57,6 +59,7 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     base : the model training started from (folder, .gguf, hub id or alias such as "smollm2"),
         added as step 0 named "base"; for PEFT adapters it is also the model they apply to.
     skip_bad : record unusable entries in ``Series.skipped`` instead of raising.
+    trust_remote_code : accept checkpoints whose architecture is code shipped inside them.
 
     A single model folder or .gguf file is step 0, or step 1 when ``base`` is given. For PEFT
     adapters, ``base`` (when given) wins over the base named in adapter_config.json.
@@ -79,7 +82,7 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     found, bad = [], []
     for entry in entries:
         try:
-            found.append(_inspect(entry, base_path))
+            found.append(_inspect(entry, base_path, trust_remote_code))
         except _Bad as reason:
             bad.append({"path": str(entry.path), "name": entry.name, "reason": str(reason)})
     bad += _duplicate_steps(found) + _tokenizer_mismatches(found)
@@ -91,8 +94,6 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
 
 def _named_model(spec, base) -> Series:
     """A bundled alias ("smollm2") or hub id is a series of one; any other missing path is an error."""
-    from reasonlens.models.loading import model_source
-
     try:
         kind, _ = model_source(spec)
     except ReasonlensError:
@@ -145,18 +146,27 @@ def _base_path(base: str) -> Path:
     return Path(base)
 
 
-def _inspect(entry: _Entry, base: Path | None) -> Checkpoint:
+def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Checkpoint:
     """The Checkpoint for one entry, or _Bad with the reason it can't be used."""
     if entry.is_base:
         if model_folder_kind(entry.path) == "peft":
             raise _Bad("--base is a PEFT adapter; it must be the full model the checkpoints started from")
         if entry.path.exists():  # a local base must open like any checkpoint
             _inspect_local(entry.path, None)
+            _check_code(entry.path, trust_remote_code)
         return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
     if entry.name.startswith("global_step"):
-        return _inspect_verl(entry.step, entry.name, entry.path)
-    found = _inspect_local(entry.path, None if base is None else str(base))
+        found = _inspect_verl(entry.step, entry.name, entry.path)
+    else:
+        found = _inspect_local(entry.path, None if base is None else str(base))
+    _check_code(found.path, trust_remote_code)
     return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
+
+
+def _check_code(path: Path, trust_remote_code: bool) -> None:
+    problem = None if trust_remote_code or not path.is_dir() else remote_code_problem(path)
+    if problem:
+        raise _Bad(problem)
 
 
 def _inspect_local(path: Path, base: str | None) -> Checkpoint:
@@ -184,6 +194,11 @@ def _inspect_peft(path: Path, base: str | None) -> Checkpoint:
     adapter_base = base or recorded
     if not adapter_base:
         raise _Bad("adapter_config.json names no base model (base_model_name_or_path): pass --base MODEL")
+    try:
+        model_source(adapter_base)
+    except ReasonlensError:
+        raise _Bad(f"PEFT adapter whose base model {adapter_base!r} (base_model_name_or_path in "
+                   "adapter_config.json) does not exist here: pass the base model with --base MODEL") from None
     problem = weight_problem(path, adapter=True)
     if problem:
         raise _Bad(problem)

@@ -1,4 +1,4 @@
-"""Question/answer records from a user's JSONL or Parquet file, or a Hugging Face dataset by name.
+"""Records from a user's JSONL or Parquet file (problems, rollout logs), or a Hugging Face dataset.
 
 Each record comes back with where it was found ("line 3", "row 3") so errors can point at it.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,49 +17,60 @@ ID_FIELDS = ("id", "prompt_id")  # a record's own id, when it has one, becomes t
 Record = tuple[str, dict]  # (where, fields)
 
 
-def read_records(path: str | Path) -> list[Record]:
-    """Every record of a ``.jsonl`` / ``.json`` (one object per line) or ``.parquet`` file, in file order."""
+def read_records(path: str | Path, what: str = "prompts file",
+                 example: str = '{"question": ..., "answer": ...}') -> list[Record]:
+    """Every record of a ``.jsonl`` / ``.json`` (one object per line) or ``.parquet`` file, in file order.
+
+    ``what`` names the file in errors ("prompts file", "rollout log"); ``example`` shows a valid line.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ReasonlensError(f"prompts file {path} does not exist. Pass an existing .jsonl or .parquet file.")
+        raise ReasonlensError(f"{what} {path} does not exist. Pass an existing .jsonl or .parquet file.")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        records = list(_jsonl_records(path))
+        records = list(_jsonl_records(path, what, example))
     elif suffix == ".parquet":
-        records = _parquet_records(path)
+        records = [(f"row {i}", row) for i, row in enumerate(read_parquet(path, what).to_dict(orient="records"))]
     else:
-        raise ReasonlensError(f"prompts file {path} has suffix {suffix!r}; expected .jsonl (one JSON object per "
+        raise ReasonlensError(f"{what} {path} has suffix {suffix!r}; expected .jsonl (one JSON object per "
                               "line) or .parquet. Convert the file to one of these.")
     if not records:
-        raise ReasonlensError(f"prompts file {path} holds no records; add one question/answer object per line.")
+        raise ReasonlensError(f"{what} {path} holds no records; add one object per line, like {example}.")
     return records
 
 
-def _jsonl_records(path: Path) -> Iterator[Record]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                fields = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ReasonlensError(f"{path} line {number} is not valid JSON ({err.msg} at column {err.colno}). "
-                                      "Fix that line: each line must be one JSON object.") from None
-            if not isinstance(fields, dict):
-                raise ReasonlensError(f"{path} line {number} is a JSON {type(fields).__name__}, expected an object "
-                                      'like {"question": ..., "answer": ...}. Fix that line.')
-            yield f"line {number}", fields
+def _jsonl_records(path: Path, what: str, example: str) -> Iterator[Record]:
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    fields = json.loads(line)
+                except json.JSONDecodeError as err:
+                    cut = " (the file may be truncated)" if not line.endswith("\n") else ""
+                    raise ReasonlensError(f"{what} {path} line {number} is not valid JSON ({err.msg} at column "
+                                          f"{err.colno}){cut}. Fix that line: each line must be one JSON "
+                                          "object.") from None
+                if not isinstance(fields, dict):
+                    raise ReasonlensError(f"{what} {path} line {number} is a JSON {type(fields).__name__}, expected "
+                                          f"an object like {example}. Fix that line.")
+                yield f"line {number}", fields
+    except UnicodeDecodeError as err:
+        raise ReasonlensError(f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason}). Re-save it as "
+                              "UTF-8.") from None
 
 
-def _parquet_records(path: Path) -> list[Record]:
+def read_parquet(path: Path, what: str):
+    """A Parquet file as a DataFrame, or an error naming the file and the fix."""
     import pandas as pd
 
     try:
-        frame = pd.read_parquet(path)
+        return pd.read_parquet(path)
     except (OSError, ValueError) as err:
-        raise ReasonlensError(f"prompts file {path} is not a readable Parquet file ({err}). "
-                              "Re-write it with pandas.DataFrame.to_parquet.") from None
-    return [(f"row {i}", row) for i, row in enumerate(frame.to_dict(orient="records"))]
+        brief = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ReasonlensError(f"{what} {path} is not a readable Parquet file ({brief}); it may be truncated or "
+                              "another format. Re-write it with pandas.DataFrame.to_parquet.") from None
 
 
 def hf_records(spec: str, *, split: str = "train", n: int | None = None) -> list[Record]:
@@ -75,7 +85,9 @@ def hf_records(spec: str, *, split: str = "train", n: int | None = None) -> list
     try:
         rows = datasets.load_dataset(name, config or None, split=split_spec)
     except (ConnectionError, OSError, ValueError) as err:  # offline, unknown name/config/split
-        offline = " (offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        from reasonlens.sources.specs import hub_offline_requested
+
+        offline = " (offline: HF_HUB_OFFLINE is set)" if hub_offline_requested() else ""
         raise ReasonlensError(f"could not load Hugging Face dataset {name!r} config={config or None!r} "
                               f"split={split!r}{offline}: {err}. Go online (unset HF_HUB_OFFLINE), check the "
                               "name, or export the rows to a .jsonl file and pass it with --prompts-file.") from None
@@ -87,7 +99,7 @@ def field_value(source: str, where: str, fields: dict, name: str, option: str) -
     if name not in fields:
         raise ReasonlensError(f"{source} {where} has no field {name!r} (it has: {', '.join(map(str, fields))}). "
                               f"Set {option} to the field that holds it.")
-    value = _text(fields[name])
+    value = cell_text(fields[name]).strip()
     if not value:
         raise ReasonlensError(f"{source} {where}: field {name!r} is empty. Fill it in or drop that record.")
     return value
@@ -96,16 +108,21 @@ def field_value(source: str, where: str, fields: dict, name: str, option: str) -
 def record_id(fields: dict) -> str | None:
     """The record's own id (``id`` or ``prompt_id`` field), if it has a non-empty one."""
     for key in ID_FIELDS:
-        value = _text(fields.get(key))
+        value = cell_text(fields.get(key)).strip()
         if value:
             return value
     return None
 
 
-def _text(value: Any) -> str:
-    """A cell as text: integral floats (pandas turns int columns with gaps into floats) lose their '.0'."""
+def cell_text(value: Any) -> str:
+    """A cell as text, unstripped: a conversation (list of {"role", "content"}) gives its last message's
+    content; integral floats (pandas turns int columns with gaps into floats) lose their '.0'; None/NaN -> ""."""
+    if isinstance(value, str):
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    if hasattr(value, "__len__") and len(value) and isinstance(value[-1], dict) and "content" in value[-1]:
+        return str(value[-1]["content"])
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)

@@ -54,6 +54,18 @@ def weight_problem(folder: Path, *, adapter: bool = False) -> str | None:
     return None
 
 
+FINGERPRINTED = (MODEL_CONFIG, ADAPTER_CONFIG, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "special_tokens_map.json",
+                 "chat_template.jinja")
+
+
+def fingerprint_files(folder: Path) -> list[Path]:
+    """The files whose change changes what a model folder generates: weights, configs, tokenizer."""
+    adapter = model_folder_kind(folder) == "peft"
+    named = [folder / name for name in FINGERPRINTED if (folder / name).is_file()]
+    return sorted(set(weight_files(folder, adapter=adapter)) | set(named))
+
+
 def weight_files(folder: Path, *, adapter: bool = False) -> list[Path]:
     """The weight files of ``folder``: the shards an index lists, else the weight files present."""
     for index in SAFETENSORS_INDEX + BIN_INDEX:

@@ -81,18 +81,36 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor,
     return torch.where(planning_mask.bool(), per_token + alpha * per_token.abs(), per_token)
 
 
-def entropy_topk_mask(entropies: torch.Tensor, completion_mask: torch.Tensor,
-                      quantile: float = 0.2) -> torch.Tensor:
-    """The top ``quantile`` fraction of real tokens by entropy, over the whole batch (80/20 rule).
+def entropy_topk_threshold(entropies: torch.Tensor, quantile: float = 0.2) -> torch.Tensor:
+    """The entropy at the (1 - quantile) quantile (linear interpolation) of ``entropies`` (N,): tokens at or
+    above it are the top ``quantile`` fraction (80/20 rule, arXiv 2506.01939). In a multi-process run pass
+    the real tokens of the whole gathered batch, as TRL does, so every process selects by one threshold.
 
-    A token is selected when its entropy is >= the (1 - quantile) quantile (linear interpolation)
-    of the entropies of all real tokens of the batch (arXiv 2506.01939).
+    >>> float(entropy_topk_threshold(torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7]), 0.2))
+    0.7400000095367432
+    """
+    _check_fraction("quantile", quantile)
+    if entropies.numel() == 0:
+        return torch.tensor(float("inf"))
+    return torch.quantile(entropies.float(), 1.0 - quantile)
+
+
+def entropy_topk_mask(entropies: torch.Tensor, completion_mask: torch.Tensor,
+                      quantile: float = 0.2, *, threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """The tokens at or above the entropy threshold: the top ``quantile`` fraction of real tokens.
+
+    The trainer gives these tokens A and every other token 0, and sets the loss normaliser (TRL's
+    ``num_items_in_batch``, the DAPO normaliser) to the number selected, so the loss is the mean over
+    the SELECTED tokens as in arXiv 2506.01939. TRL's ``top_entropy_quantile`` masks the same tokens
+    but keeps the full-batch normaliser, so its step is ~quantile times smaller (~5x at 0.2).
 
     Parameters
     ----------
     entropies : (B, T) float, per-token entropy.
     completion_mask : (B, T), 1/True = real completion token, 0 = padding.
     quantile : fraction of tokens kept, in (0, 1].
+    threshold : the entropy threshold, e.g. from `entropy_topk_threshold` over the gathered batch;
+        default: taken over this batch's real tokens.
 
     Returns
     -------
@@ -103,35 +121,10 @@ def entropy_topk_mask(entropies: torch.Tensor, completion_mask: torch.Tensor,
     >>> entropy_topk_mask(torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.7]]), torch.ones(1, 5), 0.2)
     tensor([[False,  True, False, False, False]])
     """
-    _check_fraction("quantile", quantile)
     valid = completion_mask.bool()  # (B, T)
-    if not valid.any():
-        return torch.zeros_like(valid)
-    threshold = torch.quantile(entropies[valid].float(), 1.0 - quantile)
-    return (entropies.float() >= threshold) & valid
-
-
-def entropy_topk_weights(entropies: torch.Tensor, completion_mask: torch.Tensor,
-                         quantile: float = 0.2) -> torch.Tensor:
-    """Per-token loss weights of the 80/20 objective: 1/N_selected on selected tokens, else 0.
-
-    ``(weights * per_token_loss).sum()`` is the mean loss over the SELECTED tokens, as in
-    arXiv 2506.01939. TRL's ``top_entropy_quantile`` masks the same tokens but keeps the
-    full-batch normaliser (1/N_all on selected tokens), so its step is ~quantile times smaller
-    (~5x at 0.2). The trainer gets our normaliser by zeroing the advantage of unselected tokens
-    and setting TRL's ``num_items_in_batch`` (the DAPO normaliser) to N_selected.
-
-    Returns
-    -------
-    (B, T) float tensor summing to 1 (all zero when nothing is selected).
-
-    Examples
-    --------
-    >>> entropy_topk_weights(torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.7]]), torch.ones(1, 5), 0.4)
-    tensor([[0.0000, 0.5000, 0.0000, 0.0000, 0.5000]])
-    """
-    selected = entropy_topk_mask(entropies, completion_mask, quantile).float()  # (B, T)
-    return selected / selected.sum().clamp(min=1.0)
+    if threshold is None:
+        threshold = entropy_topk_threshold(entropies[valid], quantile)
+    return (entropies.float() >= threshold.to(entropies.device)) & valid
 
 
 def heuristic_selection_mask(entropies: torch.Tensor, completion_mask: torch.Tensor,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import LEXICON_HELP, PROMPTS_FILE_HELP, TASK_HELP, Documented
+from reasonlens.options import (LEXICON_HELP, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP,
+                                check_positive)
 from reasonlens.options import option as _opt
 
 METHODS = ("hicra", "grpo", "entropy-topk", "entropy-reg")
@@ -22,10 +23,13 @@ PLANNING_SOURCES = ("lexicon", "heuristic")
 
 
 @dataclass
-class TrainConfig(Documented):
+class TrainConfig:
+    """Settings of `reasonlens.train_hicra`; ``help(TrainConfig)`` and ``reasonlens train-hicra --help`` list each."""
+
     # --- model and data ----------------------------------------------------------------
-    out: Path = _opt(Path("run"), "Run folder: config.json, metrics.csv, rollouts/, checkpoints/.")
+    out: Optional[Path] = _opt(None, "Run folder (required): config.json, metrics.csv, rollouts/, checkpoints/.")
     model: str = _opt("smollm2", "Policy to train: 'smollm2' (bundled), an HF folder or hub id.")
+    trust_remote_code: bool = _opt(False, REMOTE_CODE_HELP)
     task: str = _opt("gsm_symbolic", TASK_HELP)
     prompts_file: Optional[Path] = _opt(None, PROMPTS_FILE_HELP)
     num_prompts: int = _opt(64, "Distinct problems loaded; the trainer cycles through them.")
@@ -55,8 +59,9 @@ class TrainConfig(Documented):
     beta: float = _opt(0.0, "KL coefficient to the starting model (0 = no reference model).")
     grad_accum: int = _opt(1, "Micro-batches per step (prompts_per_step*num_generations must divide evenly).")
     seed: int = _opt(0, "Seed for problems, sampling and initialisation.")
-    dtype: str = _opt("auto", "auto (CPU: bf16 weights, fast; GPU: fp32 weights with bf16 autocast), "
-                              "bf16 or fp32 weights.")
+    dtype: str = _opt("auto", "auto (GPU: fp32 weights under bf16 autocast; CPU: bf16 weights only where the CPU "
+                              "computes bf16 natively, else fp32), bf16 or fp32 weights.")
+    threads: Optional[int] = _opt(None, THREADS_HELP)
     vllm: str = _opt("off", "Generate with vLLM (GPU): off, colocate (same GPUs) or server (a `trl vllm-serve` "
                             "process); install reasonlens[vllm].")
     lora: bool = _opt(False, "Train a LoRA adapter instead of all weights (checkpoints hold adapters).")
@@ -68,16 +73,18 @@ class TrainConfig(Documented):
                                   "comma-separated list.")
 
     def __post_init__(self):
+        if self.out is None:
+            raise ReasonlensError("train-hicra needs a run folder: pass --out RUN (TrainConfig(out=...)).")
         self.out = Path(self.out)
+        if self.prompts_file is not None:
+            self.prompts_file = Path(self.prompts_file)
         if self.method not in METHODS:
             raise ReasonlensError(f"method={self.method!r} is not known; expected one of {', '.join(METHODS)}.")
         if self.planning_source not in PLANNING_SOURCES:
             raise ReasonlensError(f"planning_source={self.planning_source!r} is not known; expected "
                                   f"{' or '.join(PLANNING_SOURCES)}.")
-        for name in ("num_prompts", "steps", "prompts_per_step", "max_new_tokens", "grad_accum",
-                     "save_every", "lora_r"):
-            if getattr(self, name) < 1:
-                raise ReasonlensError(f"{name}={getattr(self, name)} must be >= 1.")
+        check_positive(self, "num_prompts", "steps", "prompts_per_step", "max_new_tokens", "grad_accum",
+                       "save_every", "lora_r", *(["threads"] if self.threads is not None else []))
         if self.num_generations < 2:
             raise ReasonlensError(f"num_generations={self.num_generations} must be >= 2: a group needs two "
                                   "completions to compare.")

@@ -1,8 +1,8 @@
 """What a training run leaves on disk, step by step, in the layout `reasonlens analyze RUN` reads.
 
-    RUN/config.json                  TrainConfig + TRL arguments + provenance
-    RUN/metrics.csv                  one row per optimizer step: TRL's logs + ours (step_metrics)
-    RUN/rollouts/step_000001.parquet the rollout table of each step (+ planning_mask, advantages)
+    RUN/config.json                  TrainConfig + TRL arguments + what ran + provenance
+    RUN/metrics.csv                  one row per optimizer step: TRL's logs + metrics.dynamics.step_metrics
+    RUN/rollouts/step_000001.parquet the tagged rollout table of each step (+ logprobs, entropies, advantages)
     RUN/checkpoints/step_N/          weights (or LoRA adapter) + tokenizer after step N
     RUN/trl/checkpoint-N/            TRL's own checkpoint (optimizer, RNG, sampler): what --resume uses
 
@@ -12,7 +12,6 @@ file system refuses links), so the export costs no disk and survives TRL's rotat
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -21,41 +20,10 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from reasonlens import columns as C
-from reasonlens.metrics import columns as dc
-from reasonlens.metrics.entropy import sg_semantic_entropy
-from reasonlens.metrics.outcomes import mean_pass_at_k
-from reasonlens.metrics.token_stats import mean_by_class, pool
 from reasonlens.records import write_csv
 
 _TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin",
                         "trainer_state.json", "entropy_ctrl_state.json")
-
-
-def step_metrics(rollouts: pd.DataFrame, tagger, group_size: int) -> dict[str, float]:
-    """The paper's per-step training curves from one step's rollout table (NaN where undefined).
-
-    Named as the dynamics table's columns (``metrics.columns``), plus ``pass_at_group`` (pass@G).
-    Columns used: RESPONSE, CORRECT, PROMPT_ID, N_TOKENS, TRUNCATED, ENTROPIES, PLANNING_MASK,
-    ADVANTAGES. Token averages pool all tokens of the step (each token weighs the same).
-    """
-    planning = pool(rollouts[C.PLANNING_MASK], dtype=bool)  # (N,)
-    entropy = mean_by_class(pool(rollouts[C.ENTROPIES]), planning)
-    advantage = mean_by_class(pool(rollouts[C.ADVANTAGES]), planning)
-    groups = rollouts.groupby(C.PROMPT_ID)[C.CORRECT].agg(["size", "sum"])
-    return {
-        dc.PLANNING_RATIO: float(planning.mean()) if planning.size else math.nan,
-        dc.ADVANTAGE_PLANNING: advantage["planning"],
-        dc.ADVANTAGE_EXECUTION: advantage["execution"],
-        dc.SG_SEMANTIC_ENTROPY: sg_semantic_entropy(list(rollouts[C.RESPONSE]), tagger),
-        dc.ENTROPY_PLANNING: entropy["planning"],
-        dc.ENTROPY_EXECUTION: entropy["execution"],
-        dc.ENTROPY_ALL: entropy["all"],
-        dc.ACCURACY: float(rollouts[C.CORRECT].mean()),
-        "pass_at_group": mean_pass_at_k(zip(groups["size"], groups["sum"].astype(int)), group_size),
-        dc.MEAN_LENGTH: float(rollouts[C.N_TOKENS].mean()),
-        dc.TRUNCATION_RATE: float(rollouts[C.TRUNCATED].mean()),
-    }
 
 
 def export_checkpoint(source: Path, dest: Path) -> Path:

@@ -2,8 +2,8 @@ r"""Rewards for training, in TRL's reward-function signature ``f(prompts, comple
 
 The task reward is ``sources.tasks.score_response`` (math-verify on the last \boxed{} answer, then
 the task's own scorer): the same grading `analyze` uses, so training and analysis agree on
-"correct". The scores of the latest call are kept, keyed by (prompt_id, completion), so the
-trainer records pred/correct without grading twice.
+"correct". The scores of the latest call are kept in call order (TRL grades this process's
+completions in sampling order), so the trainer records pred/correct without grading twice.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from reasonlens.sources.answers import extract_boxed
+from reasonlens.sources.files import cell_text
 from reasonlens.sources.tasks import Problem, Score, score_response
 
 
 class TaskReward:
-    r"""Callable TRL reward: ``score_response(completion, problem).reward`` for each completion.
+    r"""Callable TRL reward: ``score_response(completion, problem).reward`` for each completion
+    (TRL passes strings for text prompts and [{"role", "content"}] for conversational ones).
 
     Parameters
     ----------
@@ -32,17 +34,11 @@ class TaskReward:
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = {p.prompt_id: p for p in problems}
-        self.latest_: dict[tuple[str, str], Score] = {}
+        self.latest_: list[Score] = []
 
     def __call__(self, prompts, completions, prompt_id, **kwargs) -> list[float]:
-        texts = [_text(c) for c in completions]
-        self.latest_ = {(pid, t): score_response(t, self.problems[pid]) for pid, t in zip(prompt_id, texts)}
-        return [self.latest_[(pid, t)].reward for pid, t in zip(prompt_id, texts)]
-
-    def score(self, completion: str, prompt_id: str) -> Score:
-        """The Score of ``completion``: from the latest call when graded there, else graded now."""
-        key = (prompt_id, completion)
-        return self.latest_[key] if key in self.latest_ else score_response(completion, self.problems[prompt_id])
+        self.latest_ = [score_response(cell_text(c), self.problems[pid]) for pid, c in zip(prompt_id, completions)]
+        return [score.reward for score in self.latest_]
 
 
 def format_reward(prompts, completions, **kwargs) -> list[float]:
@@ -53,9 +49,4 @@ def format_reward(prompts, completions, **kwargs) -> list[float]:
     >>> format_reward(["q", "q"], [r"\boxed{3}", "3"])
     [1.0, 0.0]
     """
-    return [1.0 if extract_boxed(_text(c)) is not None else 0.0 for c in completions]
-
-
-def _text(completion) -> str:
-    """TRL passes strings for text prompts and [{"role", "content"}] for conversational ones."""
-    return completion if isinstance(completion, str) else completion[-1]["content"]
+    return [1.0 if extract_boxed(cell_text(c)) is not None else 0.0 for c in completions]

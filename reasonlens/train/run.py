@@ -1,25 +1,36 @@
-"""`train_hicra(config)`: build the problems, model, TRL arguments and HicraTrainer, then train.
+"""`train_hicra(config)`: check everything, build the problems, model, TRL arguments and HicraTrainer, train.
 
 Resume uses TRL's own checkpoints (RUN/trl/checkpoint-N: weights, optimizer, scheduler, RNG and
 data position), so a resumed run continues at step N+1 with the batches it would have seen (the
 prompt order is our fixed schedule, see `prompt_schedule`). Whatever an interrupted run logged
 after step N is removed first, so every step appears in metrics.csv and rollouts/ exactly once.
+A checkpoint a kill cut short (no readable trainer_state.json or weights) is skipped with a warning
+and removed; a run killed before its first checkpoint starts again from scratch, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.records import provenance, write_json
+from reasonlens.records import provenance, to_jsonable, write_json
 from reasonlens.train.config import TrainConfig
 
+_RESUMABLE = ("steps", "resume", "save_every", "report_to", "out", "threads")
+_RUN_FILES = ("metrics.csv", "rollouts", "trl", "checkpoints", "config.json")
 
-_RESUMABLE = ("steps", "resume", "save_every", "report_to", "out")
+GRPO_FIELDS = {  # TrainConfig field -> the GRPOConfig field it sets, unchanged
+    "steps": "max_steps", "seed": "seed", "num_generations": "num_generations",
+    "max_new_tokens": "max_completion_length", "temperature": "temperature", "lr": "learning_rate",
+    "epsilon": "epsilon", "epsilon_high": "epsilon_high", "beta": "beta",
+    "grad_accum": "gradient_accumulation_steps", "save_every": "save_steps",
+}
 
 
 def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: Sequence[Callable] = ()) -> Path:
@@ -34,34 +45,63 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     >>> train_hicra(TrainConfig(out="runs/hicra", steps=2))  # doctest: +SKIP
     PosixPath('runs/hicra')
     """
-    from reasonlens.models.loading import load_model, resolve_device
+    from reasonlens.hierarchy.lexicon import load_lexicon
+    from reasonlens.models.hardware import resolve_device, runtime, set_threads
+    from reasonlens.models.loading import load_model
     from reasonlens.sources.tasks import load_problems
 
-    resume_from = _prepare_run_dir(config)
-    device = resolve_device("auto")
+    lexicon = load_lexicon(config.lexicon)  # every input is checked before the run folder is touched
     problems = load_problems(config.task, prompts_file=config.prompts_file, n=config.num_prompts,
                              seed=config.seed)
     if len(problems) < config.prompts_per_step:  # a file may hold fewer rows than num_prompts
         raise ReasonlensError(f"only {len(problems)} problems for prompts_per_step={config.prompts_per_step}: "
                               "lower --prompts-per-step or load more problems.")
-    model, tokenizer = load_model(config.model, device=device, dtype=_weights_dtype(config, device))
+    _check_model(config)
+    _check_vllm(config)
+    resume_from = prepare_run_dir(config)
+    threads = set_threads(config.threads)
+    device = resolve_device("auto")
+    weights = weights_dtype(config, device)
+    model, tokenizer = load_model(config.model, device=device, dtype=weights, trust_remote_code=config.trust_remote_code)
     with _quiet_deprecations():
-        trainer = _build_trainer(config, model, tokenizer, problems, device, extra_rewards, progress)
-        lexicon = trainer.tagger.lexicon_
+        trainer = _build_trainer(config, model, tokenizer, problems, lexicon, device, weights, extra_rewards,
+                                 progress)
         write_json(config.out / "config.json", {
             "config": config, "resumed_from": str(resume_from) if resume_from else None,
-            "lexicon": {"name": lexicon.name, "hash": lexicon.hash},
+            "lexicon": {"name": lexicon.name, "hash": lexicon.hash, "tag_version": _tag_version()},
+            "runtime": runtime(device, weights, threads) | {"autocast_bf16": trainer.args.bf16},
             "trl_args": trainer.args.to_dict(), "provenance": provenance()})
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return config.out
 
 
-def _build_trainer(config, model, tokenizer, problems, device, extra_rewards, progress):
+def _tag_version() -> int:
+    from reasonlens.hierarchy.tag import TAG_VERSION
+
+    return TAG_VERSION
+
+
+def _check_model(config: TrainConfig) -> None:
+    """The policy must exist and, without --trust-remote-code, use an architecture transformers knows."""
+    from reasonlens.sources.specs import model_source, remote_code_problem
+
+    kind, where = model_source(config.model)
+    problem = None if config.trust_remote_code or kind not in ("hf", "peft") else remote_code_problem(Path(where))
+    if problem:
+        raise ReasonlensError(f"model {config.model}: {problem}.")
+
+
+def _check_vllm(config: TrainConfig) -> None:
+    if config.vllm != "off" and importlib.util.find_spec("vllm") is None:
+        raise ReasonlensError(f"--vllm {config.vllm} needs vLLM in this environment (pip install -e '.[vllm]' on a "
+                              "CUDA machine), or --vllm off to generate with transformers.")
+
+
+def _build_trainer(config, model, tokenizer, problems, lexicon, device, weights, extra_rewards, progress):
     """The HicraTrainer over the scheduled prompts, with our recorder (and progress bar)."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
-    from reasonlens.hierarchy.tagger import PlanningTagger
     from reasonlens.sources.tasks import chat_prompt
     from reasonlens.train.recording import ProgressBar, RunRecorder
     from reasonlens.train.rewards import TaskReward, format_reward
@@ -73,11 +113,10 @@ def _build_trainer(config, model, tokenizer, problems, device, extra_rewards, pr
     task_reward = TaskReward(problems)
     callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else [])
     trainer = HicraTrainer(
-        model=model, processing_class=tokenizer, args=_grpo_args(config, device, len(extra_rewards)),
+        model=model, processing_class=tokenizer, args=grpo_args(config, device, weights, len(extra_rewards)),
         train_dataset=Dataset.from_list([rows[i] for i in schedule]),
         reward_funcs=[task_reward, *extra_rewards] + ([format_reward] if config.format_reward else []),
-        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward,
-        tagger=PlanningTagger(config.lexicon).fit())
+        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, lexicon=lexicon)
     trainer.remove_callback(PrinterCallback)  # metrics.csv and the progress bar report each step
     return trainer
 
@@ -112,75 +151,114 @@ def prompt_schedule(n_problems: int, n_rows: int, seed: int) -> list[int]:
     return order[:n_rows]
 
 
-def _prepare_run_dir(config: TrainConfig) -> Path | None:
-    """The TRL checkpoint to resume from (None for a fresh run); refuses to overwrite a run."""
-    from transformers.trainer_utils import get_last_checkpoint
+def prepare_run_dir(config: TrainConfig) -> Path | None:
+    """The TRL checkpoint to resume from (None for a fresh run); never a dead end.
 
-    from reasonlens.train.recording import prune_after
+    A run with a complete checkpoint needs ``--resume`` (or a new ``--out``); a run with none, killed
+    before its first save, is cleared and started again.
+    """
+    from reasonlens.train.recording import export_checkpoint, prune_after
 
-    out = config.out
-    trl_dir = out / "trl"
-    if not config.resume:
-        if (out / "metrics.csv").exists() or (out / "rollouts").exists() or trl_dir.exists():
-            raise ReasonlensError(f"run folder {str(out)!r} already holds a run: pass --resume to continue it, "
-                                  "or choose a new --out.")
-        return None
-    last = get_last_checkpoint(str(trl_dir)) if trl_dir.is_dir() else None
+    out, trl_dir = config.out, config.out / "trl"
+    if out.exists() and not out.is_dir():
+        raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the run.")
+    last = last_complete_checkpoint(trl_dir)
     if last is None:
-        raise ReasonlensError(f"--resume: no checkpoint in {str(trl_dir)!r} (checkpoints are saved every "
-                              "--save-every steps); start a fresh run without --resume.")
+        if any((out / name).exists() for name in _RUN_FILES):
+            warnings.warn(f"{out} holds a run that stopped before its first checkpoint: starting it again.",
+                          stacklevel=2)
+            for name in _RUN_FILES:
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        _check_writable(out)
+        return None
+    if not config.resume:
+        raise ReasonlensError(f"run folder {str(out)!r} already holds a run (last checkpoint: {last.name}): pass "
+                              "--resume to continue it, or choose a new --out.")
     _check_same_run(config)
-    step = int(Path(last).name.split("-")[1])
+    step = int(last.name.split("-")[1])
     if step >= config.steps:
         raise ReasonlensError(f"--resume: {str(out)!r} is already at step {step} >= --steps {config.steps}; "
                               "raise --steps to train further.")
     prune_after(out, step)
-    return Path(last)
+    if not (out / "checkpoints" / f"step_{step}").is_dir():  # killed between TRL's save and our export
+        export_checkpoint(last, out / "checkpoints" / f"step_{step}")
+    return last
+
+
+def last_complete_checkpoint(trl_dir: Path) -> Path | None:
+    """The highest ``checkpoint-N`` whose trainer_state.json (TRL writes it last) and weights read back;
+    checkpoints cut short by a kill are removed, with a warning."""
+    from reasonlens.sources.integrity import weight_problem
+
+    found = sorted((p for p in trl_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[1]), reverse=True) if trl_dir.is_dir() else []
+    for folder in found:
+        adapter = (folder / "adapter_config.json").is_file()
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+            problem = weight_problem(folder, adapter=adapter)
+        except (OSError, ValueError) as err:
+            problem = f"trainer_state.json unreadable ({err})"
+        if problem is None:
+            return folder
+        warnings.warn(f"skipping the incomplete checkpoint {folder} ({problem}); removing it.", stacklevel=3)
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_bytes(b"")
+        (out / ".write-test").unlink()
+    except OSError as err:
+        raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
 
 
 def _check_same_run(config: TrainConfig) -> None:
     """--resume may only lengthen a run (or change where/how often it saves), never change its recipe."""
-    import json
-
-    from reasonlens.records import to_jsonable
-
-    saved = json.loads((config.out / "config.json").read_text())["config"]
+    try:
+        saved = json.loads((config.out / "config.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ReasonlensError(f"--resume: {config.out / 'config.json'} is missing or unreadable, so the run's recipe "
+                              "is unknown; restore it, or start a new --out.") from None
     now = to_jsonable(config)
-    changed = {k: (saved.get(k), v) for k, v in now.items()
-               if k not in _RESUMABLE and saved.get(k) != v}
+    changed = {k: (saved.get(k), v) for k, v in now.items() if k not in _RESUMABLE and saved.get(k) != v}
     if changed:
         diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ReasonlensError(f"--resume: {str(config.out)!r} was trained with other settings ({diff}); "
                               "resume with the original settings, or start a new --out.")
 
 
-def _weights_dtype(config: TrainConfig, device: str) -> str:
-    """bf16 weights on CPU (2x faster there), fp32 master weights under bf16 autocast on a GPU."""
+def weights_dtype(config: TrainConfig, device: str) -> str:
+    """The weights' dtype: fp32 master weights under bf16 autocast on a GPU; on a CPU bf16 only where it
+    is native (`models.hardware`), since emulated bf16 made a step ~10x slower here."""
+    from reasonlens.models.hardware import resolve_dtype_name
+
     if config.dtype != "auto":
         return config.dtype
-    return "bf16" if device == "cpu" else "fp32"
+    return "fp32" if device != "cpu" else resolve_dtype_name("auto", device)
 
 
-def _grpo_args(config: TrainConfig, device: str, n_extra: int):
+def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
+    """TRL's GRPOConfig: the `GRPO_FIELDS` copied as they are, and what reasonlens fixes (DAPO loss, logging)."""
     from trl import GRPOConfig
 
     batch = config.prompts_per_step * config.num_generations
     reporters = ([name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name)]
                  if config.report_to == "auto" else config.report_to.split(","))
+    mapped = {trl_name: getattr(config, name) for name, trl_name in GRPO_FIELDS.items()}
     return GRPOConfig(
-        output_dir=str(config.out / "trl"), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
-        per_device_train_batch_size=batch // config.grad_accum, gradient_accumulation_steps=config.grad_accum,
-        num_generations=config.num_generations, max_completion_length=config.max_new_tokens,
-        temperature=config.temperature, learning_rate=config.lr, lr_scheduler_type="constant",
-        epsilon=config.epsilon, epsilon_high=config.epsilon_high, beta=config.beta, loss_type="dapo",
+        **mapped, output_dir=str(config.out / "trl"), data_seed=config.seed,
+        per_device_train_batch_size=batch // config.grad_accum, lr_scheduler_type="constant", loss_type="dapo",
         scale_rewards="group" if config.scale_std else "none",
         entropy_coef=config.entropy_coef if config.method == "entropy-reg" else 0.0,
         reward_weights=[1.0] * (1 + n_extra) + ([config.format_reward] if config.format_reward else []),
-        bf16=config.dtype == "auto" and device != "cpu",  # GPU: bf16 autocast over fp32 weights
+        bf16=config.dtype == "auto" and device != "cpu" and weights == "fp32",  # GPU: bf16 autocast
         use_vllm=config.vllm != "off", vllm_mode="colocate" if config.vllm == "off" else config.vllm,
         use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1,
-        save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
-        report_to=reporters or "none", disable_tqdm=True)
+        save_strategy="steps", save_total_limit=2, report_to=reporters or "none", disable_tqdm=True)
 
 
 def _lora(config: TrainConfig):

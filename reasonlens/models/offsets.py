@@ -1,23 +1,21 @@
-"""Character spans of response tokens, and planning masks aligned with ``token_ids``.
+"""Each response token's character span in the response text, from the token ids actually sampled.
 
-Masks are built on decoded text, never on token ids (method.md section 1). The offsets come from
-the token ids actually sampled, not from re-encoding the text (which can tokenize differently):
-- byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM2): each token's bytes straight from its vocabulary
-  string, O(T); a token holding part of a multi-byte character gets that whole character's span;
+Never from re-encoding the text, which can tokenize differently. Three routes, fastest first:
+- byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM2): the text and the spans come straight from each
+  token's bytes, O(T), with no decode call; a token holding part of a multi-byte character gets that
+  whole character's span;
 - any other tokenizer (SentencePiece, WordPiece, slow or custom ones with only ``decode``):
-  incremental decoding over a sliding window of tokens, O(T); if the windowed pieces do not
-  reassemble the text exactly, decoding of every prefix (O(T^2), always consistent).
-The returned text is ``tokenizer.decode(token_ids, skip_special_tokens=False,
-clean_up_tokenization_spaces=False)``: special tokens stay in the text so every token has a span.
+  incremental decoding over a sliding window of tokens, O(T);
+- if the windowed pieces do not reassemble the text exactly, decoding of every prefix (O(T^2), always
+  consistent).
+The text is always ``tokenizer.decode(token_ids, **DECODE_KWARGS)``: special tokens stay in it, so
+every token has a span, and nothing is cleaned up behind the offsets' back.
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Sequence
-
-from reasonlens.columns import PLANNING_MASK, TOKEN_IDS
-from reasonlens.errors import ReasonlensError
 
 DECODE_KWARGS = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
 _WINDOW = 8  # tokens of left context kept when decoding incrementally
@@ -56,15 +54,15 @@ def _char_index_of_bytes(text: str) -> list[int]:
     return out
 
 
-def _byte_level_offsets(tokenizer, ids: list[int], text: str) -> list[tuple[int, int]] | None:
-    """Offsets from the tokens' own bytes; None when they do not reproduce ``text`` exactly."""
+def _byte_level_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]] | None:
+    """Text and offsets from the tokens' own bytes, with no decode call; None when the ids are not all
+    byte-level pieces (an added token outside the byte alphabet) or do not form valid UTF-8."""
     if not _is_byte_level(tokenizer):
         return None
     try:
         chunks = [_token_bytes(piece) for piece in tokenizer.convert_ids_to_tokens(ids)]
         data = b"".join(chunks)
-        if data.decode("utf-8") != text:
-            return None
+        text = data.decode("utf-8")
     except (KeyError, TypeError, UnicodeDecodeError):
         return None
     char_at = None if len(data) == len(text) else _char_index_of_bytes(text)
@@ -79,7 +77,7 @@ def _byte_level_offsets(tokenizer, ids: list[int], text: str) -> list[tuple[int,
             at = char_at[b0] if b0 < len(char_at) else len(text)
             offsets.append((at, at))
         pos = b1
-    return offsets
+    return text, offsets
 
 
 def _windowed_offsets(tokenizer, ids: list[int], text: str, window: int) -> list[tuple[int, int]] | None:
@@ -140,7 +138,7 @@ def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[
 
     Returns
     -------
-    text : str, ``tokenizer.decode(token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)``
+    text : str, equal to ``tokenizer.decode(token_ids, **DECODE_KWARGS)``
     offsets : list of T (start, end) pairs, non-decreasing; tokens that together form one character
         share its span; a token adding no text has an empty span.
 
@@ -151,43 +149,11 @@ def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[
     ['So', ',', ' wait']
     """
     ids = [int(i) for i in token_ids]
+    found = _byte_level_offsets(tokenizer, ids)
+    if found is not None:
+        return found
     text = tokenizer.decode(ids, **DECODE_KWARGS)
-    offsets = _byte_level_offsets(tokenizer, ids, text)
-    if offsets is None:
-        offsets = _windowed_offsets(tokenizer, ids, text, _WINDOW)
+    offsets = _windowed_offsets(tokenizer, ids, text, _WINDOW)
     if offsets is None:
         offsets = _prefix_offsets(tokenizer, ids, text)
     return text, offsets
-
-
-def planning_masks(responses_token_ids: Sequence[Sequence[int]], tokenizer, tagger) -> list[list[bool]]:
-    """One planning mask (True = token overlaps a strategic gram) per response, aligned with its ids."""
-    masks = []
-    for ids in responses_token_ids:
-        text, offsets = token_offsets(tokenizer, ids)
-        masks.append(tagger.token_mask(text, offsets))
-    return masks
-
-
-def add_planning_mask(df, tokenizer, tagger):
-    """A copy of the rollout table with ``PLANNING_MASK`` (list[bool] aligned with ``TOKEN_IDS``)."""
-    if TOKEN_IDS not in df.columns:
-        raise ReasonlensError(
-            f"rollout table has no {TOKEN_IDS!r} column (columns: {list(df.columns)}): token masks need "
-            "the sampled token ids; for text-only logs use PlanningTagger.find on the response text")
-    out = df.copy()
-    out[PLANNING_MASK] = planning_masks(list(out[TOKEN_IDS]), tokenizer, tagger)
-    return out
-
-
-def tag_tokens(text: str, tokenizer, tagger) -> list[dict]:
-    """Tokenize ``text`` (no special tokens) and label each token: {"text", "start", "end", "planning"}.
-
-    Spans refer to the decoded text, which equals ``text`` for byte-level tokenizers (a lower-casing
-    tokenizer such as WordPiece returns its own normalised text).
-    """
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    decoded, offsets = token_offsets(tokenizer, ids)
-    mask = tagger.token_mask(decoded, offsets)
-    return [{"text": decoded[s:e], "start": s, "end": e, "planning": bool(p)}
-            for (s, e), p in zip(offsets, mask)]

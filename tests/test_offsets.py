@@ -1,4 +1,4 @@
-"""token_offsets and planning masks for every tokenizer family available offline."""
+"""token_offsets (and the planning masks on them) for every tokenizer family available offline."""
 
 import importlib.util
 from pathlib import Path
@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reasonlens.columns import PLANNING_MASK, TOKEN_IDS
-from reasonlens.errors import ReasonlensError
+from reasonlens import columns as C
+from reasonlens.commands import tag_result
+from reasonlens.hierarchy.tag import tag_rollouts
 from reasonlens.hierarchy.tagger import PlanningTagger
-from reasonlens.hierarchy.tokens import (DECODE_KWARGS, _prefix_offsets, _windowed_offsets, add_planning_mask,
-                                         planning_masks, tag_tokens, token_offsets)
+from reasonlens.models.offsets import DECODE_KWARGS, _prefix_offsets, _windowed_offsets, token_offsets
 
 TEXT = "Hmm, let me verify: 12 * 3 = 36, but wait, that\u2019s also 36. Alternatively, we can use naïve sums."
 # hand-labelled grams of the paper lexicon in TEXT (lower-cased text, so WordPiece works too):
@@ -140,12 +140,13 @@ def test_words_split_into_several_tokens_are_all_planning(tiny_tokenizer):
     assert [p for p, m in zip(pieces, mask) if m][-1].strip() == "so"  # "so", but not inside "also"
 
 
-def test_byte_level_path_decodes_once_and_agrees_with_incremental(smollm2_tokenizer):
+def test_byte_level_path_never_decodes_and_agrees_with_incremental(smollm2_tokenizer):
     tok = smollm2_tokenizer
     ids = tok.encode(TEXT * 50, add_special_tokens=False)   # ~2k tokens
     spy = _Spy(tok)
     text, offsets = token_offsets(spy, ids)
-    assert spy.decode_calls == 1                            # O(T): bytes from the vocabulary, no re-decoding
+    assert spy.decode_calls == 0                            # O(T): text and spans from the tokens' bytes
+    assert text == tok.decode(ids, **DECODE_KWARGS)
     ascii_ids = tok.encode("So, but wait: we can use the fact that 2+2=4.", add_special_tokens=False)
     ascii_text, fast = token_offsets(tok, ascii_ids)
     assert _windowed_offsets(tok, ascii_ids, ascii_text, 2) == fast
@@ -176,24 +177,19 @@ def test_empty_response():
     assert token_offsets(Empty(), []) == ("", [])
 
 
-def test_planning_masks_and_dataframe_column(tiny_tokenizer):
-    tagger = PlanningTagger("paper")
+def test_planning_mask_column_from_token_offsets(tiny_tokenizer):
     rows = [tiny_tokenizer.encode(t, add_special_tokens=False) for t in ("But wait, 3 + 4", "The total is 13")]
-    masks = planning_masks(rows, tiny_tokenizer, tagger)
+    decoded = [token_offsets(tiny_tokenizer, ids) for ids in rows]
+    df = pd.DataFrame({C.TOKEN_IDS: rows, C.STEP: [0, 0], C.RESPONSE: [t for t, _ in decoded],
+                       C.TOKEN_OFFSETS: [o for _, o in decoded]})
+    masks = tag_rollouts(df, "paper")[C.PLANNING_MASK].tolist()
     assert [len(m) for m in masks] == [len(r) for r in rows]
     assert any(masks[0]) and not any(masks[1])
-    df = pd.DataFrame({TOKEN_IDS: rows, "step": [0, 0]})
-    out = add_planning_mask(df, tiny_tokenizer, tagger)
-    assert PLANNING_MASK not in df.columns and list(out[PLANNING_MASK]) == masks
+    assert masks == [PlanningTagger("paper").token_mask(t, o) for t, o in decoded]
 
 
-def test_add_planning_mask_needs_token_ids(tiny_tokenizer):
-    with pytest.raises(ReasonlensError, match=r"no 'token_ids' column.*PlanningTagger.find"):
-        add_planning_mask(pd.DataFrame({"response": ["so"]}), tiny_tokenizer, PlanningTagger())
-
-
-def test_tag_tokens_rows(tiny_tokenizer):
-    rows = tag_tokens("But wait", tiny_tokenizer, PlanningTagger("paper"))
+def test_tag_result_tokens(tiny_tokenizer):
+    rows = tag_result("But wait", tokenizer=tiny_tokenizer)["tokens"]
     assert "".join(r["text"] for r in rows) == "But wait"
     assert all(r["planning"] for r in rows) and rows[0]["start"] == 0
 

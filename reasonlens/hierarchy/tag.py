@@ -1,0 +1,135 @@
+"""The tag stage: strategic grams are found once per response, and every consumer reads the columns.
+
+`tag_rollouts` adds to the rollout table (names in `reasonlens.columns`):
+- ``planning_spans``: the union of all gram occurrences, overlaps included, as disjoint [start, end)
+  character spans of the response (method.md section 1: a token overlapping one is a planning token);
+- ``planning_mask``: one bool per token, from ``token_offsets`` (rows with tokens only);
+- ``grams``: the counted occurrences, left to right, longest first, without overlap (what SG
+  semantic entropy counts), and ``gram_next``: for each, the next non-SG word 3-gram ("" when fewer
+  than 3 words follow), for the conditional procedural entropy;
+- ``n_words`` / ``n_planning_words``: words, and words overlapping a gram (the planning ratio of
+  logs without tokens); ``n_reflections``: backtracking and verification markers.
+
+One `PlanningTagger.find` per response answers all of it: the lexicon and the reflection markers
+are compiled into one tagger and its occurrences split by phrase. The dynamics table, the top-grams
+figure, the report and the trainer's per-step metrics read these columns; none re-tags or decodes.
+A *word* is a maximal run of letters or digits with inner apostrophes ("that's" is one word).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from typing import Sequence
+
+import pandas as pd
+
+from reasonlens import columns as C
+from reasonlens.errors import ReasonlensError
+from reasonlens.hierarchy.lexicon import Lexicon, LexiconSpec, load_lexicon
+from reasonlens.hierarchy.tagger import Match, PlanningTagger, leftmost_longest, overlap_mask, span_union
+
+TAG_VERSION = 1  # bump when the content of a tag column changes
+NEXT_WORDS = 3   # the "next non-SG word 3-gram" of the conditional procedural entropy
+WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+REFLECTION_MARKERS = (
+    "wait", "hmm", "let me check", "let me double-check", "double-check", "double check",
+    "let me verify", "verify", "re-check", "recheck", "on second thought", "let me reconsider",
+)
+"""Backtracking / verification phrases counted per response (whole words, any case; "verify" does
+not match "verified"), longest first without overlap, so "let me verify" counts once."""
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character (start, end) of every word of ``text``."""
+    return [m.span() for m in WORD_RE.finditer(text)]
+
+
+def next_word_ngrams(text: str, counted: Sequence[Match], spans: Sequence[tuple[int, int]],
+                     n: int = NEXT_WORDS) -> list[str]:
+    """For each counted occurrence, its next non-SG word n-gram, space-joined and lower-cased ("" if none).
+
+    The next non-SG word n-gram is the first ``n`` words that start after the occurrence ends and
+    overlap no gram occurrence (``spans``, the union): grams in between are skipped, so in "so, but
+    wait, we add 3" both "so" and "but wait" continue with "we add 3". Words may cross sentence
+    punctuation but never leave the response.
+
+    >>> t = PlanningTagger(["so", "but wait"])
+    >>> found = t.find("So, but wait, we add 3.")
+    >>> next_word_ngrams("So, but wait, we add 3.", leftmost_longest(found), span_union(found))
+    ['we add 3', 'we add 3']
+    """
+    words = word_spans(text)
+    free = [(a, text[a:b].lower()) for (a, b), planning in zip(words, overlap_mask(spans, words)) if not planning]
+    starts = [a for a, _ in free]
+    out = []
+    for m in counted:
+        i = bisect.bisect_left(starts, m.end)
+        out.append(" ".join(w for _, w in free[i:i + n]) if i + n <= len(free) else "")
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _tagger(lexicon: Lexicon) -> tuple[PlanningTagger, frozenset, frozenset]:
+    """One tagger over the lexicon and the reflection markers, and the phrases of each."""
+    reflection = load_lexicon(list(REFLECTION_MARKERS)).phrases
+    both = Lexicon(f"{lexicon.name}+reflection", tuple(dict.fromkeys(lexicon.phrases + reflection)))
+    return PlanningTagger(both).fit(), frozenset(lexicon.phrases), frozenset(reflection)
+
+
+def tag_response(text: str, lexicon: LexiconSpec = "paper", offsets=None) -> dict:
+    """The tag columns of one response (see the module docstring); ``planning_mask`` only with ``offsets``.
+
+    >>> row = tag_response("But wait, so we add.", ["but", "but wait", "so"], offsets=[(0, 3), (3, 8), (8, 20)])
+    >>> row["grams"], row["planning_mask"], row["n_reflections"]
+    (['but wait', 'so'], [True, True, True], 1)
+    """
+    tagger, planning_phrases, reflection_phrases = _tagger(load_lexicon(lexicon))
+    found = tagger.find(text)  # the one pass over the text
+    planning = [m for m in found if m.gram in planning_phrases]
+    spans = span_union(planning)
+    counted = leftmost_longest(planning)
+    words = word_spans(text)
+    row = {
+        C.PLANNING_SPANS: [list(s) for s in spans],
+        C.GRAMS: [m.gram for m in counted],
+        C.GRAM_NEXT: next_word_ngrams(text, counted, spans),
+        C.N_WORDS: len(words),
+        C.N_PLANNING_WORDS: sum(overlap_mask(spans, words)),
+        C.N_REFLECTIONS: len(leftmost_longest(m for m in found if m.gram in reflection_phrases)),
+    }
+    if offsets is not None:
+        row[C.PLANNING_MASK] = overlap_mask(spans, [tuple(o) for o in offsets])
+    return row
+
+
+def tag_rollouts(rollouts: pd.DataFrame, lexicon: LexiconSpec = "paper") -> pd.DataFrame:
+    """A copy of the rollout table with the tag columns; ``planning_mask`` where ``token_offsets`` exist.
+
+    Parameters
+    ----------
+    rollouts : DataFrame with ``response`` and optionally ``token_offsets`` (list of [start, end] per
+        token, from `reasonlens.models.offsets.token_offsets`, aligned with ``token_ids``).
+    lexicon : the strategic-gram lexicon (preset name, file, phrases or Lexicon).
+
+    Examples
+    --------
+    >>> df = tag_rollouts(pd.DataFrame({"response": ["so, we add"]}), ["so"])
+    >>> df["grams"].tolist(), df["n_planning_words"].tolist()
+    ([['so']], [1])
+    """
+    if C.RESPONSE not in rollouts.columns:
+        raise ReasonlensError(f"rollout table has no {C.RESPONSE!r} column (columns: {list(rollouts.columns)}): "
+                              "tagging reads the response text.")
+    lexicon = load_lexicon(lexicon)
+    has_offsets = C.TOKEN_OFFSETS in rollouts.columns
+    offsets = rollouts[C.TOKEN_OFFSETS] if has_offsets else [None] * len(rollouts)
+    rows = [tag_response("" if text is None else str(text), lexicon, offs)
+            for text, offs in zip(rollouts[C.RESPONSE], offsets)]
+    tags = pd.DataFrame(rows, index=rollouts.index, columns=TAG_COLUMNS + ([C.PLANNING_MASK] if has_offsets else []))
+    return rollouts.drop(columns=[c for c in tags.columns if c in rollouts.columns]).join(tags)
+
+
+TAG_COLUMNS = [C.PLANNING_SPANS, C.GRAMS, C.GRAM_NEXT, C.N_WORDS, C.N_PLANNING_WORDS, C.N_REFLECTIONS]
+"""The columns `tag_rollouts` always writes (``planning_mask`` too, for rows with token offsets)."""
