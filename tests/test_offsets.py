@@ -213,3 +213,22 @@ def test_token_mask_is_union_of_found_spans_on_real_offsets(smollm2_tokenizer, t
     decoded2, offsets2 = token_offsets(DecodeOnly(smollm2_tokenizer), ids)
     assert decoded2 == text
     _check_offsets(decoded2, offsets2, len(ids))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=20), st.randoms(use_true_random=False))
+def test_invalid_utf8_decodes_as_the_tokenizer_does_without_decoding(smollm2_tokenizer, picks, rng):
+    # single-byte tokens of non-ASCII bytes make cut or invalid UTF-8 sequences (U+FFFD in the text)
+    byte_ids = _single_byte_ids(smollm2_tokenizer)
+    ids = [byte_ids[p % len(byte_ids)] if rng.random() < 0.6 else p for p in picks]
+    spy = _Spy(smollm2_tokenizer)
+    text, offsets = token_offsets(spy, ids)
+    assert spy.decode_calls == 0
+    assert text == smollm2_tokenizer.decode(ids, **DECODE_KWARGS)
+    assert len(offsets) == len(ids) and offsets[-1][1] == len(text)
+    assert all(s0 <= s1 and e0 <= e1 for (s0, e0), (s1, e1) in zip(offsets, offsets[1:]))
+
+
+def _single_byte_ids(tokenizer) -> list[int]:
+    """Ids whose vocabulary piece is one byte >= 0x80 (in the GPT-2 byte alphabet)."""
+    return [i for i in range(600) if len(p := tokenizer.convert_ids_to_tokens(i)) == 1 and ord(p) > 255]

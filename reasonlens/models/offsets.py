@@ -14,6 +14,7 @@ every token has a span, and nothing is cleaned up behind the offsets' back.
 
 from __future__ import annotations
 
+import codecs
 import functools
 from typing import Sequence
 
@@ -56,15 +57,18 @@ def _char_index_of_bytes(text: str) -> list[int]:
 
 def _byte_level_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]] | None:
     """Text and offsets from the tokens' own bytes, with no decode call; None when the ids are not all
-    byte-level pieces (an added token outside the byte alphabet) or do not form valid UTF-8."""
+    byte-level pieces (e.g. an added token outside the byte alphabet)."""
     if not _is_byte_level(tokenizer):
         return None
     try:
         chunks = [_token_bytes(piece) for piece in tokenizer.convert_ids_to_tokens(ids)]
-        data = b"".join(chunks)
-        text = data.decode("utf-8")
-    except (KeyError, TypeError, UnicodeDecodeError):
+    except (KeyError, TypeError):
         return None
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _lossy_offsets(chunks)
     char_at = None if len(data) == len(text) else _char_index_of_bytes(text)
     offsets, pos = [], 0
     for chunk in chunks:
@@ -78,6 +82,23 @@ def _byte_level_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int,
             offsets.append((at, at))
         pos = b1
     return text, offsets
+
+
+def _lossy_offsets(chunks: list[bytes]) -> tuple[str, list[tuple[int, int]]]:
+    """Bytes that are not valid UTF-8 (a character cut by the token limit, a random model): decoded as the
+    tokenizer does, each invalid sequence a U+FFFD; a token's span is what it adds to the text, and tokens
+    whose bytes complete no character share the span of the token that does."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offsets: list[tuple[int, int]] = [(0, 0)] * len(chunks)
+    pieces, pos, pending = [], 0, 0
+    for k, chunk in enumerate(chunks):
+        piece = decoder.decode(chunk, final=k == len(chunks) - 1)
+        if piece:
+            offsets[pending:k + 1] = [(pos, pos + len(piece))] * (k + 1 - pending)
+            pieces.append(piece)
+            pos, pending = pos + len(piece), k + 1
+    offsets[pending:] = [(pos, pos)] * (len(chunks) - pending)
+    return "".join(pieces), offsets
 
 
 def _windowed_offsets(tokenizer, ids: list[int], text: str, window: int) -> list[tuple[int, int]] | None:
