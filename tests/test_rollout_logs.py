@@ -106,3 +106,60 @@ def test_corrupt_parquet(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
     with pytest.raises(ReasonlensError, match=r"x\.parquet is not a readable Parquet file"):
         read_rollout_log(tmp_path / "x.parquet")
+
+
+# --- strict parsing: property tests -------------------------------------------------------------
+
+import math  # noqa: E402
+import re  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from reasonlens.sources.logs import parse_bool, parse_reward, parse_step  # noqa: E402
+
+
+@given(st.integers(0, 10**12))
+def test_parse_step_accepts_every_way_of_writing_a_step(n):
+    assert parse_step(n) == parse_step(float(n)) == parse_step(str(n)) == parse_step(f" {n} ") == n
+
+
+def _not_a_step_number(x: float) -> bool:
+    return not (math.isfinite(x) and x.is_integer() and x >= 0)
+
+
+@given(st.one_of(st.floats().filter(_not_a_step_number), st.integers(max_value=-1), st.booleans(), st.none(),
+                 st.text().filter(lambda t: not re.fullmatch(r"\+?[0-9]+", t.strip()))))
+def test_parse_step_refuses_everything_else(value):
+    with pytest.raises(ValueError):
+        parse_step(value)
+
+
+@given(st.sampled_from([True, False, 0, 1, 0.0, 1.0, "true", "False", " TRUE ", "false"]))
+def test_parse_bool_accepts_booleans_0_1_and_their_names(value):
+    expected = value if isinstance(value, bool) else (bool(value) if not isinstance(value, str)
+                                                      else value.strip().lower() == "true")
+    assert parse_bool(value) is expected
+
+
+@given(st.one_of(st.integers().filter(lambda i: i not in (0, 1)), st.floats().filter(lambda x: x not in (0, 1) and x == x),
+                 st.text().filter(lambda t: t.strip().lower() not in ("true", "false"))))
+def test_parse_bool_refuses_everything_else(value):
+    with pytest.raises(ValueError):
+        parse_bool(value)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_parse_reward_keeps_finite_numbers(x):
+    assert parse_reward(x) == x and parse_reward(repr(x)) == x
+
+
+@given(st.one_of(st.booleans(), st.sampled_from([float("inf"), "-inf", "good", "", "1,5", "nan-ish"])))
+def test_parse_reward_refuses_booleans_text_and_infinities(value):
+    with pytest.raises(ValueError):
+        parse_reward(value)
+
+
+def test_missing_values_are_unknown_not_zero():
+    assert parse_bool(None) is None and parse_bool(float("nan")) is None
+    assert parse_reward(None) != parse_reward(None)  # NaN

@@ -39,7 +39,7 @@ _TRL_RENAME = {"completion": C.RESPONSE}
 _VERL_RENAME = {"input": C.PROMPT, "output": C.RESPONSE, "gts": C.ANSWER, "score": C.REWARD}
 _TRL_NOT_REWARDS = {C.STEP, "prompt", "completion", "advantage", "image", "images"}
 _WHERE = "_where"  # "line 3" / "row 3" of each row, for messages; dropped before returning
-_INTEGER = re.compile(r"\+?\d+")
+_INTEGER = re.compile(r"\+?[0-9]+")
 
 
 def parse_step(value) -> int:
@@ -57,6 +57,11 @@ def parse_step(value) -> int:
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     raise ValueError("missing" if _is_missing(value) else "not a non-negative integer")
+
+
+def parse_count(value) -> float:
+    """A token count: like `parse_step`, but None/NaN -> NaN (unknown for that row)."""
+    return math.nan if _is_missing(value) else float(parse_step(value))
 
 
 def parse_bool(value) -> bool | None:
@@ -157,7 +162,7 @@ def _read_one(file: Path) -> pd.DataFrame:
         raise ReasonlensError(f"{file}: missing column(s) {missing} (has {shown}): a rollout log needs "
                               f"'{C.STEP}', '{C.PROMPT}' and '{C.RESPONSE}' (or TRL's 'completion', or verl's "
                               "'input'/'output'). Rename the columns or add them.")
-    for column, parse in ((C.STEP, parse_step), (C.SAMPLE_ID, parse_step), (C.N_TOKENS, parse_step),
+    for column, parse in ((C.STEP, parse_step), (C.SAMPLE_ID, parse_step), (C.N_TOKENS, parse_count),
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
@@ -168,7 +173,7 @@ def _read_one(file: Path) -> pd.DataFrame:
 def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Series:
     """``df[column]`` through ``parse``; the first value it refuses becomes an error naming where it is."""
     series = df[column]
-    if parse is parse_step and pd.api.types.is_integer_dtype(series) and (series >= 0).all():
+    if parse in (parse_step, parse_count) and pd.api.types.is_integer_dtype(series) and (series >= 0).all():
         return series.astype(int)  # the common case, without a Python loop
     if parse is parse_bool and pd.api.types.is_bool_dtype(series):
         return series
@@ -181,7 +186,7 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
                                   f"'{column}' field) and rerun.") from None
     if parse is parse_bool:
         return pd.Series(values, index=df.index, dtype=object)
-    return pd.Series(values, index=df.index)
+    return pd.Series(values, index=df.index, dtype=int if parse is parse_step else float)
 
 
 def _read_raw(file: Path) -> pd.DataFrame:
@@ -192,7 +197,7 @@ def _read_raw(file: Path) -> pd.DataFrame:
         return frame.assign(**{_WHERE: [f"row {i}" for i in range(len(frame))]})
     if suffix in (".jsonl", ".json"):
         records = read_records(file, "rollout log", '{"step": 0, "prompt": ..., "response": ...}')
-        frame = pd.DataFrame.from_records([fields for _, fields in records])
+        frame = pd.DataFrame([fields for _, fields in records], dtype=object)  # values as written: null stays None
         return frame.assign(**{_WHERE: [where for where, _ in records]})
     raise ReasonlensError(f"{file}: unknown rollout log format '{suffix}': expected .parquet or .jsonl.")
 
