@@ -28,8 +28,8 @@ from reasonlens import columns as C
 from reasonlens.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 from reasonlens.progress import progress_bar
-from reasonlens.records import (cache_key, provenance, read_cached, step_file, write_cached, write_csv, write_json,
-                                write_parquet)
+from reasonlens.records import (cache_key, provenance, read_cached, remove_stale_temporaries, step_file, write_cached,
+                                write_csv, write_json, write_parquet)
 
 STAGE_VERSION = 2  # bump when the content of a rollouts/step_*.parquet file changes
 _SAMPLING = ("num_prompts", "samples", "max_new_tokens", "temperature", "top_p", "score_temperature", "backend")
@@ -210,6 +210,7 @@ def _check_output_folder(plan: Plan) -> None:
         probe.unlink()
     except OSError as err:
         raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
+    remove_stale_temporaries(out)  # half-written files of a killed run: never read, never kept
     written = {(out / name).resolve() for name in OUTPUT_FILES}
     folders = [(out / name).resolve() for name in OUTPUT_FOLDERS]
     for source in _input_files(plan):

@@ -38,6 +38,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``NAME.tmp-PID`` files that killed processes left under ``folder`` (never a live one's)."""
+    removed = []
+    for tmp in Path(folder).rglob("*.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1]
+        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def step_file(folder: str | os.PathLike, step: int, suffix: str = ".parquet", stage: str = "rollouts") -> Path:
     """``folder/rollouts/step_000120.parquet``: the per-step file of a stage (``rollouts``, ``tags``) of an
     analysis or a training run (zero-padded so files sort as they ran)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.records import provenance, to_jsonable, write_json
+from reasonlens.records import provenance, remove_stale_temporaries, to_jsonable, write_json
 from reasonlens.train.config import TrainConfig
 
 _RESUMABLE = ("steps", "resume", "save_every", "report_to", "out", "threads")
@@ -59,6 +59,10 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     _check_model(config)
     _check_vllm(config)
     resume_from = prepare_run_dir(config)
+    if resume_from is not None and checkpoint_step(resume_from) >= config.steps:
+        warnings.warn(f"{config.out} is already trained to step {checkpoint_step(resume_from)}: nothing to do "
+                      "(raise --steps to train further).", stacklevel=2)
+        return config.out
     threads = set_threads(config.threads)
     device = resolve_device("auto")
     weights = weights_dtype(config, device)
@@ -155,13 +159,15 @@ def prepare_run_dir(config: TrainConfig) -> Path | None:
     """The TRL checkpoint to resume from (None for a fresh run); never a dead end.
 
     A run with a complete checkpoint needs ``--resume`` (or a new ``--out``); a run with none, killed
-    before its first save, is cleared and started again.
+    before its first save, is cleared and started again. A run already at ``--steps`` is left as it is.
     """
     from reasonlens.train.recording import export_checkpoint, prune_after
 
     out, trl_dir = config.out, config.out / "trl"
     if out.exists() and not out.is_dir():
         raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the run.")
+    if out.is_dir():
+        remove_stale_temporaries(out)
     last = last_complete_checkpoint(trl_dir)
     if last is None:
         if any((out / name).exists() for name in _RUN_FILES):
@@ -176,14 +182,16 @@ def prepare_run_dir(config: TrainConfig) -> Path | None:
         raise ReasonlensError(f"run folder {str(out)!r} already holds a run (last checkpoint: {last.name}): pass "
                               "--resume to continue it, or choose a new --out.")
     _check_same_run(config)
-    step = int(last.name.split("-")[1])
-    if step >= config.steps:
-        raise ReasonlensError(f"--resume: {str(out)!r} is already at step {step} >= --steps {config.steps}; "
-                              "raise --steps to train further.")
+    step = checkpoint_step(last)
     prune_after(out, step)
     if not (out / "checkpoints" / f"step_{step}").is_dir():  # killed between TRL's save and our export
         export_checkpoint(last, out / "checkpoints" / f"step_{step}")
     return last
+
+
+def checkpoint_step(folder: Path) -> int:
+    """N of a TRL ``checkpoint-N`` folder."""
+    return int(folder.name.split("-")[1])
 
 
 def last_complete_checkpoint(trl_dir: Path) -> Path | None:
