@@ -45,8 +45,9 @@ class AnalyzeConfig:
     seed: int = option(0, "Seed for problems and sampling.")
     batch_size: int = option(8, "Sequences per generation/scoring batch.")
     backend: str = option("transformers", f"Generation engine: {', '.join(BACKENDS)}.")
-    scoring: str = option("auto", "Token scorer: auto (fused Triton kernel on CUDA, chunked torch elsewhere), "
-                                  "torch or triton.")
+    scoring: str = option("auto", "Token scores: auto (transformers: from the logits each token is sampled "
+                                  "from, no extra pass; otherwise our teacher-forced scorer, a fused Triton "
+                                  "kernel on CUDA, chunked torch elsewhere), torch or triton (teacher-forced).")
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", DTYPE_HELP)
     threads: Optional[int] = option(None, THREADS_HELP)

@@ -12,6 +12,7 @@ is unfinished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -56,7 +57,8 @@ class Summary(TypedDict, total=False):
     phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
     n_responses: int
     tokens_scored: int
-    seconds: float
+    seconds: float             # wall time of the whole analysis
+    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report
     peak_rss_mb: float         # this process's peak resident memory
 
 
@@ -75,6 +77,16 @@ class Plan:
     run_config: Optional[dict] = None
     tokenizer: Any = None             # text-only --tokenizer (token counts)
     runtime: Optional[dict] = None    # filled when a model runs
+    seconds: dict = dataclasses.field(default_factory=dict)  # wall time per stage, summed over steps
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        """Add the wall time of the ``with`` block to ``seconds[stage]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclasses.dataclass
@@ -98,6 +110,7 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     """
     started = time.time()
     plan = make_plan(config)
+    plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
     with progress_bar(progress) as bar:
         inputs = read_inputs(plan, bar)
         rollouts = tag_stage(inputs, plan, bar)
@@ -240,9 +253,11 @@ def _input_files(plan: Plan) -> list[Path]:
 def read_inputs(plan: Plan, bar) -> Inputs:
     """The rollout table of the plan's source: a text log, a training run's logs, or generated rollouts."""
     if plan.mode == "text-only":
-        return _read_text_log(plan)
+        with plan.timed("read"):
+            return _read_text_log(plan)
     if plan.mode == "training-run":
-        return _read_training_run(plan)
+        with plan.timed("read"):
+            return _read_training_run(plan)
     return _rollout_series(plan, bar)
 
 
@@ -281,7 +296,7 @@ def _rollout_series(plan: Plan, bar) -> Inputs:
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     dtype = resolve_dtype_name(config.dtype, device)
-    plan.runtime = runtime(device, dtype, threads)
+    plan.runtime = runtime(device, dtype, threads) | {"backend": config.backend, "scoring": scoring_source(config)}
     settings = {name: getattr(config, name) for name in _SAMPLING} | {
         "device": device, "dtype": dtype, "problems": plan.problem_info, "seed": plan.problem_info["seed"]}
     problems_key = cache_key([dataclasses.asdict(p) for p in plan.problems])
@@ -329,21 +344,35 @@ def _rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.Da
     from reasonlens.sources.tasks import chat_prompt
 
     config = plan.config
-    model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
-                                  trust_remote_code=config.trust_remote_code)
+    with plan.timed("load"):
+        model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
+                                      trust_remote_code=config.trust_remote_code)
     prompts = [chat_prompt(tokenizer, p.question) for p in plan.problems]
     task = bar.add_task(f"{ckpt.name}: generate", total=len(prompts) * config.samples)
-    generations = generate(model, tokenizer, prompts, samples=config.samples,
-                           max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                           top_p=config.top_p, seed=plan.problem_info["seed"], batch_size=config.batch_size,
-                           progress=lambda n: bar.advance(task, n))
-    bar.update(task, description=f"{ckpt.name}: score")
-    scores = score_tokens(model, [g.prompt_token_ids for g in generations], [g.token_ids for g in generations],
-                          temperature=config.score_temperature, batch_size=config.batch_size)
+    with plan.timed("generate"):
+        generations = generate(model, tokenizer, prompts, samples=config.samples,
+                               max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                               top_p=config.top_p, seed=plan.problem_info["seed"], batch_size=config.batch_size,
+                               score_temperature=config.score_temperature, progress=lambda n: bar.advance(task, n))
+    if scoring_source(config) == "generation":
+        scores = [(g.logprobs, g.entropies) for g in generations]
+    else:
+        bar.update(task, description=f"{ckpt.name}: score")
+        with plan.timed("score"):
+            scores = score_tokens(model, [g.prompt_token_ids for g in generations],
+                                  [g.token_ids for g in generations], temperature=config.score_temperature,
+                                  batch_size=config.batch_size)
     bar.remove_task(task)
     del model
     gc.collect()
-    return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
+    with plan.timed("grade"):
+        return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
+
+
+def scoring_source(config: AnalyzeConfig) -> str:
+    """Where token scores come from: "generation" (the logits transformers samples from: no extra pass)
+    or "teacher-forced" (our scorer, one forward pass over prompt and response)."""
+    return "generation" if config.backend == "transformers" and config.scoring == "auto" else "teacher-forced"
 
 
 def rollout_rows(step: int, name: str, problems, generations, scores) -> pd.DataFrame:
@@ -383,7 +412,8 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
         table = step_file(plan.out, int(step), stage="tags")
         tags = read_cached(table, key)
         if tags is None or len(tags) != len(frame):
-            tagged = tag_rollouts(frame, plan.lexicon)
+            with plan.timed("tag"):
+                tagged = tag_rollouts(frame, plan.lexicon)
             tags = tagged[[c for c in TAG_COLUMNS + [C.PLANNING_MASK] if c in tagged]]
             write_cached(table, key, tags, step=int(step), lexicon=plan.lexicon.hash, n_responses=len(frame))
         frames.append(frame.drop(columns=[c for c in tags.columns if c in frame]).join(tags))
@@ -415,19 +445,24 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
 
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
-    dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
-    summary = _summary(plan, inputs, rollouts, detect_phases(dynamics), started)
-    write_parquet(out / "rollouts.parquet", rollouts)
-    write_csv(out / "dynamics.csv", dynamics)
-    write_parquet(out / "dynamics.parquet", dynamics)
-    write_lexicon(out / "lexicon.txt", plan.lexicon)
+    with plan.timed("metrics"):
+        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
+        phases = detect_phases(dynamics)
+    summary = _summary(plan, inputs, rollouts, phases, started)
+    with plan.timed("write"):
+        write_parquet(out / "rollouts.parquet", rollouts)
+        write_csv(out / "dynamics.csv", dynamics)
+        write_parquet(out / "dynamics.parquet", dynamics)
+        write_lexicon(out / "lexicon.txt", plan.lexicon)
     if plan.config.report:
         from reasonlens.report.figures import save_figures
         from reasonlens.report.html import write_report
 
-        figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
-        write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
+        with plan.timed("report"):
+            figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
+            write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
     summary["seconds"] = round(time.time() - started, 2)
+    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
 

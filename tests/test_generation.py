@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from reasonlens.errors import ReasonlensError
@@ -147,3 +148,19 @@ def test_row_seed_and_split_response():
     assert split_response([5, 6, 2, 0, 0], {2}) == ([5, 6], False)
     assert split_response([5, 6, 7], {2}) == ([5, 6, 7], True)
     assert split_response([2], {2, 9}) == ([], False)
+
+
+@pytest.mark.parametrize("temperature, score_temperature", [(0.7, 1.0), (1.0, 0.5), (0.0, 1.0)],
+                         ids=["sampled", "score-at-0.5", "greedy"])
+def test_scores_from_generation_equal_teacher_forced_scores(tiny, temperature, score_temperature):
+    from reasonlens.models.scoring import score_tokens
+
+    model, tokenizer = tiny
+    gens = generate(model, tokenizer, ["Tom has 4 apples.", "What is 3 + 4?"], samples=2, max_new_tokens=12,
+                    temperature=temperature, seed=3, batch_size=3, score_temperature=score_temperature)
+    forced = score_tokens(model, [g.prompt_token_ids for g in gens], [g.token_ids for g in gens],
+                          temperature=score_temperature)
+    for g, (logp, ent) in zip(gens, forced):
+        assert g.logprobs.dtype == np.float32 and len(g.logprobs) == len(g.entropies) == len(g.token_ids)
+        np.testing.assert_allclose(g.logprobs, logp, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(g.entropies, ent, rtol=1e-4, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Sample K responses per prompt with transformers ``generate``, batched and reproducible.
+"""Sample K responses per prompt with transformers ``generate``, batched and reproducible, and score them.
 
 The sampling draw is ours, not HF's: a logits processor applies temperature and top-p and samples
 each row with its own ``torch.Generator`` seeded from ``(seed, prompt_index, sample_id)``, then returns
@@ -7,6 +7,11 @@ identity, not on which rows share its batch. With the same settings (batch_size 
 identical run to run. Across different ``batch_size`` values they agree in fp32 (tested); in bf16,
 left padding changes the rounding of the forward pass, which flips some draw in most long responses,
 so keep ``batch_size`` fixed when you need bit-identical reruns.
+
+Token scores come for free: a first logits processor takes, at each step, the full-vocabulary
+entropy and the sampled token's log-probability (at ``score_temperature``) from the very logits the
+token is drawn from, so no second, teacher-forced forward pass is needed. They equal
+`models.scoring.score_tokens` on the same tokens up to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class Generation:
     text: str
     offsets: list[tuple[int, int]]
     truncated: bool  # True = no stop token within max_new_tokens
+    logprobs: np.ndarray | None = None   # (T,) float32, nats: log p(token) at the scoring temperature
+    entropies: np.ndarray | None = None  # (T,) float32, nats: full-vocabulary entropy before each token
 
 
 def row_seed(seed: int, prompt_index: int, sample_id: int) -> int:
@@ -87,6 +94,39 @@ class _SeededSampler:
         chosen = sample_rows(scores, self.generators, temperature=self.temperature, top_p=self.top_p)
         onehot = torch.full_like(scores, float("-inf"))
         return onehot.scatter(-1, chosen[:, None], 0.0)
+
+
+class _StepScorer:
+    """Logits processor placed first: each row's full-vocabulary entropy at every step and, one step later
+    (once the token is in ``input_ids``), the sampled token's log-probability; the scores pass unchanged."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.previous = None  # (B, V) float32 log-softmax of the last step
+        self.logprobs: list = []  # per step, (B,)
+        self.entropies: list = []  # per step, (B,)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.previous is not None:
+            self.logprobs.append(self.previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # (B, V)
+        self.entropies.append(-(logp.exp() * logp).sum(dim=-1))
+        self.previous = logp
+        return scores
+
+    def result(self, new_tokens):
+        """(logprobs, entropies), each (B, T) numpy float32, for the generated ``new_tokens`` (B, T)."""
+        import torch
+
+        steps = len(self.entropies)
+        if steps == 0:
+            empty = np.zeros((new_tokens.shape[0], 0), dtype=np.float32)
+            return empty, empty
+        last = self.previous.gather(1, new_tokens[:, steps - 1:steps].to(self.previous.device)).squeeze(1)
+        logprobs = torch.stack(self.logprobs + [last], dim=1)  # (B, T)
+        return logprobs.cpu().numpy(), torch.stack(self.entropies, dim=1).cpu().numpy()
 
 
 def _check_args(prompts, samples, max_new_tokens, temperature, top_p, batch_size) -> None:
@@ -149,24 +189,27 @@ def _generation_config(pad_id: int, stop_ids: set[int], max_new_tokens: int):
                             no_repeat_ngram_size=0, min_length=0, min_new_tokens=0)
 
 
-def _generate_batch(model, jobs, prompt_ids, config, *, temperature, top_p, seed):
-    """One ``generate`` call over a batch of (prompt_index, sample_id) jobs -> rows of new tokens."""
+def _generate_batch(model, jobs, prompt_ids, config, *, temperature, top_p, seed, score_temperature):
+    """One ``generate`` call over a batch of (prompt_index, sample_id) jobs -> rows of new tokens and their
+    (logprobs, entropies), each (B, <= max_new_tokens)."""
     import torch
     from transformers import LogitsProcessorList
 
     input_ids, mask = pad_rows([prompt_ids[p] for p, _ in jobs], config.pad_token_id, left=True)  # (B, L)
-    processors = LogitsProcessorList()
+    scorer = _StepScorer(score_temperature)
+    processors = LogitsProcessorList([scorer])
     if temperature > 0:
         processors.append(_SeededSampler([row_seed(seed, p, k) for p, k in jobs], temperature, top_p))
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                              generation_config=config, logits_processor=processors)
-    return out[:, input_ids.shape[1]:].tolist()  # (B, <= max_new_tokens)
+    new = out[:, input_ids.shape[1]:]  # (B, T)
+    return new.tolist(), scorer.result(new)
 
 
 def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_tokens: int = 256,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-             progress: Callable[[int], None] | None = None) -> list[Generation]:
+             score_temperature: float = 1.0, progress: Callable[[int], None] | None = None) -> list[Generation]:
     """Sample ``samples`` responses for each chat-templated prompt.
 
     Parameters
@@ -174,12 +217,13 @@ def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_
     prompts : chat-templated strings (tokenized without adding special tokens again).
     samples : K responses per prompt; ``temperature=0`` gives greedy decoding (all K identical).
     batch_size : sequences (not prompts) per ``generate`` call.
+    score_temperature : temperature of the distribution whose entropy and log-probabilities are recorded.
     progress : called after each batch with the number of sequences that batch finished
         (an increment, like ``tqdm.update`` or rich's ``advance``).
 
     Returns
     -------
-    list[Generation], ordered by prompt_index then sample_id.
+    list[Generation], ordered by prompt_index then sample_id, with ``logprobs`` and ``entropies``.
 
     Examples
     --------
@@ -197,11 +241,14 @@ def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_
     results: list[Generation] = []
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
-        rows = _generate_batch(model, batch, prompt_ids, config, temperature=temperature, top_p=top_p, seed=seed)
-        for (p, k), row in zip(batch, rows):
+        rows, (logprobs, entropies) = _generate_batch(model, batch, prompt_ids, config, temperature=temperature,
+                                                      top_p=top_p, seed=seed, score_temperature=score_temperature)
+        for (p, k), row, logp, ent in zip(batch, rows, logprobs, entropies):
             token_ids, truncated = split_response(row, stop_ids)
             text, offsets = token_offsets(tokenizer, token_ids)
-            results.append(Generation(p, k, list(prompt_ids[p]), token_ids, text, offsets, truncated))
+            n = len(token_ids)
+            results.append(Generation(p, k, list(prompt_ids[p]), token_ids, text, offsets, truncated,
+                                      logp[:n].copy(), ent[:n].copy()))
         if progress is not None:
             progress(len(batch))
     return results

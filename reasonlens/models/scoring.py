@@ -1,10 +1,12 @@
 """Per-token log-probability of the sampled token and full-vocabulary entropy, without full logits.
 
-The decoder body runs once per batch; the lm_head then runs over chunks of *response* rows only,
-and each chunk of logits is reduced at once to four running quantities per row (max, sum of exp,
-sum of exp * logit, target logit). Full-sequence float32 logits, which cost ~9x the forward pass's
-memory (environment.md), never exist. ``logprob_entropy_chunked`` is the single boundary a fused GPU
-reducer (lm_head in bf16 + one Triton pass per chunk over the same four quantities) can replace.
+The decoder body runs once per batch; the lm_head then runs over chunks of *response* rows only, and
+each chunk of logits is reduced at once to four quantities per row (max, sum of exp, sum of exp * logit,
+target logit). Full-sequence float32 logits, which cost ~9x the forward pass's memory (environment.md),
+never exist. Two reducers share that contract: ``logprob_entropy_chunked`` here (torch; on CPU it reduces
+16 rows at a time inside the lm_head's own output buffer, so its memory is the floor's: decoder + one
+chunk of logits) and ``fused_scoring.logprob_entropy_fused`` (one Triton pass per chunk, CUDA), chosen
+by ``score_tokens(reducer=...)``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ import numpy as np
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.generation import pad_rows
 
-# Rows per lm_head chunk when the caller gives none. On CPU, 256-row chunks scored 4 x 512 tokens of
-# SmolLM2 1.4x faster than 4096-row ones, with 120 instead of 840 MiB of buffers
-# (benchmarks/bench_scoring.py); on a GPU, 4096 rows keep the matmul busy (environment.md).
+# Rows per lm_head chunk when the caller gives none. CPU: 256-row chunks are measured in
+# benchmarks/scoring.py; GPU: 4096 rows keep the matmul busy for the torch reducer, and the fused reducer
+# (fused_scoring.py) streams bf16 logits, so 8192 rows cost it 2.4 GiB at V=151936 (environment.md).
 CPU_CHUNK_ROWS = 256
 GPU_CHUNK_ROWS = 4096
+FUSED_CHUNK_ROWS = 8192
+# On CPU each chunk is reduced 16 rows at a time: 16 x V float32 (3 MiB at V=49152) stays in cache across
+# the reduction's passes, and the only (C, V) buffer is the lm_head's own output, as in the floor.
+CPU_BLOCK_ROWS = 16
+REDUCERS = ("auto", "torch", "triton")
 
 
 def logprob_entropy_chunked(hidden, weight, targets, *, bias=None, temperature: float = 1.0,
@@ -33,7 +40,9 @@ def logprob_entropy_chunked(hidden, weight, targets, *, bias=None, temperature: 
     weight : (V, H) lm_head weight, same dtype as ``hidden``; bias : (V,) or None.
     targets : (N,) long, the token each row predicts.
     temperature : logits are divided by it before the softmax (> 0).
-    chunk_rows : rows per lm_head chunk; extra memory ~ chunk_rows * V * (8 + model dtype) bytes.
+    chunk_rows : rows per lm_head chunk. Extra memory: the chunk's logits in the model's dtype
+        (chunk_rows * V * itemsize bytes) plus float32 scratch for the rows reduced at once (16 rows on CPU,
+        the whole chunk on a GPU; the float32 upcast of a non-float32 model doubles that scratch).
     softcap : Gemma-style final logit soft-capping ``softcap * tanh(logits / softcap)``, or None.
 
     Returns
@@ -49,28 +58,33 @@ def logprob_entropy_chunked(hidden, weight, targets, *, bias=None, temperature: 
     """
     import torch
 
-    n_rows, vocab = hidden.shape[0], weight.shape[0]
-    logp = torch.empty(n_rows, dtype=torch.float32, device=hidden.device)
+    n_rows, vocab, device = hidden.shape[0], weight.shape[0], hidden.device
+    logp = torch.empty(n_rows, dtype=torch.float32, device=device)
     entropy = torch.empty_like(logp)
     size = min(chunk_rows, n_rows)
+    block = min(CPU_BLOCK_ROWS, size) if device.type == "cpu" else size
     # Buffers reused by every chunk: no per-chunk allocation (on CPU, fresh pages cost as much as a pass).
-    raw = torch.empty(size, vocab, dtype=hidden.dtype, device=hidden.device)  # (C, V) model dtype
-    logits = torch.empty(size, vocab, dtype=torch.float32, device=hidden.device)  # (C, V)
-    work = torch.empty_like(logits)  # (C, V)
+    raw = torch.empty(size, vocab, dtype=hidden.dtype, device=device)  # (C, V) model dtype
+    upcast = None if hidden.dtype == torch.float32 else torch.empty(block, vocab, device=device)  # (b, V)
+    work = torch.empty(block, vocab, device=device)  # (b, V) float32
+    targets = targets.to(device)
     for start in range(0, n_rows, chunk_rows):
         stop = min(start + chunk_rows, n_rows)
-        rows = stop - start
-        torch.matmul(hidden[start:stop], weight.t(), out=raw[:rows])  # the lm_head, in the model's dtype
+        torch.matmul(hidden[start:stop], weight.t(), out=raw[:stop - start])  # the lm_head, in the model's dtype
         if bias is not None:
-            raw[:rows].add_(bias)
-        logits[:rows].copy_(raw[:rows])  # upcast to float32
-        logp[start:stop], entropy[start:stop] = _reduce_chunk(
-            logits[:rows], work[:rows], targets[start:stop].to(hidden.device), temperature, softcap)
+            raw[:stop - start].add_(bias)
+        for first in range(start, stop, block):
+            last = min(first + block, stop)
+            logits = raw[first - start:last - start]  # (b, V); float32 models are reduced in place
+            if upcast is not None:
+                logits = upcast[:last - first].copy_(logits)
+            logp[first:last], entropy[first:last] = _reduce_rows(
+                logits, work[:last - first], targets[first:last], temperature, softcap)
     return logp, entropy
 
 
-def _reduce_chunk(logits, work, targets, temperature, softcap):
-    """Overwrite float32 ``logits`` (C, V) with shifted logits; return (log p(target), entropy), each (C,).
+def _reduce_rows(logits, work, targets, temperature, softcap):
+    """Overwrite float32 ``logits`` (b, V) with shifted logits; return (log p(target), entropy), each (b,).
 
     Per row it keeps what a streaming reducer would: max m, Z = sum exp(l - m), S = sum exp(l - m)(l - m)
     and the target's logit; then log p = (l_t - m) - log Z and H = log Z - S / Z.
@@ -78,19 +92,19 @@ def _reduce_chunk(logits, work, targets, temperature, softcap):
     import torch
 
     if softcap is not None:
-        torch.tanh(logits.div_(softcap), out=logits).mul_(softcap)
-    if temperature != 1.0:
-        logits.div_(temperature)
+        logits.div_(softcap).tanh_().mul_(softcap)
     logits.sub_(logits.amax(dim=-1, keepdim=True))  # <= 0, the max at 0
-    target = logits.gather(1, targets[:, None]).squeeze(1)  # (C,)
+    if temperature != 1.0:
+        logits.div_(temperature)  # max(l / T) = max(l) / T: shifting first is the same
+    target = logits.gather(1, targets[:, None]).squeeze(1)  # (b,)
     torch.exp(logits, out=work)
-    sum_exp = work.sum(dim=-1)  # (C,)
-    sum_exp_logit = work.mul_(logits).sum(dim=-1)  # (C,)
+    sum_exp = work.sum(dim=-1)  # (b,)
+    sum_exp_logit = work.mul_(logits).sum(dim=-1)  # (b,)
     log_z = sum_exp.log()
     return target - log_z, log_z - sum_exp_logit / sum_exp
 
 
-def _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows) -> None:
+def _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows, reducer) -> None:
     if len(prompt_token_ids) != len(token_ids):
         raise ReasonlensError(f"prompt_token_ids has {len(prompt_token_ids)} rows but token_ids has "
                               f"{len(token_ids)}; pass one prompt per response.")
@@ -100,7 +114,8 @@ def _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows
                                   "at least one prompt token to be predicted from.")
     checks = [("temperature", temperature, temperature > 0, "> 0"),
               ("batch_size", batch_size, batch_size >= 1, "an integer >= 1"),
-              ("chunk_rows", chunk_rows, chunk_rows >= 1, "an integer >= 1")]
+              ("chunk_rows", chunk_rows, chunk_rows is None or chunk_rows >= 1, "an integer >= 1 or None"),
+              ("reducer", reducer, reducer in REDUCERS, " or ".join(map(repr, REDUCERS)))]
     for name, value, ok, expected in checks:
         if not ok:
             raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
@@ -118,7 +133,31 @@ def lm_head_parts(model):
     return body, head.weight, getattr(head, "bias", None), softcap
 
 
-def _score_batch(parts, prompts, responses, *, temperature, chunk_rows, device):
+def select_reducer(reducer: str, device) -> tuple:
+    """``(logprob_entropy function, default chunk rows)`` for ``reducer`` on a torch ``device``.
+
+    "auto" is the fused Triton pass on CUDA when triton imports, else torch; "triton" is refused, with the
+    fix, where it cannot run (no triton, or a CPU device outside Triton's interpreter).
+    """
+    import os
+
+    torch_default = (logprob_entropy_chunked, CPU_CHUNK_ROWS if device.type == "cpu" else GPU_CHUNK_ROWS)
+    if reducer == "torch" or (reducer == "auto" and device.type != "cuda"):
+        return torch_default
+    from reasonlens.models import fused_scoring
+
+    if not fused_scoring.TRITON_AVAILABLE:
+        if reducer == "auto":
+            return torch_default
+        raise ReasonlensError("reducer='triton' needs the triton package, which is not installed; install it "
+                              "(pip install 'reasonlens[gpu]') or use reducer='torch'.")
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        raise ReasonlensError(f"reducer='triton' needs a CUDA device but the model is on {device.type!r}; use "
+                              "reducer='torch' (or set TRITON_INTERPRET=1 before importing triton, to test).")
+    return fused_scoring.logprob_entropy_fused, FUSED_CHUNK_ROWS
+
+
+def _score_batch(parts, prompts, responses, *, temperature, chunk_rows, device, reduce):
     """Score one batch: decoder once, then chunked lm_head on the response rows only."""
     import torch
 
@@ -131,15 +170,15 @@ def _score_batch(parts, prompts, responses, *, temperature, chunk_rows, device):
     cols = [torch.arange(len(p) - 1, len(p) + len(r) - 1) for p, r in zip(prompts, responses)]
     targets = torch.tensor([t for r in responses for t in r], dtype=torch.long, device=device)  # (N,)
     selected = hidden[torch.cat(rows).to(device), torch.cat(cols).to(device)]  # (N, H)
-    logp, entropy = logprob_entropy_chunked(selected, weight, targets, bias=bias, temperature=temperature,
-                                            chunk_rows=chunk_rows, softcap=softcap)
+    logp, entropy = reduce(selected, weight, targets, bias=bias, temperature=temperature, chunk_rows=chunk_rows,
+                           softcap=softcap)
     bounds = np.cumsum([len(r) for r in responses])[:-1]
     return list(zip(np.split(logp.cpu().numpy(), bounds), np.split(entropy.cpu().numpy(), bounds)))
 
 
 def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]], *,
-                 temperature: float = 1.0, batch_size: int = 8, chunk_rows: int | None = None
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+                 temperature: float = 1.0, batch_size: int = 8, chunk_rows: int | None = None,
+                 reducer: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """Log-probability and entropy (nats) of every response token under ``model``.
 
     Parameters
@@ -148,8 +187,11 @@ def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Se
     token_ids : per response, its token ids (may be empty).
     temperature : scoring temperature (1 = the model's own distribution).
     batch_size : sequences per decoder pass (sorted by length to limit padding).
-    chunk_rows : response rows per lm_head chunk (results don't depend on it); None = 4096 on a GPU,
-        256 on CPU.
+    chunk_rows : response rows per lm_head chunk (results don't depend on it); None = 256 on CPU, 4096
+        on a GPU with the torch reducer, 8192 with the Triton one.
+    reducer : how each chunk of logits becomes log p and entropy: "torch" (``logprob_entropy_chunked``),
+        "triton" (``fused_scoring.logprob_entropy_fused``, one Triton pass, CUDA only) or "auto" (Triton on
+        CUDA when triton is installed, else torch).
 
     Returns
     -------
@@ -163,16 +205,16 @@ def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Se
 
     parts = lm_head_parts(model)
     device = parts[1].device
-    if chunk_rows is None:
-        chunk_rows = CPU_CHUNK_ROWS if device.type == "cpu" else GPU_CHUNK_ROWS
-    _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows)
+    _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows, reducer)
+    reduce, default_rows = select_reducer(reducer, device)
+    chunk_rows = chunk_rows or default_rows
     order = sorted(range(len(token_ids)), key=lambda i: len(prompt_token_ids[i]) + len(token_ids[i]))
     results: list = [None] * len(token_ids)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             scored = _score_batch(parts, [prompt_token_ids[i] for i in batch], [token_ids[i] for i in batch],
-                                  temperature=temperature, chunk_rows=chunk_rows, device=device)
+                                  temperature=temperature, chunk_rows=chunk_rows, device=device, reduce=reduce)
             for i, pair in zip(batch, scored):
                 results[i] = pair  # float32 already (logprob_entropy_chunked)
     return results

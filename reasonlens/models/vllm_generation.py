@@ -1,0 +1,525 @@
+"""Sample K responses per prompt with vLLM: the fast backend for `analyze` (`generate` is the default).
+
+What: the same job as :func:`reasonlens.models.generation.generate` -- K responses per prompt from one
+checkpoint, returned as ``list[Generation]`` ordered by prompt_index then sample_id -- done by vLLM's
+paged-attention engine, which batches all K x N sequences continuously instead of padding fixed
+batches. Tokenization and scoring stay ours: prompts go in as token ids, the sampled token ids come
+back as vLLM drew them (no logprobs are requested; :mod:`reasonlens.models.scoring` scores every token
+afterwards with the checkpoint itself), and ``text``/``offsets`` come from our tokenizer via
+:func:`reasonlens.models.offsets.token_offsets`, exactly as in ``generate``.
+
+Why two modes:
+
+* :func:`generate_vllm` (in-process) imports vLLM and starts one ``vllm.LLM`` per call, i.e. per
+  checkpoint, and shuts its engine down before returning, so the next checkpoint starts cleanly in the
+  same process. Use it when vLLM is installed in the running environment (``make install-vllm`` builds
+  ``.venv-vllm`` with vLLM's CPU build, reasonlens and the bundled models: run
+  ``.venv-vllm/bin/reasonlens analyze ... --backend vllm``).
+* :func:`generate_vllm_server` starts ``vllm serve`` as a subprocess from another environment (vLLM
+  pins its own torch and transformers, which may not fit the main venv), sends the prompts as token ids
+  to its OpenAI-compatible ``/v1/completions`` endpoint with ``return_token_ids`` and stops the server
+  before returning (also on an exception or Ctrl-C). Only the standard library is used, so the main venv
+  needs nothing new: ``--backend vllm-server --vllm-command .venv-vllm/bin/vllm``.
+
+Both modes send the same requests: one per prompt, ``n=samples`` with a per-prompt seed
+``row_seed(seed, prompt_index, 0)`` (vLLM gives sample k the seed + k), so a rerun with the same seed
+and settings gives the same responses, and a prompt's responses do not depend on the other prompts'.
+vLLM's draws are not transformers' draws: the two backends agree in distribution (and exactly for greedy
+decoding, ``temperature=0``, in fp32), not token for token. vLLM rejects ``n > 1`` for greedy decoding,
+so for ``temperature=0`` one response is generated and repeated K times (all K are identical, as in
+``generate``). The model's ``generation_config.json`` sampling defaults (temperature, top-k, repetition
+penalty) are ignored (``generation_config="vllm"``), as in ``generate``; its EOS ids still stop
+generation, as they do in :func:`reasonlens.models.generation.stop_token_ids`.
+
+On vLLM's CPU build ``gpu_memory_utilization`` reserves that fraction of *system* memory and vLLM's
+default (0.92) fails at start-up on a shared machine, so with ``memory_fraction=None`` the KV cache is
+given a fixed size instead (:data:`CPU_KV_CACHE_GIB`, or ``VLLM_CPU_KVCACHE_SPACE`` in GiB when set).
+On a GPU ``memory_fraction=None`` keeps vLLM's default; lower it when another model shares the GPU.
+vLLM's CPU build binds its OpenMP threads itself (``VLLM_CPU_OMP_THREADS_BIND``: ``auto``, or core ids
+such as ``0-3``). ``model_path`` must be a full HF model folder (merge a LoRA adapter first). vLLM's CPU
+attention needs a supported head_dim (32, 64, 80, ..., 512; not 16 or 24). Each start costs tens of
+seconds (loading, torch.compile; ``enforce_eager=True`` skips the compile), so vLLM pays off for many or
+long responses, not for a handful of short ones. Same seed and settings give the same responses in both
+modes (tested); the compiled and eager paths also agreed on a tiny fp32 model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import json
+import numbers
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from reasonlens.errors import ReasonlensError
+from reasonlens.models.generation import Generation, row_seed, split_response
+from reasonlens.models.offsets import token_offsets
+
+CPU_KV_CACHE_GIB = 2  # KV cache on vLLM's CPU build when memory_fraction is None (SmolLM2 fp32: ~45k tokens)
+SERVED_MODEL_NAME = "reasonlens"
+INSTALL_HINT = ("run `make install-vllm` (it builds .venv-vllm with vLLM's CPU build and reasonlens) and use "
+                "`.venv-vllm/bin/reasonlens analyze ... --backend vllm`, or keep this environment and use "
+                "`--backend vllm-server --vllm-command .venv-vllm/bin/vllm`")
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, stop_token_ids) -> list[list[int]]:
+    if isinstance(prompt_token_ids, (str, bytes)) or not all(
+            isinstance(p, (list, tuple)) and all(isinstance(t, numbers.Integral) and t >= 0 for t in p) for p in prompt_token_ids):
+        raise ReasonlensError("prompt_token_ids must be a list of token-id lists (tokenize the chat-templated "
+                              "prompts with add_special_tokens=False first).")
+    checks = [("samples", samples, samples >= 1, "an integer >= 1"),
+              ("max_new_tokens", max_new_tokens, max_new_tokens >= 1, "an integer >= 1"),
+              ("temperature", temperature, temperature >= 0, ">= 0 (0 = greedy)"),
+              ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]")]
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
+    for index, ids in enumerate(prompt_token_ids):
+        if not ids:
+            raise ReasonlensError(f"Prompt {index} is empty; every prompt needs at least one token.")
+    if not stop_token_ids:
+        raise ReasonlensError("stop_token_ids is empty; pass the EOS ids "
+                              "(reasonlens.models.generation.stop_token_ids(model, tokenizer)).")
+    return [list(map(int, p)) for p in prompt_token_ids]
+
+
+def _request_plan(n_prompts: int, samples: int, temperature: float, top_p: float, seed: int) -> list[dict]:
+    """Per prompt: n, temperature, top_p and seed as vLLM gets them (greedy: n=1, no seed)."""
+    if temperature == 0:
+        return [{"n": 1, "temperature": 0.0, "top_p": 1.0, "seed": None} for _ in range(n_prompts)]
+    return [{"n": samples, "temperature": float(temperature), "top_p": float(top_p),
+             "seed": row_seed(seed, p, 0)} for p in range(n_prompts)]
+
+
+def _to_generations(prompt_index: int, prompt_ids: list[int], outputs: list[tuple[list[int], str | None]], *,
+                    samples: int, max_new_tokens: int, stop_ids: set[int], tokenizer) -> list[Generation]:
+    """One prompt's vLLM outputs (token ids, finish reason) in sample order -> ``samples`` Generations."""
+    if len(outputs) == 1 and samples > 1:  # greedy: one response stands for all K
+        outputs = outputs * samples
+    if len(outputs) != samples:
+        raise ReasonlensError(f"vLLM returned {len(outputs)} responses for prompt {prompt_index}, "
+                              f"expected {samples}.")
+    results = []
+    for sample_id, (ids, finish_reason) in enumerate(outputs):
+        token_ids, truncated = split_response(list(ids)[:max_new_tokens], stop_ids)
+        if truncated and finish_reason == "stop" and len(token_ids) < max_new_tokens:
+            truncated = False  # vLLM stopped on a stop token it did not report
+        text, offsets = token_offsets(tokenizer, token_ids)  # text = decode(token_ids, **DECODE_KWARGS)
+        results.append(Generation(prompt_index, sample_id, list(prompt_ids), token_ids, text, offsets, truncated))
+    return results
+
+
+def _fill_timings(timings: dict | None, clock: dict) -> None:
+    if timings is None or "done" not in clock:
+        return
+    timings.update(startup_s=clock["ready"] - clock["start"], generate_s=clock["done"] - clock["ready"],
+                   shutdown_s=time.perf_counter() - clock["done"])
+
+
+def _max_model_len(prompt_ids: list[list[int]], max_new_tokens: int) -> int:
+    return max(len(p) for p in prompt_ids) + max_new_tokens
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+
+def _distribution_version() -> tuple[str | None, str | None]:
+    from importlib import metadata
+
+    for dist in ("vllm-cpu", "vllm"):  # vllm-cpu first: `make install-vllm` adds a "vllm" alias of it
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None, None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vllm_info(vllm_command: Sequence[str] | None = None) -> dict:
+    """Provenance of the vLLM that generates: version, distribution and device.
+
+    Without ``vllm_command``: the vLLM importable here (a :class:`ReasonlensError` naming the fix if there
+    is none). With it (server mode): the vLLM behind that command, asked through the Python interpreter of
+    its script (``.venv-vllm/bin/vllm`` -> ``.venv-vllm/bin/python``).
+    """
+    if vllm_command is not None:
+        return _remote_info(vllm_command)
+    vllm = _import_vllm()
+    from vllm.platforms import current_platform
+
+    dist, version = _distribution_version()
+    device = current_platform.device_type
+    if device == "cpu":
+        device_name = _cpu_name()
+    else:
+        try:
+            device_name = current_platform.get_device_name()
+        except Exception:  # noqa: BLE001 - a name is nice to have, not needed
+            device_name = device
+    return {"vllm": getattr(vllm, "__version__", version), "distribution": dist, "device": device,
+            "device_name": device_name, "python": sys.executable}
+
+
+def _remote_info(vllm_command: Sequence[str]) -> dict:
+    """vllm_info() of the environment behind ``vllm_command``, via its script's interpreter."""
+    exe = Path(vllm_command[0])
+    resolved = exe if exe.is_file() else Path(_which(str(exe)) or exe)
+    python = resolved.with_name("python")
+    code = ("import json; from reasonlens.models.vllm_generation import vllm_info; print(json.dumps(vllm_info()))")
+    fallback = ("import json, vllm; from vllm.platforms import current_platform as p; "
+                "print(json.dumps({'vllm': vllm.__version__, 'device': p.device_type, 'python': __import__('sys').executable}))")
+    for snippet in (code, fallback):
+        if not python.is_file():
+            break
+        done = subprocess.run([str(python), "-c", snippet], capture_output=True, text=True, timeout=300)
+        if done.returncode == 0 and done.stdout.strip():
+            return json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run([*vllm_command, "--version"], capture_output=True, text=True, timeout=300)
+    return {"vllm": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else None, "device": None,
+            "command": list(vllm_command)}
+
+
+def _which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as err:
+        raise ReasonlensError(f"vLLM is not installed in this Python environment ({sys.executable}): "
+                              f"{INSTALL_HINT}. ({err})") from err
+    return vllm
+
+
+# --- in-process ------------------------------------------------------------------------------
+
+
+def generate_vllm(model_path, prompt_token_ids: list[list[int]], *, samples: int, max_new_tokens: int,
+                  temperature: float, top_p: float, seed: int, dtype: str = "float32",
+                  stop_token_ids: Iterable[int], tokenizer, memory_fraction: float | None = None,
+                  enforce_eager: bool = False, progress: Callable[[int], None] | None = None,
+                  llm_kwargs: dict | None = None, timings: dict | None = None) -> list[Generation]:
+    """Sample ``samples`` responses per prompt with an in-process ``vllm.LLM``, freed before returning.
+
+    Parameters
+    ----------
+    model_path : a full HF model folder (one checkpoint).
+    prompt_token_ids : the chat-templated prompts, tokenized by ``tokenizer`` without added special tokens.
+    stop_token_ids : where a response ends (``stop_token_ids(model, tokenizer)``); cut from ``token_ids``.
+    tokenizer : ours: decodes ``text`` and ``offsets`` (``models.offsets.token_offsets``). vLLM loads the
+        folder's tokenizer too, but only for its EOS id (``detokenize=False``: it decodes nothing).
+    dtype : ``"float32"`` on CPU (vLLM's CPU kernels); ``"bfloat16"`` is the usual choice on a GPU.
+    memory_fraction : vLLM's ``gpu_memory_utilization`` (on its CPU build: a fraction of system memory);
+        None = a fixed KV cache of :data:`CPU_KV_CACHE_GIB` GiB on CPU, vLLM's default on a GPU.
+    enforce_eager : skip torch.compile (faster start-up, slower steps).
+    progress : called once with the number of responses when they are all done.
+    llm_kwargs : extra ``vllm.LLM`` arguments (override ours).
+    timings : if given, filled with ``startup_s`` (engine start: load, compile, KV cache),
+        ``generate_s`` and ``shutdown_s`` (wall seconds).
+
+    Returns
+    -------
+    list[Generation], ordered by prompt_index then sample_id.
+
+    Examples
+    --------
+    >>> gens = generate_vllm("ckpt/", ids, samples=4, max_new_tokens=256, temperature=0.6, top_p=1.0,
+    ...                      seed=0, stop_token_ids={2}, tokenizer=tok)  # doctest: +SKIP
+    """
+    stop_ids = {int(t) for t in stop_token_ids}
+    prompt_ids = _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, stop_ids)
+    _import_vllm()
+    from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
+
+    kwargs = {"model": str(model_path), "dtype": dtype, "seed": int(seed), "generation_config": "vllm", "max_model_len": _max_model_len(prompt_ids, max_new_tokens),
+              "enforce_eager": enforce_eager}
+    if memory_fraction is not None:
+        kwargs["gpu_memory_utilization"] = float(memory_fraction)
+    elif current_platform.is_cpu() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 2**30
+    kwargs.update(llm_kwargs or {})
+    plan = _request_plan(len(prompt_ids), samples, temperature, top_p, seed)
+    params = [SamplingParams(n=r["n"], temperature=r["temperature"], top_p=r["top_p"], seed=r["seed"],
+                             max_tokens=max_new_tokens, stop_token_ids=sorted(stop_ids), detokenize=False)
+              for r in plan]
+    clock = {"start": time.perf_counter()}
+    llm = LLM(**kwargs)
+    clock["ready"] = time.perf_counter()
+    try:
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        clock["done"] = time.perf_counter()
+    finally:
+        _shutdown(llm)
+        del llm
+        gc.collect()
+    _fill_timings(timings, clock)
+    results: list[Generation] = []
+    for index, (ids, out) in enumerate(zip(prompt_ids, outputs)):
+        done = sorted(out.outputs, key=lambda o: o.index)
+        results += _to_generations(index, ids, [(list(o.token_ids), o.finish_reason) for o in done],
+                                   samples=samples, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                                   tokenizer=tokenizer)
+    if progress is not None:
+        progress(len(results))
+    return results
+
+
+def _shutdown(llm) -> None:
+    """Stop the engine core (its process, on the default multiprocessing path) and release memory, so
+    the next ``vllm.LLM`` starts in this process as if it were the first."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None:
+        core.shutdown()
+    try:  # the in-process path (VLLM_ENABLE_V1_MULTIPROCESSING=0) initialises torch.distributed here
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+        destroy_model_parallel()
+        destroy_distributed_environment()
+    except Exception:  # noqa: BLE001 - nothing was initialised
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def generate_vllm_server(model_path, prompt_token_ids: list[list[int]], *, samples: int, max_new_tokens: int,
+                         temperature: float, top_p: float, seed: int, dtype: str = "float32",
+                         stop_token_ids: Iterable[int], tokenizer, memory_fraction: float | None = None,
+                         vllm_command: Sequence[str] = ("vllm",), port: int | None = None,
+                         enforce_eager: bool = False, startup_timeout: float = 900.0,
+                         request_timeout: float = 3600.0, concurrency: int = 64,
+                         extra_args: Sequence[str] = (), log_path: str | os.PathLike | None = None,
+                         progress: Callable[[int], None] | None = None,
+                         timings: dict | None = None) -> list[Generation]:
+    """Like :func:`generate_vllm`, through a ``vllm serve`` subprocess started and stopped by this call.
+
+    Parameters (beyond :func:`generate_vllm`'s)
+    ------------------------------------------
+    vllm_command : how to run vLLM's CLI, e.g. ``(".venv-vllm/bin/vllm",)``.
+    port : on 127.0.0.1; None = a free one.
+    startup_timeout : seconds to wait for ``/health`` (loading and compiling the model).
+    concurrency : prompts in flight at once (vLLM batches them).
+    extra_args : appended to ``vllm serve``'s command line.
+    log_path : where the server's output goes (default: a temporary file, deleted after a clean run and
+        named in any error).
+    progress : called after each prompt with its number of responses.
+    timings : as in :func:`generate_vllm` (startup_s = until ``/health`` answers).
+
+    Returns
+    -------
+    list[Generation], ordered by prompt_index then sample_id.
+    """
+    stop_ids = {int(t) for t in stop_token_ids}
+    prompt_ids = _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, stop_ids)
+    port = port or _free_port()
+    cmd = [*map(str, vllm_command), "serve", str(model_path), "--host", "127.0.0.1", "--port", str(port),
+           "--served-model-name", SERVED_MODEL_NAME, "--dtype", dtype, "--seed", str(int(seed)),
+           "--generation-config", "vllm",
+           "--max-model-len", str(_max_model_len(prompt_ids, max_new_tokens))]
+    env = dict(os.environ)
+    if memory_fraction is not None:
+        cmd += ["--gpu-memory-utilization", str(float(memory_fraction))]
+    elif not env.get("VLLM_CPU_KVCACHE_SPACE"):
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(CPU_KV_CACHE_GIB)  # read by vLLM's CPU build only
+    if enforce_eager:
+        cmd.append("--enforce-eager")
+    cmd += [str(a) for a in extra_args]
+    plan = _request_plan(len(prompt_ids), samples, temperature, top_p, seed)
+    bodies = [_completion_body(ids, r, max_new_tokens, stop_ids) for ids, r in zip(prompt_ids, plan)]
+    clock = {"start": time.perf_counter()}
+    try:
+        with _VllmServer(cmd, env, port, log_path) as server:
+            server.wait_ready(startup_timeout)
+            clock["ready"] = time.perf_counter()
+            choices = server.complete_all(bodies, timeout=request_timeout, concurrency=concurrency,
+                                          progress=None if progress is None else (lambda: progress(samples)))
+            clock["done"] = time.perf_counter()
+    finally:
+        _fill_timings(timings, clock)
+    results: list[Generation] = []
+    for index, (ids, prompt_choices) in enumerate(zip(prompt_ids, choices)):
+        prompt_choices = sorted(prompt_choices, key=lambda c: c["index"])
+        outputs = [(_token_ids(c, index), c.get("finish_reason")) for c in prompt_choices]
+        results += _to_generations(index, ids, outputs, samples=samples, max_new_tokens=max_new_tokens,
+                                   stop_ids=stop_ids, tokenizer=tokenizer)
+    return results
+
+
+def _completion_body(prompt_ids: list[int], request: dict, max_new_tokens: int, stop_ids: set[int]) -> dict:
+    """One prompt's /v1/completions request: token ids in, token ids out (``return_token_ids``), no
+    logprobs, and every sampling knob neutral so a server default cannot change the draw."""
+    body = {"model": SERVED_MODEL_NAME, "prompt": prompt_ids, "n": request["n"], "max_tokens": max_new_tokens,
+            "temperature": request["temperature"], "top_p": request["top_p"], "top_k": 0, "min_p": 0.0,
+            "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+            "stop_token_ids": sorted(stop_ids), "return_token_ids": True, "stream": False}
+    if request["seed"] is not None:
+        body["seed"] = request["seed"]
+    return body
+
+
+def _token_ids(choice: dict, prompt_index: int) -> list[int]:
+    ids = choice.get("token_ids")
+    if ids is None:
+        raise ReasonlensError(f"The vLLM server returned no token_ids for prompt {prompt_index}; it needs "
+                              "`return_token_ids` support (vLLM >= 0.10.2): upgrade vLLM in the server's "
+                              "environment (`make install-vllm`).")
+    return [int(t) for t in ids]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _parent_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the server gets SIGTERM if the process that started it dies without stopping it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _VllmServer:
+    """A ``vllm serve`` subprocess in its own process group; leaving the ``with`` block always stops it."""
+
+    def __init__(self, cmd: list[str], env: dict, port: int, log_path):
+        self.cmd, self.env, self.port = cmd, env, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.keep_log = log_path is not None
+        if log_path is None:
+            fd, log_path = tempfile.mkstemp(prefix="reasonlens-vllm-serve-", suffix=".log")
+            os.close(fd)
+        self.log_path = Path(log_path)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "_VllmServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until stopped
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env, start_new_session=True,
+                                         preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None)
+        except FileNotFoundError as err:
+            raise ReasonlensError(f"Cannot run the vLLM command {self.cmd[0]!r} ({err.strerror}): "
+                                  f"{INSTALL_HINT}.") from err
+        finally:
+            log.close()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()
+        if exc_type is None and not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the server's process group (the API server and its engine core), SIGKILL after
+        ``timeout`` seconds."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children that outlived the leader
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _failure(self, what: str) -> ReasonlensError:
+        self.keep_log = True
+        return ReasonlensError(f"{what}\nCommand: {' '.join(self.cmd)}\nLast lines of its log ({self.log_path}):\n"
+                               f"{self.log_tail()}")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise self._failure(f"`vllm serve` exited with code {code} before it was ready.")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise self._failure(f"`vllm serve` was not ready within {timeout:.0f} s (no 200 from "
+                                    f"{self.url}/health); raise startup_timeout if the model is just slow to load.")
+            time.sleep(0.5)
+
+    def complete(self, body: dict, timeout: float) -> list[dict]:
+        request = urllib.request.Request(f"{self.url}/v1/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return json.loads(reply.read())["choices"]
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:2000]
+            raise self._failure(f"The vLLM server rejected a request (HTTP {err.code}): {detail}") from err
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+            raise self._failure(f"The vLLM server did not answer a request ({err}).") from err
+
+    def complete_all(self, bodies: list[dict], *, timeout: float, concurrency: int,
+                     progress: Callable[[], None] | None) -> list[list[dict]]:
+        """All requests at once (up to ``concurrency`` in flight) so vLLM batches them; answers in order."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(bodies))))
+        futures = [pool.submit(self.complete, body, timeout) for body in bodies]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()  # the first failure raises here
+                if progress is not None:
+                    progress()
+            return [f.result() for f in futures]
+        finally:  # on a failure or Ctrl-C: drop the queued requests; stopping the server ends the rest
+            pool.shutdown(wait=False, cancel_futures=True)
