@@ -9,6 +9,7 @@ CHECKPOINT = "checkpoint"        # str: checkpoint folder name (or "base", or th
 PROMPT_ID = "prompt_id"          # str: stable id of the problem within its task
 SAMPLE_ID = "sample_id"          # int: 0..K-1, which of the K samples for this prompt
 PROMPT = "prompt"                # str: the question as given to the model (before the chat template)
+PROMPT_MESSAGES = "prompt_messages"  # list[dict] (logs only): a conversational prompt as logged, for re-scoring
 PROMPT_TOKEN_IDS = "prompt_token_ids"  # list[int]: chat-templated prompt tokens
 RESPONSE = "response"            # str: decoded response text
 TOKEN_IDS = "token_ids"          # list[int]: response tokens (no padding, EOS excluded)

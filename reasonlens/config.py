@@ -21,7 +21,11 @@ class AnalyzeConfig:
 
     # --- what comes in -----------------------------------------------------------------
     path: Optional[Path] = option(None, "Checkpoint series, single model folder, .gguf file or `train-hicra` run.")
-    rollouts: Optional[Path] = option(None, "Text-only mode: a rollout log (file or folder); no model is loaded.")
+    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, JSONL). Alone: "
+                                            "text-only, no model is loaded. With PATH: every logged step is "
+                                            "re-scored by its checkpoint (no generation).")
+    strict_steps: bool = option(False, "With PATH and --rollouts: refuse a logged step that has no checkpoint of "
+                                       "its own (default: score it with the nearest earlier one, recorded).")
     base: Optional[str] = option(None, "Starting model added as step 0 (folder, hub id, or 'smollm2').")
     skip_bad: bool = option(False, "Skip unusable checkpoints (recorded in summary.json) instead of failing.")
     out: Optional[Path] = option(None, "Output folder (default: PATH/reasonlens, PATH/reasonlens-eval with "
@@ -31,7 +35,9 @@ class AnalyzeConfig:
     task: str = option("gsm_symbolic", TASK_HELP)
     prompts_file: Optional[Path] = option(None, PROMPTS_FILE_HELP)
     question_field: str = option("question", "Question field in --prompts-file.")
-    answer_field: str = option("answer", "Answer field in --prompts-file.")
+    answer_field: str = option("answer", "Gold-answer field in --prompts-file, or in a --rollouts log without a "
+                                         "'correct' field (its responses are then graded; verl's 'gts' is read "
+                                         "as 'answer').")
     num_prompts: int = option(8, "Number of problems per checkpoint.")
     eval_task: Optional[str] = option(None, "For a training run: re-evaluate its checkpoints on this task "
                                             "(held-out problems: drawn with the run's seed + 1) instead of "
@@ -58,9 +64,9 @@ class AnalyzeConfig:
     report: bool = option(True, "Write figures and report.html.")
 
     def __post_init__(self):
-        if (self.path is None) == (self.rollouts is None):
-            raise ReasonlensError("analyze needs exactly one input: a PATH (checkpoints or a training run) "
-                                  "or --rollouts FILE_OR_DIR (text-only).")
+        if self.path is None and self.rollouts is None:
+            raise ReasonlensError("analyze needs an input: a PATH (checkpoints or a training run), --rollouts "
+                                  "FILE_OR_DIR (text-only), or both (re-score the log with its checkpoints).")
         for name in ("path", "rollouts", "out", "prompts_file"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))

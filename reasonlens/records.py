@@ -138,6 +138,18 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def text_digest(texts, offsets=None) -> str:
+    """sha256 of texts (and, when given, each one's token offsets): the key of what tagging reads."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for i, text in enumerate(texts):
+        digest.update(str(text).encode("utf-8", "surrogatepass") + b"\0")
+        if offsets is not None and offsets[i] is not None:
+            digest.update(np.asarray([tuple(o) for o in offsets[i]], dtype=np.int64).tobytes() + b"\1")
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def git_hash() -> str | None:
     """The commit of the reasonlens checkout, when it is one (None for an installed wheel); asked once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from reasonlens import columns as C
@@ -58,7 +59,7 @@ def test_analyze_missing_path_is_one_clear_error(tmp_path):
 def test_analyze_needs_an_input():
     result = runner.invoke(app, ["analyze"])
     assert result.exit_code == 1
-    assert "exactly one input" in result.output
+    assert "analyze needs an input" in result.output
 
 
 def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
@@ -105,3 +106,20 @@ def test_text_only_length_in_a_given_tokenizers_tokens(tmp_path, tiny_tokenizer_
     dynamics = pd.read_csv(tmp_path / "out" / "dynamics.csv")
     assert dynamics["mean_length"].tolist() == [expected]
     assert dynamics["length_unit"].tolist() == ["tokens"]
+
+
+def test_text_log_with_golds_is_graded(tmp_path):
+    # 2 prompts x 2 samples: prompt a answers 4 (right) and 5; prompt b answers 1/2 (= 0.5, right) twice
+    rows = [{"step": 3, "prompt": "a", "response": "so \\boxed{4}", "answer": "4", "score": 0.9},
+            {"step": 3, "prompt": "a", "response": "\\boxed{5}", "answer": "4", "score": 0.1},
+            {"step": 3, "prompt": "b", "response": "\\boxed{\\frac{1}{2}}", "answer": "0.5", "score": 0.8},
+            {"step": 3, "prompt": "b", "response": "it is 1/2, \\boxed{0.5}", "answer": "0.5", "score": 0.7}]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(tmp_path / "out"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    dynamics = pd.read_csv(tmp_path / "out" / "dynamics.csv")
+    # accuracy 3/4; pass@1 = mean(1/2, 1) = 0.75; pass@2 = mean(1, 1) = 1; the logged score is the reward
+    assert dynamics[["accuracy", "pass_at_1", "pass_at_2"]].iloc[0].tolist() == [0.75, 0.75, 1.0]
+    assert dynamics["mean_reward"].iloc[0] == pytest.approx(0.625)
+    assert "math-verify" in json.loads((tmp_path / "out" / "summary.json").read_text())["graded"]

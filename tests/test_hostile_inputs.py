@@ -446,13 +446,13 @@ def test_mine_grams_out_over_its_input(tmp_path):
 
 
 def test_default_out_inside_a_model_folder_reuses_its_cache(tmp_path, tiny_model_dir, monkeypatch):
-    from reasonlens import pipeline
+    from reasonlens import rollouts
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     calls = []
-    real = pipeline._rollout_checkpoint
-    monkeypatch.setattr(pipeline, "_rollout_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = rollouts.rollout_checkpoint
+    monkeypatch.setattr(rollouts, "rollout_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     for _ in range(2):
         result = runner.invoke(app, ["analyze", str(model), *SMALL])
         assert result.exit_code == 0, result.output

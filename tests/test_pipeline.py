@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from reasonlens import columns as C
-from reasonlens import pipeline
+from reasonlens import pipeline, rollouts
 from reasonlens.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 
@@ -52,7 +52,7 @@ def test_summary_records_configuration_and_origin(analyzed):
 
 
 def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path, monkeypatch):
-    real = pipeline._rollout_checkpoint
+    real = rollouts.rollout_checkpoint
     calls = []
 
     def dies_on_second(ckpt, *args, **kwargs):
@@ -61,7 +61,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
             raise KeyboardInterrupt  # the user pressed Ctrl-C during checkpoint 2
         return real(ckpt, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_rollout_checkpoint", dies_on_second)
+    monkeypatch.setattr(rollouts, "rollout_checkpoint", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     done = sorted(p.name for p in (tmp_path / "rollouts").iterdir())
@@ -69,7 +69,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
     first = pd.read_parquet(tmp_path / "rollouts" / "step_000001.parquet")
 
     calls.clear()
-    monkeypatch.setattr(pipeline, "_rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
+    monkeypatch.setattr(rollouts, "rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     assert calls == [2, 3]
     rollouts = pd.read_parquet(tmp_path / "rollouts.parquet")
@@ -88,7 +88,7 @@ def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
 
 
 def test_config_rejects_bad_values(tmp_path):
-    with pytest.raises(ReasonlensError, match="exactly one input"):
+    with pytest.raises(ReasonlensError, match="analyze needs an input"):
         AnalyzeConfig()
     with pytest.raises(ReasonlensError, match="samples=0 must be an integer >= 1"):
         AnalyzeConfig(path=tmp_path, samples=0)

@@ -1,4 +1,7 @@
-"""Token scoring: hand-computed cases, a float64 full-logits reference, chunking invariance, errors."""
+"""Token scoring: hand-computed cases, a float64 full-logits reference, chunking invariance, errors.
+
+``reference_rows`` and ``float64_reference`` are shared with test_fused_scoring.py (the Triton reducer).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,11 @@ import numpy as np
 import pytest
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.models.scoring import logprob_entropy_chunked, score_tokens
+from reasonlens.models.scoring import logprob_entropy_chunked, score_tokens, select_reducer
+
+# (temperature, with a bias, softcap): every transformation the reducers apply, alone and together.
+LOGIT_CASES = [(1.0, False, None), (0.7, False, None), (1.0, True, None), (1.5, False, 2.0), (0.7, True, 2.0)]
+LOGIT_CASE_IDS = ["plain", "t0.7", "bias", "softcap-t1.5", "all"]
 
 
 def test_uniform_logits_by_hand():
@@ -42,6 +49,60 @@ def test_two_tokens_by_hand_with_temperature_bias_and_softcap():
     assert logp.item() == pytest.approx(math.log(0.689974), rel=1e-5)
 
 
+def lm_head_case(dtype, with_bias, rows=40, vocab=300, width=16):
+    """Seeded (hidden (N, H), weight (V, H), bias (V,) or None, targets (N,)).
+
+    Every 4th row is 6x sharper (logits up to ~60, entropies down to ~1e-10 nats: there log Z = log(1 + R)
+    with R ~ 1e-10, which float32 rounds to 0), and every 8th row's target is its top token (log p = -R).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(rows, width, generator=gen)
+    hidden[::4] *= 6
+    weight = torch.randn(vocab, width, generator=gen) * 0.5
+    bias = torch.randn(vocab, generator=gen) if with_bias else None
+    targets = torch.randint(0, vocab, (rows,), generator=gen)
+    targets[::8] = (hidden @ weight.t() + (0 if bias is None else bias))[::8].argmax(-1)
+    return hidden.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), targets
+
+
+def reference_rows(hidden, weight, targets, *, bias=None, temperature=1.0, softcap=None):
+    """float64 log p(target) and entropy (N,) of lm_head rows: the matmul in the inputs' dtype (float32
+    inputs: in float64), then bias, softcap and temperature in float64 on the full (N, V) logits."""
+    import torch
+
+    if hidden.dtype == torch.float32:
+        logits = hidden.double() @ weight.double().t()
+    else:  # the lm_head output in the model's dtype is the contract; what follows must be exact
+        logits = (hidden @ weight.t()).double()
+    if bias is not None:
+        logits = logits + bias.double()
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    logp_all = torch.log_softmax(logits / temperature, dim=-1)  # (N, V) float64
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp_all.gather(1, targets[:, None]).squeeze(1).numpy(), entropy.numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("chunk_rows", [7, 64], ids=["chunk7", "chunk64"])
+@pytest.mark.parametrize("temperature, with_bias, softcap", LOGIT_CASES, ids=LOGIT_CASE_IDS)
+def test_chunked_matches_float64_reference(dtype, chunk_rows, temperature, with_bias, softcap):
+    import torch
+
+    # chunk 7: chunks smaller than the 16-row reduction block; chunk 64: 40 rows in one chunk, 3 blocks.
+    hidden, weight, bias, targets = lm_head_case(getattr(torch, dtype), with_bias)
+    logp, entropy = logprob_entropy_chunked(hidden, weight, targets, bias=bias, temperature=temperature,
+                                            chunk_rows=chunk_rows, softcap=softcap)
+    ref_logp, ref_entropy = reference_rows(hidden, weight, targets, bias=bias, temperature=temperature,
+                                           softcap=softcap)
+    # atol: a float64 Z = 1 + R resolves R to 2e-16, so log p of a top token (-R, down to -3e-12 here)
+    # is exact to that; every value above ~1e-11 nats is held to 1e-5 relative.
+    np.testing.assert_allclose(logp.numpy(), ref_logp, rtol=1e-5, atol=1e-15)
+    np.testing.assert_allclose(entropy.numpy(), ref_entropy, rtol=1e-5, atol=1e-15)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from reasonlens.models.loading import load_model
@@ -59,7 +120,7 @@ def sequences(tiny):
     return prompts, responses
 
 
-def _float64_reference(model, prompt, response, temperature):
+def float64_reference(model, prompt, response, temperature):
     """Each sequence alone, the whole model in float64, full logits, log_softmax."""
     import copy
 
@@ -83,7 +144,7 @@ def test_matches_float64_reference(tiny, sequences, temperature):
         assert logp.dtype == entropy.dtype == np.float32
         assert len(logp) == len(entropy) == len(response)
         if response:
-            ref_logp, ref_entropy = _float64_reference(tiny, prompt, response, temperature)
+            ref_logp, ref_entropy = float64_reference(tiny, prompt, response, temperature)
             np.testing.assert_allclose(logp, ref_logp, rtol=1e-5)
             np.testing.assert_allclose(entropy, ref_entropy, rtol=1e-5)
 
@@ -103,10 +164,30 @@ def test_chunk_rows_and_batch_size_do_not_change_results(tiny, sequences):
     (([[]], [[2]]), {}, r"prompt_token_ids\[0\] is empty"),
     (([[1]], [[2]]), {"temperature": 0.0}, "temperature=0.0 is invalid; expected > 0"),
     (([[1]], [[2]]), {"chunk_rows": 0}, "chunk_rows=0 is invalid"),
-], ids=["lengths", "empty-prompt", "temperature", "chunk-rows"])
+    (([[1]], [[2]]), {"reducer": "numpy"}, "reducer='numpy' is invalid; expected 'auto' or 'torch' or 'triton'"),
+], ids=["lengths", "empty-prompt", "temperature", "chunk-rows", "reducer"])
 def test_invalid_arguments(tiny, args, kwargs, message):
     with pytest.raises(ReasonlensError, match=message):
         score_tokens(tiny, *args, **kwargs)
+
+
+def test_auto_reducer_is_torch_on_cpu(tiny, sequences):
+    prompts, responses = sequences
+    assert select_reducer("auto", tiny.device)[0] is logprob_entropy_chunked
+    auto = score_tokens(tiny, prompts, responses)
+    for (a_logp, a_ent), (t_logp, t_ent) in zip(auto, score_tokens(tiny, prompts, responses, reducer="torch")):
+        np.testing.assert_array_equal(a_logp, t_logp)
+        np.testing.assert_array_equal(a_ent, t_ent)
+
+
+def test_triton_reducer_is_refused_where_it_cannot_run(tiny, monkeypatch):
+    from reasonlens.models import fused_scoring
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # test_fused_scoring.py sets it for this process
+    message = ("reducer='triton' needs a CUDA device but the model is on 'cpu'; use reducer='torch'"
+               if fused_scoring.TRITON_AVAILABLE else "reducer='triton' needs the triton package")
+    with pytest.raises(ReasonlensError, match=message):
+        score_tokens(tiny, [[1]], [[2]], reducer="triton")
 
 
 def test_bf16_model_is_scored_close_to_its_naive_logits(tiny_model_dir, sequences):

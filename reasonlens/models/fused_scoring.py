@@ -5,7 +5,9 @@ entropy of softmax((softcap * tanh((h W^T + b) / softcap)) / temperature). The l
 over row chunks (8192 rows by default; 2.4 GiB of bf16 logits at V=151936). Then one Triton program per
 row streams that row's logits tile by tile (BLOCK columns at a time) and keeps, in float32 registers, a
 running max m, Z = sum exp(l - m), S = sum exp(l - m)(l - m) (both rescaled whenever m grows: online
-softmax) and the target's logit: log p = (l_t - m) - log Z, H = log Z - S / Z. The bias, softcap and
+softmax) and the target's logit: log p = (l_t - m) - log Z, H = log Z - S / Z. Z is kept as R = Z - 1,
+the mass off the top token, so log Z = log1p(R) keeps a confident row's entropy (torch sums Z in float64
+for the same reason). The bias, softcap and
 temperature are applied to each tile as it is loaded, so float32 logits never exist in memory.
 
 Why our own kernel rather than Liger-Kernel's fused linear cross-entropy (which, from 0.8.2, can also
@@ -51,7 +53,7 @@ if TRITON_AVAILABLE:
         row = tl.program_id(0)
         base = logits_ptr + row.to(tl.int64) * row_stride  # int64: C * V passes 2**31 at 16k rows
         m = tl.full((), -1.0e30, tl.float32)  # finite: (m_old - m_new) * Z must be 0, not NaN, at the start
-        z = tl.zeros((), tl.float32)
+        r = tl.full((), -1.0, tl.float32)  # R = Z - 1, the mass off one top token; Z = 0 before any tile
         s = tl.zeros((), tl.float32)
         for start in range(0, vocab, BLOCK):
             cols = start + tl.arange(0, BLOCK)
@@ -60,20 +62,28 @@ if TRITON_AVAILABLE:
             if HAS_BIAS:
                 x += tl.load(bias_ptr + cols, mask=inside, other=0.0).to(tl.float32)
             x = tl.where(inside, _capped_scaled(x, inv_temperature, softcap, HAS_SOFTCAP), -float("inf"))
-            m_new = tl.maximum(m, tl.max(x, 0))
+            tile_max = tl.max(x, 0)
+            m_new = tl.maximum(m, tile_max)
             shifted = x - m_new  # <= 0; -inf past the vocabulary
             e = tl.exp(shifted)
+            top = x == m_new  # lanes at the new max, e == 1 there
+            below = tl.sum(tl.where(top, 0.0, e), 0)
+            n_top = tl.sum(top.to(tl.float32), 0)
             scale = tl.exp(m - m_new)
             # S relative to the new max: sum e'(l - m') over earlier tiles = scale * (S + (m - m') Z).
             # Where e == 0 shifted may be -inf, and 0 * -inf is NaN: multiply by 0 instead.
-            s = scale * (s + (m - m_new) * z) + tl.sum(e * tl.where(e > 0.0, shifted, 0.0), 0)
-            z = z * scale + tl.sum(e, 0)
+            s = scale * (s + (m - m_new) * (1.0 + r)) + tl.sum(e * tl.where(e > 0.0, shifted, 0.0), 0)
+            # R is never formed as Z - 1 (in float32 that loses R below ~6e-8, a confident row's entropy):
+            # a new max turns the old Z into (1 + R) * scale and one of its own top lanes becomes "the 1".
+            r = tl.where(tile_max > m, (1.0 + r) * scale + (n_top - 1.0), r + n_top) + below
             m = m_new
         target = tl.load(targets_ptr + row)
         x_t = tl.load(base + target).to(tl.float32)
         if HAS_BIAS:
             x_t += tl.load(bias_ptr + target).to(tl.float32)
-        log_z = tl.log(z)
+        z = 1.0 + r
+        # log1p(R) without tl.log1p: log(z) * R / (z - 1) is exact to a few ulps (Goldberg), R itself at z == 1.
+        log_z = tl.where(z == 1.0, r, tl.log(z) * r / tl.where(z == 1.0, 1.0, z - 1.0))
         tl.store(logp_ptr + row, _capped_scaled(x_t, inv_temperature, softcap, HAS_SOFTCAP) - m - log_z)
         tl.store(entropy_ptr + row, log_z - s / z)
 
@@ -104,7 +114,8 @@ def logprob_entropy_fused(hidden, weight, targets, *, bias=None, temperature: fl
     ----------
     hidden : (N, H) final hidden states (after the final norm), any float dtype, on CUDA (or CPU under
         ``TRITON_INTERPRET=1``).
-    weight : (V, H) lm_head weight, same dtype as ``hidden``; bias : (V,) or None.
+    weight : (V, H) lm_head weight, same dtype as ``hidden``; bias : (V,) or None, added in float32 to
+        the lm_head's output in the model's dtype.
     targets : (N,) long, the token each row predicts.
     temperature : logits are divided by it before the softmax (> 0).
     chunk_rows : rows per lm_head chunk; extra memory is that chunk's logits in the model's dtype,

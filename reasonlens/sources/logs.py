@@ -3,7 +3,7 @@
 Formats, recognised by their names and columns:
 - reasonlens: ``rollouts.parquet`` or a folder of ``step_*.parquet`` (an analysis or a
   ``train-hicra`` run's ``RUN/rollouts/``), and any JSONL/Parquet with ``step, prompt, response``
-  (optional ``answer, reward, correct, pred, prompt_id, sample_id``);
+  (optional ``answer, reward`` (or ``score``)``, correct, pred, prompt_id, sample_id``);
 - TRL completion logs: ``completions/completions_{step:05d}.parquet`` with ``step, prompt,
   completion``, one column per reward function and ``advantage``; ``reward`` is the unweighted sum
   of the numeric reward-function columns (TRL's weights are not logged), each kept as well;
@@ -155,7 +155,7 @@ def _read_one(file: Path) -> pd.DataFrame:
         if C.STEP not in df.columns:
             df[C.STEP] = _step_from_name(file)
     else:
-        df = raw
+        df = raw.rename(columns={"score": C.REWARD}) if "score" in raw and C.REWARD not in raw else raw
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         shown = [c for c in raw.columns if c != _WHERE]
@@ -166,8 +166,15 @@ def _read_one(file: Path) -> pd.DataFrame:
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
+    if df[C.PROMPT].map(_is_conversation).any():  # kept whole: re-scoring applies the chat template to it
+        df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
     df[C.PROMPT], df[C.RESPONSE] = df[C.PROMPT].map(cell_text), df[C.RESPONSE].map(cell_text)
     return df
+
+
+def _is_conversation(value) -> bool:
+    """A list of {"role", "content"} messages (TRL's conversational prompts)."""
+    return _is_container(value) and len(value) > 0 and all(isinstance(m, dict) and "content" in m for m in value)
 
 
 def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Series:

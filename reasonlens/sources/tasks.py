@@ -177,6 +177,29 @@ def score_response(response: str, problem: Problem) -> Score:
     return Score(score, score >= 1.0, pred)
 
 
+def grade_log(responses, answers) -> list[Score]:
+    r"""Grade logged responses against their gold answers as generated rollouts are graded: the last
+    oxed{} of each response, checked by math-verify (gold first). Each distinct (gold, answer) pair is
+    checked once: logs repeat answers.
+
+    >>> [s.correct for s in grade_log([r"so \boxed{4}", "4", r"\boxed{5}"], ["4", "4", "4"])]
+    [True, False, False]
+    """
+    verdicts: dict[tuple[str, str], bool] = {}
+    scores = []
+    for response, gold in zip(responses, answers):
+        pred = extract_boxed(response)
+        gold = None if gold is None else str(gold)
+        if pred is None or gold is None:
+            scores.append(Score(0.0, False, pred))
+            continue
+        key = (_final_answer(gold), pred)
+        if key not in verdicts:
+            verdicts[key] = answers_equivalent(*key)
+        scores.append(Score(float(verdicts[key]), verdicts[key], pred))
+    return scores
+
+
 def _task_score(task: str, entry: dict, answer: str) -> float:
     """reasoning-gym's own score in [0, 1]; a scorer that trips over a strange answer counts as 0."""
     try:

@@ -1,0 +1,212 @@
+"""The plan of one analysis: every input, option and output folder checked before any model loads.
+
+`make_plan` resolves the mode (a checkpoint series, a training run read or re-evaluated, a text log,
+or a text log re-scored by its checkpoints), the lexicon, the checkpoints, the problems and the
+output folder, and raises on the first bad one, so a wrong option costs seconds, not hours. Writing
+the analysis must never overwrite one of its inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from reasonlens.config import AnalyzeConfig
+from reasonlens.errors import ReasonlensError
+from reasonlens.records import remove_stale_temporaries
+
+OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
+                "report.html")
+OUTPUT_FOLDERS = ("rollouts", "tags", "figures")
+
+
+@dataclasses.dataclass
+class Plan:
+    """An analysis with every input checked: what to read or generate, and where it goes."""
+
+    config: AnalyzeConfig
+    mode: str
+    out: Path
+    lexicon: Any                      # hierarchy.lexicon.Lexicon
+    series: Any = None                # sources.checkpoints.Series (checkpoints, eval)
+    problems: Optional[list] = None   # list[sources.tasks.Problem] (checkpoints, eval)
+    problem_info: Optional[dict] = None
+    run: Optional[Path] = None
+    run_config: Optional[dict] = None
+    tokenizer: Any = None             # text-only --tokenizer (token counts)
+    runtime: Optional[dict] = None    # filled when a model runs
+    graded: Optional[str] = None      # how a text log without verdicts was graded
+    step_checkpoints: Optional[list] = None  # rescored: which checkpoint scored each logged step
+    seconds: dict = dataclasses.field(default_factory=dict)  # wall time per stage, summed over steps
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        """Add the wall time of the ``with`` block to ``seconds[stage]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What every source hands on, whichever it was: the rollout table and where it came from."""
+
+    rollouts: pd.DataFrame
+    tokenizer: Optional[str] = None   # spec of what decodes token_ids
+    checkpoints: list = dataclasses.field(default_factory=list)
+    tagged_with: Optional[str] = None  # lexicon hash the table is already tagged with (a training run's)
+
+
+# --- every check before any model loads ------------------------------------------------------
+
+
+def make_plan(config: AnalyzeConfig) -> Plan:
+    """Resolve the mode, lexicon, checkpoints, problems and output folder; raise on the first bad one."""
+    from reasonlens.hierarchy.lexicon import load_lexicon
+
+    lexicon = load_lexicon(config.lexicon)
+    if config.rollouts is not None and config.path is not None:
+        plan = _rescore_plan(config, lexicon)
+    elif config.rollouts is not None:
+        plan = _text_plan(config, lexicon)
+    elif is_training_run(config.path) and config.eval_task is None:
+        plan = Plan(config, "training-run", _out(config, config.path / "reasonlens"), lexicon, run=config.path,
+                    run_config=_run_config(config.path))
+    else:
+        plan = _generation_plan(config, lexicon)
+    _check_output_folder(plan)
+    return plan
+
+
+def is_training_run(path) -> bool:
+    """A `train-hicra` run folder: config.json next to rollouts/step_*.parquet."""
+    path = Path(path)
+    return (path / "config.json").is_file() and any((path / "rollouts").glob("step_*.parquet"))
+
+
+def _out(config: AnalyzeConfig, default: Path) -> Path:
+    return Path(config.out) if config.out is not None else default
+
+
+def _text_plan(config: AnalyzeConfig, lexicon) -> Plan:
+    from reasonlens.sources.logs import log_files
+
+    source = Path(config.rollouts)
+    if not source.exists():
+        raise ReasonlensError(f"rollout log {source} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
+                              "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
+    log_files(source)  # an unknown layout fails here, not after the tokenizer loads
+    tokenizer = None
+    if config.tokenizer is not None:
+        from reasonlens.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
+    default = (source if source.is_dir() else source.parent) / "reasonlens"
+    return Plan(config, "text-only", _out(config, default), lexicon, tokenizer=tokenizer)
+
+
+def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
+    """A logged rollout table and the checkpoints that wrote it: each step is re-scored, not regenerated."""
+    from reasonlens.models.hardware import resolve_device
+    from reasonlens.sources.checkpoints import discover_checkpoints
+
+    text = _text_plan(config, lexicon)
+    root, base = Path(config.path), config.base
+    if is_training_run(root):
+        root, base = root / "checkpoints", base or run_model(root, _run_config(root))
+    resolve_device(config.device)
+    series = discover_checkpoints(root, base=base, skip_bad=config.skip_bad,
+                                  trust_remote_code=config.trust_remote_code)
+    return dataclasses.replace(text, mode="rescored", series=series)
+
+
+def _run_config(run: Path) -> dict:
+    try:
+        return json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ReasonlensError(f"{run / 'config.json'} is not readable JSON ({err}); it is the run's record: "
+                              "restore it, or analyze the run's logs with --rollouts RUN/rollouts.") from None
+
+
+def run_model(run: Path, run_config: dict) -> str:
+    """The model a training run started from (its tokenizer decodes the logs; it is step 0 of --eval-task)."""
+    model = (run_config.get("config") or {}).get("model")
+    if not model:
+        raise ReasonlensError(f"{run / 'config.json'} names no 'model': cannot tell what the run started from. "
+                              "Re-run train-hicra, or analyze its rollouts with --rollouts.")
+    return model
+
+
+def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
+    """Checkpoints to sample from (a series, or a training run's saved checkpoints) and the problems."""
+    from reasonlens.models.hardware import resolve_device
+    from reasonlens.sources.checkpoints import discover_checkpoints
+    from reasonlens.sources.tasks import load_problems
+
+    root, base, run, run_config = Path(config.path), config.base, None, None
+    task, seed, held_out = config.task, config.seed, None
+    if config.eval_task is not None:
+        if not is_training_run(root):
+            raise ReasonlensError(f"--eval-task re-evaluates a train-hicra run, but {root} is not one (no "
+                                  "config.json next to rollouts/step_*.parquet); for a checkpoint series use --task.")
+        run, run_config = root, _run_config(root)
+        root, base = root / "checkpoints", base or run_model(run, run_config)
+        held_out = int((run_config.get("config") or {}).get("seed", 0))
+        task, seed = config.eval_task, held_out + 1  # never the problems the run trained on
+    resolve_device(config.device)  # a missing GPU fails now
+    series = discover_checkpoints(root, base=base, skip_bad=config.skip_bad,
+                                  trust_remote_code=config.trust_remote_code)
+    problems = load_problems(None if config.prompts_file else task, prompts_file=config.prompts_file,
+                             n=config.num_prompts, seed=seed, question_field=config.question_field,
+                             answer_field=config.answer_field)
+    info = {"task": None if config.prompts_file else task, "prompts_file": config.prompts_file, "seed": seed,
+            "n": len(problems), "held_out_of_run_seed": held_out}
+    mode = "eval" if run is not None else "checkpoints"
+    default = (run / "reasonlens-eval") if run is not None else \
+        (Path(config.path) if Path(config.path).is_dir() else Path(config.path).parent) / "reasonlens"
+    return Plan(config, mode, _out(config, default), lexicon, series=series, problems=problems,
+                problem_info=info, run=run, run_config=run_config)
+
+
+def _check_output_folder(plan: Plan) -> None:
+    """The output folder must be a writable folder, and writing it must not overwrite any input."""
+    out = plan.out
+    if out.exists() and not out.is_dir():
+        raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the analysis.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{time.time_ns()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
+    remove_stale_temporaries(out)  # half-written files of a killed run: never read, never kept
+    written = {(out / name).resolve() for name in OUTPUT_FILES}
+    folders = [(out / name).resolve() for name in OUTPUT_FOLDERS]
+    for source in _input_files(plan):
+        source = source.resolve()
+        if source in written or any(folder in source.parents for folder in folders):
+            raise ReasonlensError(f"--out {out} would overwrite the input {source}: choose another --out "
+                                  "(reasonlens never writes over its inputs).")
+
+
+def _input_files(plan: Plan) -> list[Path]:
+    config, files = plan.config, []
+    if config.rollouts is not None:
+        from reasonlens.sources.logs import log_files
+
+        files += log_files(Path(config.rollouts))
+    for given in (config.prompts_file, config.lexicon):
+        if given is not None and Path(given).is_file():
+            files.append(Path(given))
+    if plan.run is not None and plan.mode == "training-run":
+        files += sorted((plan.run / "rollouts").glob("step_*.*"))
+    return files

@@ -1,0 +1,129 @@
+"""The generate stage: sample and score every checkpoint of a series, one cached step file each.
+
+Each checkpoint's rollout table goes to ``OUT/rollouts/step_NNNNNN.parquet`` (with a JSON sidecar
+holding its key: settings, problems and the checkpoint's weight files), written atomically as soon as
+the checkpoint is done, so a killed run resumes where it stopped and a changed setting recomputes
+instead of mixing results. `rollout_checkpoint` is the unit the distributed runner sends to workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from pathlib import Path
+
+import pandas as pd
+
+from reasonlens import columns as C
+from reasonlens.config import AnalyzeConfig
+from reasonlens.plan import Inputs, Plan
+from reasonlens.records import cache_key, read_cached, step_file, write_cached
+
+STAGE_VERSION = 2  # bump when the content of a rollouts/step_*.parquet file changes
+_SAMPLING = ("num_prompts", "samples", "max_new_tokens", "temperature", "top_p", "score_temperature", "backend")
+
+
+def rollout_series(plan: Plan, bar) -> Inputs:
+    """Generate and score every checkpoint, reusing the step files a previous run finished."""
+    from reasonlens.models.hardware import resolve_device, resolve_dtype_name, runtime, set_threads
+
+    config = plan.config
+    threads = set_threads(config.threads)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype_name(config.dtype, device)
+    plan.runtime = runtime(device, dtype, threads) | {"backend": config.backend, "scoring": scoring_source(config)}
+    settings = {name: getattr(config, name) for name in _SAMPLING} | {
+        "device": device, "dtype": dtype, "problems": plan.problem_info, "seed": plan.problem_info["seed"]}
+    problems_key = cache_key([dataclasses.asdict(p) for p in plan.problems])
+    frames = []
+    overall = bar.add_task("checkpoints", total=len(plan.series.checkpoints))
+    for ckpt in plan.series.checkpoints:
+        key = cache_key("rollouts", STAGE_VERSION, weights_fingerprint(ckpt.path), ckpt.step, settings, problems_key)
+        table = step_file(plan.out, ckpt.step)
+        frame = read_cached(table, key)
+        if frame is None:
+            frame = rollout_checkpoint(ckpt, plan, device, dtype, bar)
+            write_cached(table, key, frame, step=ckpt.step, checkpoint=ckpt.name, path=str(ckpt.path),
+                         n_responses=len(frame))
+        frames.append(frame)
+        bar.advance(overall)
+    checkpoints = [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
+                   for c in plan.series.checkpoints]
+    return Inputs(pd.concat(frames, ignore_index=True), tokenizer=tokenizer_spec(plan.series.checkpoints[-1]),
+                  checkpoints=checkpoints)
+
+
+def tokenizer_spec(ckpt) -> str:
+    """What decodes a checkpoint's tokens: the checkpoint itself, or for a PEFT adapter the base it was
+    loaded on (the series was checked to share one vocabulary)."""
+    return ckpt.adapter_base if ckpt.kind == "peft" and ckpt.adapter_base else str(ckpt.path)
+
+
+def weights_fingerprint(path) -> list:
+    """What identifies a checkpoint without reading its weights: the names, sizes and mtimes of its weight,
+    config and tokenizer files only, so outputs written inside the folder never change it."""
+    from reasonlens.sources.integrity import fingerprint_files
+
+    path = Path(path)
+    if not path.exists():  # hub id or bundled alias
+        return [str(path)]
+    files = [path] if path.is_file() else [f for f in fingerprint_files(path) if f.is_file()]
+    return [str(path.resolve())] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataFrame:
+    """One checkpoint's rollout table: sample K answers per problem, score every token, grade answers."""
+    from reasonlens.models.generation import generate
+    from reasonlens.models.loading import load_model
+    from reasonlens.models.scoring import score_tokens
+    from reasonlens.sources.tasks import chat_prompt
+
+    config = plan.config
+    with plan.timed("load"):
+        model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
+                                      trust_remote_code=config.trust_remote_code)
+    prompts = [chat_prompt(tokenizer, p.question) for p in plan.problems]
+    task = bar.add_task(f"{ckpt.name}: generate", total=len(prompts) * config.samples)
+    with plan.timed("generate"):
+        generations = generate(model, tokenizer, prompts, samples=config.samples,
+                               max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                               top_p=config.top_p, seed=plan.problem_info["seed"], batch_size=config.batch_size,
+                               score_temperature=config.score_temperature, progress=lambda n: bar.advance(task, n))
+    if scoring_source(config) == "generation":
+        scores = [(g.logprobs, g.entropies) for g in generations]
+    else:
+        bar.update(task, description=f"{ckpt.name}: score")
+        with plan.timed("score"):
+            scores = score_tokens(model, [g.prompt_token_ids for g in generations],
+                                  [g.token_ids for g in generations], temperature=config.score_temperature,
+                                  batch_size=config.batch_size)
+    bar.remove_task(task)
+    del model
+    gc.collect()
+    with plan.timed("grade"):
+        return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
+
+
+def scoring_source(config: AnalyzeConfig) -> str:
+    """Where token scores come from: "generation" (the logits transformers samples from: no extra pass)
+    or "teacher-forced" (our scorer, one forward pass over prompt and response)."""
+    return "generation" if config.backend == "transformers" and config.scoring == "auto" else "teacher-forced"
+
+
+def rollout_rows(step: int, name: str, problems, generations, scores) -> pd.DataFrame:
+    """The rollout table of one checkpoint from its generations and token scores (graded here)."""
+    from reasonlens.sources.tasks import score_response
+
+    rows = []
+    for gen, (logprobs, entropies) in zip(generations, scores):
+        problem = problems[gen.prompt_index]
+        graded = score_response(gen.text, problem)
+        rows.append({
+            C.STEP: step, C.CHECKPOINT: name, C.PROMPT_ID: problem.prompt_id,
+            C.SAMPLE_ID: gen.sample_id, C.PROMPT: problem.question, C.PROMPT_TOKEN_IDS: gen.prompt_token_ids,
+            C.RESPONSE: gen.text, C.TOKEN_IDS: gen.token_ids, C.ANSWER: problem.answer, C.PRED: graded.pred,
+            C.REWARD: graded.reward, C.CORRECT: graded.correct, C.N_TOKENS: len(gen.token_ids),
+            C.TRUNCATED: gen.truncated, C.TOKEN_OFFSETS: [list(o) for o in gen.offsets],
+            C.LOGPROBS: logprobs.tolist(), C.ENTROPIES: entropies.tolist(),
+        })
+    return pd.DataFrame(rows, columns=C.ROLLOUT_COLUMNS)
