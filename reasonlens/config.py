@@ -51,6 +51,9 @@ class AnalyzeConfig:
     seed: int = option(0, "Seed for problems and sampling.")
     batch_size: int = option(8, "Sequences per generation/scoring batch.")
     backend: str = option("transformers", f"Generation engine: {', '.join(BACKENDS)}.")
+    ray: bool = option(False, "Generate the checkpoints as Ray tasks, one per checkpoint (the `ray` extra); "
+                              "a local cluster unless --ray-address or RAY_ADDRESS names one.")
+    ray_address: Optional[str] = option(None, "Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")
     scoring: str = option("auto", "Token scores: auto (transformers: from the logits each token is sampled "
                                   "from, no extra pass; otherwise our teacher-forced scorer, a fused Triton "
                                   "kernel on CUDA, chunked torch elsewhere), torch or triton (teacher-forced).")
@@ -82,6 +85,10 @@ class AnalyzeConfig:
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
                                       f"{', '.join(choices)}.")
+        if self.ray_address:
+            self.ray = True
+        if self.ray and self.path is None:
+            raise ReasonlensError("--ray distributes generation over checkpoints: it needs a PATH of checkpoints.")
         from reasonlens.models.hardware import check_dtype
 
         self.dtype = check_dtype(self.dtype)

@@ -86,6 +86,10 @@ def read_inputs(plan: Plan, bar) -> Inputs:
         with plan.timed("read"):
             log = read_text_log(plan)
         return rescore_log(plan, log, bar)
+    if plan.config.ray:
+        from reasonlens.distributed import rollout_series_ray
+
+        return rollout_series_ray(plan, bar)
     from reasonlens.rollouts import rollout_series
 
     return rollout_series(plan, bar)

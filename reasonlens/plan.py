@@ -73,6 +73,11 @@ def make_plan(config: AnalyzeConfig) -> Plan:
     from reasonlens.hierarchy.lexicon import load_lexicon
 
     lexicon = load_lexicon(config.lexicon)
+    if config.ray:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ReasonlensError("--ray needs Ray in this environment: pip install 'reasonlens[ray]' (or drop --ray).")
     if config.rollouts is not None and config.path is not None:
         plan = _rescore_plan(config, lexicon)
     elif config.rollouts is not None:

@@ -24,33 +24,58 @@ _SAMPLING = ("num_prompts", "samples", "max_new_tokens", "temperature", "top_p",
 
 
 def rollout_series(plan: Plan, bar) -> Inputs:
-    """Generate and score every checkpoint, reusing the step files a previous run finished."""
-    from reasonlens.models.hardware import resolve_device, resolve_dtype_name, runtime, set_threads
+    """Generate and score every checkpoint in this process, reusing the step files a previous run finished."""
+    from reasonlens.models.hardware import resolve_device, set_threads
+
+    set_threads(plan.config.threads)
+    keyed, device, dtype = checkpoint_keys(plan, resolve_device(plan.config.device))
+    overall = bar.add_task("checkpoints", total=len(keyed))
+    for ckpt, (key, frame) in zip(plan.series.checkpoints, keyed):
+        if frame is None:
+            write_step(plan, ckpt, key, rollout_checkpoint(ckpt, plan, device, dtype, bar))
+        bar.advance(overall)
+    return series_inputs(plan, checkpoint_keys(plan, device)[0])
+
+
+def checkpoint_keys(plan: Plan, device: str) -> tuple[list, str, str]:
+    """Per checkpoint its cache key and cached table (None when it must be computed), and the device and
+    dtype the computation runs with (recorded in ``plan.runtime``)."""
+    import torch
+
+    from reasonlens.models.hardware import resolve_dtype_name, runtime
 
     config = plan.config
-    threads = set_threads(config.threads)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype_name(config.dtype, device)
-    plan.runtime = runtime(device, dtype, threads) | {"backend": config.backend, "scoring": scoring_source(config)}
+    if device.startswith("cuda") and not torch.cuda.is_available():  # a cluster's GPU, not the driver's
+        dtype = "bf16" if config.dtype == "auto" else config.dtype
+    else:
+        dtype = resolve_dtype_name(config.dtype, device)
+    plan.runtime = runtime(device, dtype, torch.get_num_threads()) | {
+        "backend": config.backend, "scoring": scoring_source(config), "ray": config.ray}
     settings = {name: getattr(config, name) for name in _SAMPLING} | {
         "device": device, "dtype": dtype, "problems": plan.problem_info, "seed": plan.problem_info["seed"]}
     problems_key = cache_key([dataclasses.asdict(p) for p in plan.problems])
-    frames = []
-    overall = bar.add_task("checkpoints", total=len(plan.series.checkpoints))
+    keyed = []
     for ckpt in plan.series.checkpoints:
         key = cache_key("rollouts", STAGE_VERSION, weights_fingerprint(ckpt.path), ckpt.step, settings, problems_key)
-        table = step_file(plan.out, ckpt.step)
-        frame = read_cached(table, key)
-        if frame is None:
-            frame = rollout_checkpoint(ckpt, plan, device, dtype, bar)
-            write_cached(table, key, frame, step=ckpt.step, checkpoint=ckpt.name, path=str(ckpt.path),
-                         n_responses=len(frame))
-        frames.append(frame)
-        bar.advance(overall)
+        keyed.append((key, read_cached(step_file(plan.out, ckpt.step), key)))
+    return keyed, device, dtype
+
+
+def write_step(plan: Plan, ckpt, key: str, frame: pd.DataFrame) -> None:
+    """One checkpoint's rollout table, atomically, with its key and origin in the sidecar."""
+    write_cached(step_file(plan.out, ckpt.step), key, frame, step=ckpt.step, checkpoint=ckpt.name,
+                 path=str(ckpt.path), n_responses=len(frame))
+
+
+def series_inputs(plan: Plan, keyed: list) -> Inputs:
+    """The cached step tables of the whole series as the stage's output."""
+    missing = [c.name for c, (_, frame) in zip(plan.series.checkpoints, keyed) if frame is None]
+    if missing:
+        raise RuntimeError(f"step files of {missing} were not written")
     checkpoints = [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
                    for c in plan.series.checkpoints]
-    return Inputs(pd.concat(frames, ignore_index=True), tokenizer=tokenizer_spec(plan.series.checkpoints[-1]),
-                  checkpoints=checkpoints)
+    return Inputs(pd.concat([frame for _, frame in keyed], ignore_index=True),
+                  tokenizer=tokenizer_spec(plan.series.checkpoints[-1]), checkpoints=checkpoints)
 
 
 def tokenizer_spec(ckpt) -> str:
