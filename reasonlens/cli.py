@@ -124,8 +124,9 @@ def run_training(config: TrainConfig):
     from reasonlens.train.run import summary_line, train_hicra
 
     run_dir = train_hicra(config, progress=True)
-    console.print(escape(summary_line(run_dir)), highlight=False)
-    typer.echo(str(run_dir))
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, the main process reports
+        console.print(escape(summary_line(run_dir)), highlight=False)
+        typer.echo(str(run_dir))
 
 
 _config_command("analyze", AnalyzeConfig, run_analysis, arguments=("path",))

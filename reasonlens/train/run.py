@@ -58,23 +58,29 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
                               "lower --prompts-per-step or load more problems.")
     _check_model(config)
     _check_vllm(config)
-    resume_from = prepare_run_dir(config)
+    from accelerate import PartialState
+
+    device = resolve_device("auto")
+    state = PartialState(cpu=device == "cpu")  # one process, or each of an `accelerate launch`
+    with state.main_process_first():  # only the main one edits the run folder; the others find its result
+        resume_from = prepare_run_dir(config, edit=state.is_main_process)
     if resume_from is not None and checkpoint_step(resume_from) >= config.steps:
         warnings.warn(f"{config.out} is already trained to step {checkpoint_step(resume_from)}: nothing to do "
                       "(raise --steps to train further).", stacklevel=2)
         return config.out
     threads = set_threads(config.threads)
-    device = resolve_device("auto")
     weights = weights_dtype(config, device)
     model, tokenizer = load_model(config.model, device=device, dtype=weights, trust_remote_code=config.trust_remote_code)
     with _quiet_deprecations():
         trainer = _build_trainer(config, model, tokenizer, problems, lexicon, device, weights, extra_rewards,
                                  progress)
-        write_json(config.out / "config.json", {
-            "config": config, "resumed_from": str(resume_from) if resume_from else None,
-            "lexicon": {"name": lexicon.name, "hash": lexicon.hash, "tag_version": _tag_version()},
-            "runtime": runtime(device, weights, threads) | {"autocast_bf16": trainer.args.bf16},
-            "trl_args": trainer.args.to_dict(), "provenance": provenance()})
+        if state.is_main_process:
+            write_json(config.out / "config.json", {
+                "config": config, "resumed_from": str(resume_from) if resume_from else None,
+                "lexicon": {"name": lexicon.name, "hash": lexicon.hash, "tag_version": _tag_version()},
+                "runtime": runtime(device, weights, threads) | {"autocast_bf16": trainer.args.bf16,
+                                                               "processes": state.num_processes},
+                "trl_args": trainer.args.to_dict(), "provenance": provenance()})
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return config.out
 
@@ -155,22 +161,24 @@ def prompt_schedule(n_problems: int, n_rows: int, seed: int) -> list[int]:
     return order[:n_rows]
 
 
-def prepare_run_dir(config: TrainConfig) -> Path | None:
+def prepare_run_dir(config: TrainConfig, edit: bool = True) -> Path | None:
     """The TRL checkpoint to resume from (None for a fresh run); never a dead end.
 
     A run with a complete checkpoint needs ``--resume`` (or a new ``--out``); a run with none, killed
     before its first save, is cleared and started again. A run already at ``--steps`` is left as it is.
+    Only the process with ``edit`` (the main one) removes or exports anything; the others, run after
+    it, find the folder it left.
     """
     from reasonlens.train.recording import export_checkpoint, prune_after
 
     out, trl_dir = config.out, config.out / "trl"
     if out.exists() and not out.is_dir():
         raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the run.")
-    if out.is_dir():
+    if out.is_dir() and edit:
         remove_stale_temporaries(out)
-    last = last_complete_checkpoint(trl_dir)
+    last = last_complete_checkpoint(trl_dir, edit=edit)
     if last is None:
-        if any((out / name).exists() for name in _RUN_FILES):
+        if edit and any((out / name).exists() for name in _RUN_FILES):
             warnings.warn(f"{out} holds a run that stopped before its first checkpoint: starting it again.",
                           stacklevel=2)
             for name in _RUN_FILES:
@@ -183,9 +191,10 @@ def prepare_run_dir(config: TrainConfig) -> Path | None:
                               "--resume to continue it, or choose a new --out.")
     _check_same_run(config)
     step = checkpoint_step(last)
-    prune_after(out, step)
-    if not (out / "checkpoints" / f"step_{step}").is_dir():  # killed between TRL's save and our export
-        export_checkpoint(last, out / "checkpoints" / f"step_{step}")
+    if edit:
+        prune_after(out, step)
+        if not (out / "checkpoints" / f"step_{step}").is_dir():  # killed between TRL's save and our export
+            export_checkpoint(last, out / "checkpoints" / f"step_{step}")
     return last
 
 
@@ -194,9 +203,9 @@ def checkpoint_step(folder: Path) -> int:
     return int(folder.name.split("-")[1])
 
 
-def last_complete_checkpoint(trl_dir: Path) -> Path | None:
+def last_complete_checkpoint(trl_dir: Path, edit: bool = True) -> Path | None:
     """The highest ``checkpoint-N`` whose trainer_state.json (TRL writes it last) and weights read back;
-    checkpoints cut short by a kill are removed, with a warning."""
+    checkpoints cut short by a kill are removed (with ``edit``), with a warning."""
     from reasonlens.sources.integrity import weight_problem
 
     found = sorted((p for p in trl_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[1].isdigit()),
@@ -210,8 +219,9 @@ def last_complete_checkpoint(trl_dir: Path) -> Path | None:
             problem = f"trainer_state.json unreadable ({err})"
         if problem is None:
             return folder
-        warnings.warn(f"skipping the incomplete checkpoint {folder} ({problem}); removing it.", stacklevel=3)
-        shutil.rmtree(folder, ignore_errors=True)
+        if edit:
+            warnings.warn(f"skipping the incomplete checkpoint {folder} ({problem}); removing it.", stacklevel=3)
+            shutil.rmtree(folder, ignore_errors=True)
     return None
 
 
@@ -254,12 +264,18 @@ def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
     from trl import GRPOConfig
 
     batch = config.prompts_per_step * config.num_generations
+    world = world_size()
+    if batch % (config.grad_accum * world):
+        raise ReasonlensError(f"prompts_per_step*num_generations={batch} completions per step cannot be split over "
+                              f"{world} process(es) x grad_accum={config.grad_accum}: make it a multiple of "
+                              f"{config.grad_accum * world}.")
     reporters = ([name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name)]
                  if config.report_to == "auto" else config.report_to.split(","))
     mapped = {trl_name: getattr(config, name) for name, trl_name in GRPO_FIELDS.items()}
     return GRPOConfig(
         **mapped, output_dir=str(config.out / "trl"), data_seed=config.seed,
-        per_device_train_batch_size=batch // config.grad_accum, lr_scheduler_type="constant", loss_type="dapo",
+        per_device_train_batch_size=batch // (config.grad_accum * world), lr_scheduler_type="constant",
+        loss_type="dapo",
         scale_rewards="group" if config.scale_std else "none",
         entropy_coef=config.entropy_coef if config.method == "entropy-reg" else 0.0,
         reward_weights=[1.0] * (1 + n_extra) + ([config.format_reward] if config.format_reward else []),
@@ -267,6 +283,13 @@ def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
         use_vllm=config.vllm != "off", vllm_mode="colocate" if config.vllm == "off" else config.vllm,
         use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1,
         save_strategy="steps", save_total_limit=2, report_to=reporters or "none", disable_tqdm=True)
+
+
+def world_size() -> int:
+    """Processes of this run (``accelerate launch`` sets WORLD_SIZE): a step's completions are split over them."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _lora(config: TrainConfig):

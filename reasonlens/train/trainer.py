@@ -128,10 +128,12 @@ class HicraTrainer(GRPOTrainer):
             return heuristic_advantages(adv, chosen, cfg.alpha), num_items, {}
         per_token = per_token_advantages(adv, valid)  # (B, T)
         if cfg.method == "entropy-topk":
-            threshold = entropy_topk_threshold(self._gathered(entropies[valid]), cfg.entropy_quantile)
+            pooled = self._gathered(entropies[valid])  # (N_all,) the real tokens of every process
+            threshold = entropy_topk_threshold(pooled, cfg.entropy_quantile)
             chosen = entropy_topk_mask(entropies, valid, threshold=threshold)  # (B, T)
             selected = self.accelerator.gather(chosen.sum()[None]).sum()
-            logged = {"entropy_threshold": float(threshold), "selected_tokens": int(selected)}
+            logged = {"entropy_threshold": float(threshold), "selected_tokens": int(selected),
+                      "threshold_tokens": int(pooled.numel())}
             return per_token * chosen, selected.to(num_items.dtype), logged
         return per_token, num_items, {}  # grpo, entropy-reg (the bonus is TRL's entropy_coef)
 
