@@ -170,3 +170,13 @@ def test_token_texts_show_a_multibyte_character_once(tiny_tokenizer_dir):
     text, offsets = token_offsets(tokenizer, ids)
     pieces = highlight.token_texts(pd.Series({C.RESPONSE: text, C.TOKEN_OFFSETS: offsets}))
     assert len(pieces) == len(ids) and "".join(pieces) == "so café → 7"
+
+
+def test_quarter_trend_averages_first_and_last_quarter():
+    import pandas as pd
+
+    # 8 steps: first quarter (2 steps) reward 0.2, 0.4 -> 0.3; last quarter 0.5, 0.7 -> 0.6: rose 100%
+    dynamics = pd.DataFrame({"step": range(8), "mean_reward": [0.2, 0.4, 0.1, 0.9, 0.3, 0.3, 0.5, 0.7]})
+    assert narrative.quarter_trend(dynamics, [("mean_reward", "mean reward")]) == (
+        "Averaged over the first and the last quarter of the steps (2 each), mean reward rose 100% (0.30 → 0.60).")
+    assert narrative.quarter_trend(dynamics.head(7), [("mean_reward", "mean reward")]) == ""
