@@ -1,0 +1,231 @@
+"""Tables, figures and RESULTS.md of the study from its run folders: means with 95% CIs over seeds.
+
+``training.csv``: one row per run and training step (the run's metrics.csv: training prompts).
+``results.csv``: one row per run and checkpoint, evaluated on held-out problems (`analyze --eval-task`).
+``summary.csv``: per method and metric, the mean over seeds, its 95% t-interval and the number of seeds.
+Every sentence of RESULTS.md is computed from these tables, so rerunning the study rewrites it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DYNAMICS = ["planning_ratio", "sg_semantic_entropy", "sg_semantic_entropy_change", "rel_ppl_execution",
+            "rel_ppl_planning", "ppl_planning", "ppl_execution", "entropy_planning", "entropy_execution",
+            "entropy_all", "mean_length", "pass_at_1"]
+TRAINING = ["reward", "accuracy", "planning_ratio", "sg_semantic_entropy", "entropy_planning", "entropy_execution",
+            "advantage_planning", "advantage_execution", "mean_length", "loss"]
+
+
+def label(run: dict) -> str:
+    return f"hicra (alpha {run['alpha']:g})" if run["method"] == "hicra" else run["method"]
+
+
+def ci95(values) -> tuple[float, float, float, int]:
+    """Mean and 95% t-interval of ``values`` over seeds (NaN-free), and how many there are."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v == v], dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    if x.size == 1:
+        return float(x[0]), math.nan, math.nan, 1
+    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half), int(x.size)
+
+
+def tables(root: Path, plan: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training, results): the per-step training logs and the per-checkpoint held-out evaluations."""
+    training, results = [], []
+    for run in plan:
+        folder = root / run["name"]
+        ids = {"method": label(run), "alpha": run["alpha"], "seed": run["seed"]}
+        metrics = pd.read_csv(folder / "metrics.csv")
+        training.append(metrics[["step"] + [c for c in TRAINING if c in metrics]].assign(**ids))
+        dynamics = pd.read_parquet(folder / "reasonlens-eval" / "dynamics.parquet")
+        frame = dynamics[["step", "mean_reward", "accuracy"] + [c for c in DYNAMICS if c in dynamics]]
+        frame = frame.rename(columns={"mean_reward": "reward"}).assign(**ids)
+        frame["train_reward"] = [metrics.loc[metrics["step"] <= s, "reward"].tail(5).mean() if s else math.nan
+                                 for s in frame["step"]]
+        results.append(frame)
+    order = ["method", "alpha", "seed", "step"]
+    training = pd.concat(training, ignore_index=True)
+    results = pd.concat(results, ignore_index=True)
+    return (training[order + [c for c in training if c not in order]],
+            results[order + [c for c in results if c not in order]])
+
+
+def per_run(training: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its final held-out numbers and how its training reward moved."""
+    rows = []
+    for (method, alpha, seed), group in results.groupby(["method", "alpha", "seed"]):
+        first, last = group.sort_values("step").iloc[0], group.sort_values("step").iloc[-1]
+        curve = training[(training["method"] == method) & (training["seed"] == seed)].sort_values("step")
+        k = max(1, len(curve) // 4)
+        rows.append({"method": method, "alpha": alpha, "seed": seed,
+                     "final_accuracy": last["accuracy"], "accuracy_gain": last["accuracy"] - first["accuracy"],
+                     "final_reward": last["reward"], "sg_entropy_change": last["sg_semantic_entropy_change"],
+                     "rel_ppl_execution": last["rel_ppl_execution"], "rel_ppl_planning": last["rel_ppl_planning"],
+                     "train_reward_first_quarter": curve["reward"].head(k).mean(),
+                     "train_reward_last_quarter": curve["reward"].tail(k).mean(),
+                     "train_reward_gain": curve["reward"].tail(k).mean() - curve["reward"].head(k).mean()})
+    return pd.DataFrame(rows)
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method and metric: mean over seeds, 95% CI, n seeds."""
+    rows = []
+    for method, group in runs.groupby("method", sort=False):
+        for metric in [c for c in runs if c not in ("method", "alpha", "seed")]:
+            mean, low, high, n = ci95(group[metric])
+            rows.append({"method": method, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high,
+                         "n_seeds": n})
+    return pd.DataFrame(rows)
+
+
+def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, float, float, int]:
+    """Mean and 95% CI of ``metric`` of method a minus method b, paired by seed (same prompts per seed)."""
+    left = runs[runs["method"] == a].set_index("seed")[metric]
+    right = runs[runs["method"] == b].set_index("seed")[metric]
+    return ci95((left - right).dropna())
+
+
+def figures(training: pd.DataFrame, results: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> list[Path]:
+    """Mean curves with 95% bands per method, and the alpha sweep."""
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    main = [m for m in results["method"].unique() if m in ("grpo", "hicra (alpha 0.2)", "entropy-topk")]
+    panels = [(results, "accuracy", "held-out accuracy"), (results, "sg_semantic_entropy_change",
+              "SG semantic entropy (x step 0)"), (results, "rel_ppl_execution", "execution RelPPL"),
+              (training.assign(reward=training.groupby(["method", "seed"])["reward"].transform(
+                  lambda r: r.rolling(5, min_periods=1).mean())), "reward", "training reward (5-step mean)")]
+    fig = Figure(figsize=(13, 9), layout="constrained")
+    for ax, (table, metric, title) in zip(fig.subplots(2, 2).flat, panels):
+        for method in main:
+            curve = table[table["method"] == method].groupby("step")[metric]
+            stats = pd.DataFrame([(s, *ci95(v)[:3]) for s, v in curve], columns=["step", "mean", "low", "high"])
+            ax.plot(stats["step"], stats["mean"], marker="o", markersize=3, label=method)
+            ax.fill_between(stats["step"], stats["low"], stats["high"], alpha=0.2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("GRPO vs HICRA vs entropy top-k on SmolLM2-135M (mean over seeds, 95% CI)")
+    paths = [folder / "curves.png"]
+    fig.savefig(paths[0], dpi=110)
+    sweep = runs[runs["method"].isin(["grpo"]) | runs["method"].str.startswith("hicra")]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    points = [(a, *ci95(g["final_accuracy"])[:3]) for a, g in sweep.groupby("alpha")]
+    for alpha, mean, low, high in points:
+        ax.errorbar([alpha], [mean], yerr=[[mean - low], [high - mean]] if low == low else None, fmt="o", capsize=4)
+    ax.set_xlabel("alpha (0 = GRPO)")
+    ax.set_ylabel("final held-out accuracy")
+    ax.set_title("HICRA alpha sweep")
+    ax.grid(alpha=0.3)
+    paths.append(folder / "alpha_sweep.png")
+    fig.savefig(paths[1], dpi=110)
+    return paths
+
+
+def _fmt(mean, low, high, n) -> str:
+    return f"{mean:+.3f} (95% CI {low:+.3f} to {high:+.3f}, {n} seeds)" if low == low else f"{mean:+.3f} ({n} seed)"
+
+
+def _interval_says(low, high) -> str:
+    if not (low == low):
+        return "too few seeds for an interval"
+    return "above zero" if low > 0 else "below zero" if high < 0 else "includes zero: not distinguishable"
+
+
+def results_md(training, results, runs, table, root: Path, setup: dict, evaluation: dict, wall_s: float) -> str:
+    """RESULTS.md: setup, what was and was not reproduced, each sentence computed here."""
+    lines = ["# HICRA vs GRPO on SmolLM2-135M-Instruct (CPU)", "",
+             f"Study: `make experiment` (experiments/hicra_smollm2/study.py), {len(runs)} runs, "
+             f"{wall_s / 3600:.2f} h wall on this machine. Every number below comes from `results.csv`, "
+             "`training.csv` and `summary.csv` next to this file.", "", "## Setup", "",
+             f"Training: `{json.dumps(setup)}`.", f"Held-out evaluation (`analyze RUN --eval-task`, problems drawn "
+             f"with the run's seed + 1): `{json.dumps(evaluation)}`.", ""]
+    checked = results[["ppl_planning", "ppl_execution"]].dropna()
+    above, known = int((checked["ppl_planning"] > checked["ppl_execution"]).sum()), len(checked)
+    lines += ["## What was and was not reproduced", "",
+              f"- **Planning PPL above execution PPL**: at {above} of {known} evaluated checkpoints "
+              f"(paper: always).",
+              f"- **Execution RelPPL falling** (procedural consolidation): final execution RelPPL "
+              f"{_summary_line(table, 'rel_ppl_execution', 1.0)}."]
+    for metric, what in (("sg_entropy_change", "SG semantic entropy change (final / step 0)"),
+                         ("final_accuracy", "final held-out accuracy"), ("train_reward_gain", "training reward gain")):
+        mean, low, high, n = paired(runs, "hicra (alpha 0.2)", "grpo", metric)
+        lines.append(f"- **{what}, HICRA minus GRPO** (paired by seed): {_fmt(mean, low, high, n)}; the interval "
+                     f"{_interval_says(low, high)}.")
+    gains = table[table["metric"] == "train_reward_gain"].set_index("method")
+    lines += [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): " + "; ".join(
+        f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in gains.iterrows()) + "."]
+    lines += ["", "## Summary (mean over seeds, 95% CI)", "", _markdown(table), "",
+              "## Phase detection", "", *_phases(root, runs), "",
+              "![curves](figures/curves.png)", "", "![alpha sweep](figures/alpha_sweep.png)", ""]
+    return "\n".join(lines)
+
+
+def _summary_line(table: pd.DataFrame, metric: str, reference: float) -> str:
+    parts = []
+    for method, row in table[table["metric"] == metric].set_index("method").iterrows():
+        side = ("below" if row["ci95_high"] < reference else "above" if row["ci95_low"] > reference
+                else "not distinguishable from") if row["ci95_low"] == row["ci95_low"] else "vs"
+        parts.append(f"{method} {row['mean']:.3f} [{row['ci95_low']:.3f}, {row['ci95_high']:.3f}] ({side} {reference:g})")
+    return "; ".join(parts)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    head = "| method | metric | mean | 95% CI | seeds |\n|---|---|---|---|---|"
+    rows = [f"| {r.method} | {r.metric} | {r.mean:.3f} | [{r.ci95_low:.3f}, {r.ci95_high:.3f}] | {r.n_seeds} |"
+            for r in table.itertuples()]
+    return "\n".join([head, *rows])
+
+
+def _phases(root: Path, runs: pd.DataFrame) -> list[str]:
+    """What the detector said on each run's held-out series and on its training curve, with the reason."""
+    lines = []
+    for kind, sub in (("held-out checkpoints", "reasonlens-eval"), ("training steps", "reasonlens")):
+        found = {"consolidation": 0, "exploration": 0}
+        reasons: dict[str, int] = {}
+        total = 0
+        for folder in sorted(p for p in root.iterdir() if (p / sub / "summary.json").is_file()):
+            phases = json.loads((folder / sub / "summary.json").read_text())["phases"]
+            total += 1
+            for name, phase in phases.items():
+                found[name] += bool(phase["detected"])
+                if not phase["detected"]:
+                    key = f"{name}: {phase['reason'].split(':')[0].split('(')[0].strip()}"
+                    reasons[key] = reasons.get(key, 0) + 1
+        if total:
+            why = "; ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            lines.append(f"- On the {kind} of {total} runs: consolidation detected in {found['consolidation']}, "
+                         f"exploration in {found['exploration']}. Not detected because: {why or 'n/a'}.")
+    return lines
+
+
+def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluation: dict, wall_s: float) -> None:
+    """Write training.csv, results.csv, summary.csv, figures/ and RESULTS.md into ``out``."""
+    import subprocess
+    import sys
+
+    for run in plan:  # each run's own training-curve analysis (reads its logs: no generation)
+        if not (root / run["name"] / "reasonlens" / "summary.json").exists():
+            subprocess.run([str(Path(sys.executable).parent / "reasonlens"), "analyze", str(root / run["name"]),
+                            "--no-report"], check=True, capture_output=True)
+    training, results = tables(root, plan)
+    runs = per_run(training, results)
+    table = summary(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    training.to_csv(out / "training.csv", index=False)
+    results.to_csv(out / "results.csv", index=False)
+    table.to_csv(out / "summary.csv", index=False)
+    figures(training, results, runs, out / "figures")
+    (out / "RESULTS.md").write_text(results_md(training, results, runs, table, root, setup, evaluation, wall_s))

@@ -1,0 +1,35 @@
+"""The study's machinery on a tiny model: a seeded 2-step study gives well-formed tables (never the long runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+STUDY = Path(__file__).resolve().parents[1] / "experiments" / "hicra_smollm2" / "study.py"
+
+
+def test_smoke_study_writes_results_and_summary(tmp_path, tiny_model_dir):
+    done = subprocess.run([sys.executable, str(STUDY), "--smoke", str(tiny_model_dir), "--root", str(tmp_path / "runs"),
+                           "--results", str(tmp_path / "results")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["runs"] == 6
+    results = pd.read_csv(tmp_path / "results" / "results.csv")
+    assert {"method", "seed", "step", "reward", "accuracy", "planning_ratio", "sg_semantic_entropy",
+            "rel_ppl_execution", "rel_ppl_planning", "entropy_planning", "entropy_execution"} <= set(results)
+    # 3 methods x 2 seeds x (base + 2 checkpoints), the base shared within a seed
+    assert len(results) == 3 * 2 * 3 and sorted(results["step"].unique()) == [0, 1, 2]
+    base = results[results["step"] == 0].groupby("seed")["accuracy"].nunique()
+    assert (base == 1).all()
+    training = pd.read_csv(tmp_path / "results" / "training.csv")
+    assert len(training) == 3 * 2 * 2 and set(training["step"]) == {1, 2}
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert list(summary.columns) == ["method", "metric", "mean", "ci95_low", "ci95_high", "n_seeds"]
+    assert set(summary["method"]) == {"grpo", "hicra (alpha 0.2)", "entropy-topk"}
+    row = summary[(summary["method"] == "grpo") & (summary["metric"] == "final_accuracy")].iloc[0]
+    assert row["n_seeds"] == 2 and row["ci95_low"] <= row["mean"] <= row["ci95_high"]
+    text = (tmp_path / "results" / "RESULTS.md").read_text()
+    assert "HICRA minus GRPO" in text and (tmp_path / "results" / "figures" / "curves.png").is_file()
