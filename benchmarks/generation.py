@@ -7,9 +7,10 @@ Run (vLLM's environment, which has both backends):
 Both backends get the same prompt token ids (chat-templated problems of --task), seed and sampling
 settings, in fp32. Generated tokens count the stop token of a response that stopped. tokens/s is given
 over generation alone and, for vLLM, also over its whole call (engine start-up, i.e. load + compile,
-included), since one engine is started per checkpoint. Also: the share of responses with a \\boxed{}
-answer and the share graded correct (the backends sample differently, so these agree only within
-sampling noise; ``noise_1sd`` is one binomial standard deviation of a share). Last line: JSON.
+included), since one engine is started per checkpoint, and with the scoring pass that vLLM's responses
+need afterwards (``score_tokens``; ``generate`` scores while it samples). Also: the share of responses
+with a \\boxed{} answer and the share graded correct (the backends sample differently, so these agree
+only within sampling noise; ``*_noise_1sd`` is one binomial standard deviation of a share). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main() -> None:
     problems = load_problems(args.task, n=args.prompts, seed=args.seed)
     prompts = [chat_prompt(tokenizer, p.question) for p in problems]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    stops = stop_token_ids(model, tokenizer)
+    stops = stop_token_ids(model.generation_config, tokenizer)
     sampling = dict(samples=args.samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                     top_p=args.top_p, seed=args.seed)
     result = {"model": "SmolLM2-135M-Instruct (bundled)", "dtype": "float32", "task": args.task,
@@ -87,6 +88,15 @@ def main() -> None:
             total = time.perf_counter() - started
             summary = _summary(gens, problems, timings["generate_s"])
             summary["tokens_per_s_incl_startup"] = round(summary["generated_tokens"] / total, 1)
+            # `generate` scores tokens while it samples; vLLM's responses need a scoring pass afterwards
+            from reasonlens.models.scoring import score_tokens
+
+            started = time.perf_counter()
+            score_tokens(model, [g.prompt_token_ids for g in gens], [g.token_ids for g in gens],
+                         batch_size=args.batch_size)
+            summary["score_s"] = round(time.perf_counter() - started, 2)
+            summary["tokens_per_s_incl_startup_and_scoring"] = round(
+                summary["generated_tokens"] / (total + summary["score_s"]), 1)
             result["vllm"] = {**summary, "call_seconds": round(total, 2),
                               **{k: round(v, 2) for k, v in timings.items()},
                               "enforce_eager": args.enforce_eager, **vllm_info()}

@@ -11,7 +11,7 @@ from reasonlens.errors import ReasonlensError
 from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, LEXICON_HELP, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, TASK_HELP,
                                 THREADS_HELP, check_positive, option)
 
-BACKENDS = ("transformers",)
+BACKENDS = ("transformers", "vllm", "vllm-server")
 SCORERS = ("auto", "torch", "triton")
 
 
@@ -50,7 +50,13 @@ class AnalyzeConfig:
     score_temperature: float = option(1.0, "Temperature of the distribution whose entropy is measured.")
     seed: int = option(0, "Seed for problems and sampling.")
     batch_size: int = option(8, "Sequences per generation/scoring batch.")
-    backend: str = option("transformers", f"Generation engine: {', '.join(BACKENDS)}.")
+    backend: str = option("transformers", "Generation engine: transformers; vllm (vLLM in this environment, "
+                                          "one engine per checkpoint); vllm-server (a `vllm serve` process started "
+                                          "per checkpoint from --vllm-command, e.g. .venv-vllm/bin/vllm). vLLM "
+                                          "samples, our scorer scores (teacher-forced).")
+    vllm_command: str = option("vllm", "--backend vllm-server: how to run vLLM's CLI (another venv's vllm).")
+    vllm_eager: bool = option(False, "vLLM backends: skip vLLM's compilation (starts in seconds, not minutes; "
+                                     "generates slower: worth it for small runs and on CPUs).")
     ray: bool = option(False, "Generate the checkpoints as Ray tasks, one per checkpoint (the `ray` extra); "
                               "a local cluster unless --ray-address or RAY_ADDRESS names one.")
     ray_address: Optional[str] = option(None, "Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")

@@ -169,6 +169,7 @@ def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
     resolve_device(config.device)  # a missing GPU fails now
     series = discover_checkpoints(root, base=base, skip_bad=config.skip_bad,
                                   trust_remote_code=config.trust_remote_code)
+    _check_backend(config, series)
     problems = load_problems(None if config.prompts_file else task, prompts_file=config.prompts_file,
                              n=config.num_prompts, seed=seed, question_field=config.question_field,
                              answer_field=config.answer_field)
@@ -179,6 +180,26 @@ def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
         (Path(config.path) if Path(config.path).is_dir() else Path(config.path).parent) / "reasonlens"
     return Plan(config, mode, _out(config, default), lexicon, series=series, problems=problems,
                 problem_info=info, run=run, run_config=run_config)
+
+
+def _check_backend(config: AnalyzeConfig, series) -> None:
+    """vLLM must be reachable, and it loads only full model folders (no adapter, no .gguf)."""
+    import importlib.util
+    import shutil
+
+    if config.backend == "transformers":
+        return
+    if config.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ReasonlensError("--backend vllm needs vLLM in this environment: run `make install-vllm` and use "
+                              ".venv-vllm/bin/reasonlens, or --backend vllm-server --vllm-command .venv-vllm/bin/vllm.")
+    if config.backend == "vllm-server" and shutil.which(config.vllm_command.split()[0]) is None:
+        raise ReasonlensError(f"--vllm-command {config.vllm_command!r} is not an executable: point it at vLLM's CLI, "
+                              "e.g. .venv-vllm/bin/vllm (make install-vllm builds it).")
+    unusable = [c.name for c in series.checkpoints if c.kind in ("peft", "gguf")]
+    if unusable:
+        raise ReasonlensError(f"--backend {config.backend} loads full model folders only; {', '.join(unusable)} "
+                              "are PEFT adapters or .gguf files: merge them into model folders, or use "
+                              "--backend transformers.")
 
 
 def _check_output_folder(plan: Plan) -> None:

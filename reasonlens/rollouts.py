@@ -9,6 +9,7 @@ instead of mixing results. `rollout_checkpoint` is the unit the distributed runn
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def checkpoint_keys(plan: Plan, device: str) -> tuple[list, str, str]:
         dtype = resolve_dtype_name(config.dtype, device)
     plan.runtime = runtime(device, dtype, torch.get_num_threads()) | {
         "backend": config.backend, "scoring": scoring_source(config), "ray": config.ray}
+    if config.backend != "transformers":
+        from reasonlens.models.vllm_generation import vllm_info
+
+        plan.runtime["vllm"] = vllm_info(config.vllm_command if config.backend == "vllm-server" else None)
     settings = {name: getattr(config, name) for name in _SAMPLING} | {
         "device": device, "dtype": dtype, "problems": plan.problem_info, "seed": plan.problem_info["seed"]}
     problems_key = cache_key([dataclasses.asdict(p) for p in plan.problems])
@@ -98,6 +103,8 @@ def weights_fingerprint(path) -> list:
 
 def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataFrame:
     """One checkpoint's rollout table: sample K answers per problem, score every token, grade answers."""
+    if plan.config.backend != "transformers":
+        return _vllm_checkpoint(ckpt, plan, device, dtype, bar)
     from reasonlens.models.generation import generate
     from reasonlens.models.loading import load_model
     from reasonlens.models.scoring import score_tokens
@@ -122,6 +129,52 @@ def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.Dat
             scores = score_tokens(model, [g.prompt_token_ids for g in generations],
                                   [g.token_ids for g in generations], temperature=config.score_temperature,
                                   batch_size=config.batch_size)
+    bar.remove_task(task)
+    del model
+    gc.collect()
+    with plan.timed("grade"):
+        return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
+
+
+def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataFrame:
+    """vLLM samples (in this process, or a `vllm serve` started for the checkpoint), then our scorer scores."""
+    from transformers import GenerationConfig
+
+    from reasonlens.models import vllm_generation
+    from reasonlens.models.bundled import bundled_model_dir
+    from reasonlens.models.generation import stop_token_ids
+    from reasonlens.models.loading import load_model, load_tokenizer
+    from reasonlens.models.scoring import score_tokens
+    from reasonlens.sources.specs import model_source
+    from reasonlens.sources.tasks import chat_prompt
+
+    config = plan.config
+    folder = bundled_model_dir() if model_source(ckpt.path)[0] == "bundled" else ckpt.path
+    tokenizer = load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
+    try:
+        generation_config = GenerationConfig.from_pretrained(folder)
+    except OSError:  # no generation_config.json: the tokenizer's EOS ends a response
+        generation_config = None
+    prompts = [tokenizer(chat_prompt(tokenizer, p.question), add_special_tokens=False)["input_ids"]
+               for p in plan.problems]
+    task = bar.add_task(f"{ckpt.name}: vLLM", total=len(prompts) * config.samples)
+    timings: dict = {}
+    engine = vllm_generation.generate_vllm if config.backend == "vllm" else functools.partial(
+        vllm_generation.generate_vllm_server, vllm_command=config.vllm_command)
+    with plan.timed("generate"):
+        generations = engine(str(folder), prompts, samples=config.samples, max_new_tokens=config.max_new_tokens,
+                             temperature=config.temperature, top_p=config.top_p, seed=plan.problem_info["seed"],
+                             dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype],
+                             stop_token_ids=stop_token_ids(generation_config, tokenizer), tokenizer=tokenizer,
+                             enforce_eager=config.vllm_eager, progress=lambda n: bar.advance(task, n),
+                             timings=timings)
+    plan.seconds["vllm_startup"] = plan.seconds.get("vllm_startup", 0.0) + timings.get("startup_s", 0.0)
+    bar.update(task, description=f"{ckpt.name}: score")
+    with plan.timed("load"):  # after vLLM has freed its engine: on a GPU both would not fit
+        model, _ = load_model(str(ckpt.path), device=device, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    with plan.timed("score"):
+        scores = score_tokens(model, [g.prompt_token_ids for g in generations], [g.token_ids for g in generations],
+                              temperature=config.score_temperature, batch_size=config.batch_size)
     bar.remove_task(task)
     del model
     gc.collect()

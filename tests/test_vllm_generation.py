@@ -141,6 +141,11 @@ def test_server_mode_request_bodies(fake, tiny_tokenizer_dir):
         assert arg in argv
 
 
+def test_server_command_may_be_one_string(fake, tiny_tokenizer_dir):
+    command = f"{sys.executable} {fake.log.parent / 'fake_vllm.py'}"  # as a CLI's --vllm-command gives it
+    assert len(fake(tokenizer_dir=tiny_tokenizer_dir, vllm_command=command)) == 6
+
+
 def test_server_mode_greedy_sends_n1_and_repeats(fake, tiny_tokenizer_dir):
     gens = fake(tokenizer_dir=tiny_tokenizer_dir, temperature=0)
     assert all(b["n"] == 1 and "seed" not in b and b["temperature"] == 0 for b in fake.requests())
@@ -174,13 +179,15 @@ def test_server_is_stopped_on_ctrl_c(fake, tiny_tokenizer_dir):
     assert not _alive(fake.pid())
 
 
-def test_missing_vllm_command_names_the_fix(tiny_tokenizer_dir):
+def test_missing_vllm_command_names_the_fix(tiny_tokenizer_dir, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
+    monkeypatch.setattr(vg.tempfile, "tempdir", str(tmp_path))
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     with pytest.raises(ReasonlensError, match=r"make install-vllm.*--vllm-command \.venv-vllm/bin/vllm"):
         vg.generate_vllm_server("m", [[1]], samples=1, max_new_tokens=2, temperature=0, top_p=1, seed=0,
                                 stop_token_ids={2}, tokenizer=tokenizer, vllm_command=("/nonexistent/vllm",))
+    assert not list(tmp_path.iterdir())  # no empty log left behind
 
 
 def test_missing_vllm_names_the_fix(monkeypatch, tiny_tokenizer_dir):
@@ -233,7 +240,7 @@ def vllm_tiny(tiny_tokenizer_dir, tmp_path_factory):
 def _call(vllm_tiny, fn=None, **kwargs):
     path, tokenizer, prompts = vllm_tiny
     ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    stops = {tokenizer.eos_token_id, *range(300, 300 + N_STOPS)}  # = stop_token_ids(model, tokenizer)
+    stops = {tokenizer.eos_token_id, *range(300, 300 + N_STOPS)}  # = stop_token_ids(model.generation_config, tokenizer)
     args = dict(samples=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=0, stop_token_ids=stops,
                 tokenizer=tokenizer, enforce_eager=True)
     args.update(kwargs)
@@ -251,6 +258,12 @@ def sampled(vllm_tiny):
 
 def _key(gens):
     return [(g.prompt_index, g.sample_id, g.token_ids, g.truncated) for g in gens]
+
+
+def _sampled_fields(gens):
+    """What a backend samples (``generate`` may also fill logprobs while sampling; vLLM leaves them None)."""
+    return [(g.prompt_index, g.sample_id, g.prompt_token_ids, g.token_ids, g.text, g.offsets, g.truncated)
+            for g in gens]
 
 
 @needs_vllm
@@ -289,7 +302,7 @@ def test_greedy_equals_transformers_greedy(vllm_tiny):
     ours, _, _ = _call(vllm_tiny, temperature=0.0, samples=2, enforce_eager=False, max_new_tokens=16)
     model, tokenizer = load_model(path, device="cpu", dtype="fp32")
     theirs = generate(model, tokenizer, prompts, samples=2, max_new_tokens=16, temperature=0, batch_size=4)
-    assert ours == theirs  # ids, truncation, text and offsets
+    assert _sampled_fields(ours) == _sampled_fields(theirs)  # ids, truncation, text and offsets
     assert {g.truncated for g in ours} == {True, False}
 
 
@@ -301,6 +314,7 @@ def test_server_mode_equals_in_process(sampled, vllm_tiny):
         pytest.skip(f"no vllm script beside {sys.executable}")
     served, _, _ = _call(vllm_tiny, fn=vg.generate_vllm_server, vllm_command=(str(vllm_script),))
     assert served == sampled[0]
+    assert all(g.logprobs is None and g.entropies is None for g in served)  # never requested
     info = vg.vllm_info((str(vllm_script),))
     assert info["vllm"] == vg.vllm_info()["vllm"] and info["device"] == vg.vllm_info()["device"]
 

@@ -143,9 +143,9 @@ def _check_args(prompts, samples, max_new_tokens, temperature, top_p, batch_size
             raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
 
 
-def stop_token_ids(model, tokenizer) -> set[int]:
-    """EOS ids of the model's generation config plus the tokenizer's EOS."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+def stop_token_ids(generation_config, tokenizer) -> set[int]:
+    """EOS ids of a model's generation config (``model.generation_config``, or None) plus the tokenizer's EOS."""
+    configured = getattr(generation_config, "eos_token_id", None)
     ids = set(configured if isinstance(configured, (list, tuple)) else [configured])
     ids.add(tokenizer.eos_token_id)
     ids.discard(None)
@@ -234,7 +234,7 @@ def generate(model, tokenizer, prompts: list[str], *, samples: int = 4, max_new_
     for index, ids in enumerate(prompt_ids):
         if not ids:
             raise ReasonlensError(f"Prompt {index} is empty; every prompt needs at least one token.")
-    stop_ids = stop_token_ids(model, tokenizer)
+    stop_ids = stop_token_ids(getattr(model, "generation_config", None), tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_ids)
     config = _generation_config(pad_id, stop_ids, max_new_tokens)
     jobs = [(p, k) for p in range(len(prompts)) for k in range(samples)]

@@ -4,9 +4,10 @@ What: the same job as :func:`reasonlens.models.generation.generate` -- K respons
 checkpoint, returned as ``list[Generation]`` ordered by prompt_index then sample_id -- done by vLLM's
 paged-attention engine, which batches all K x N sequences continuously instead of padding fixed
 batches. Tokenization and scoring stay ours: prompts go in as token ids, the sampled token ids come
-back as vLLM drew them (no logprobs are requested; :mod:`reasonlens.models.scoring` scores every token
-afterwards with the checkpoint itself), and ``text``/``offsets`` come from our tokenizer via
-:func:`reasonlens.models.offsets.token_offsets`, exactly as in ``generate``.
+back as vLLM drew them, and ``text``/``offsets`` come from our tokenizer via
+:func:`reasonlens.models.offsets.token_offsets`, exactly as in ``generate``. No logprobs are requested,
+so ``Generation.logprobs``/``entropies`` stay None: :mod:`reasonlens.models.scoring` scores every token
+afterwards with the checkpoint itself.
 
 Why two modes:
 
@@ -51,6 +52,8 @@ import json
 import numbers
 import os
 import platform
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,8 +80,10 @@ INSTALL_HINT = ("run `make install-vllm` (it builds .venv-vllm with vLLM's CPU b
 
 
 def _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, stop_token_ids) -> list[list[int]]:
-    if isinstance(prompt_token_ids, (str, bytes)) or not all(
-            isinstance(p, (list, tuple)) and all(isinstance(t, numbers.Integral) and t >= 0 for t in p) for p in prompt_token_ids):
+    def token_list(p) -> bool:
+        return isinstance(p, (list, tuple)) and all(isinstance(t, numbers.Integral) and t >= 0 for t in p)
+
+    if isinstance(prompt_token_ids, (str, bytes)) or not all(token_list(p) for p in prompt_token_ids):
         raise ReasonlensError("prompt_token_ids must be a list of token-id lists (tokenize the chat-templated "
                               "prompts with add_special_tokens=False first).")
     checks = [("samples", samples, samples >= 1, "an integer >= 1"),
@@ -93,7 +98,7 @@ def _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, s
             raise ReasonlensError(f"Prompt {index} is empty; every prompt needs at least one token.")
     if not stop_token_ids:
         raise ReasonlensError("stop_token_ids is empty; pass the EOS ids "
-                              "(reasonlens.models.generation.stop_token_ids(model, tokenizer)).")
+                              "(reasonlens.models.generation.stop_token_ids(model.generation_config, tokenizer)).")
     return [list(map(int, p)) for p in prompt_token_ids]
 
 
@@ -119,7 +124,8 @@ def _to_generations(prompt_index: int, prompt_ids: list[int], outputs: list[tupl
         if truncated and finish_reason == "stop" and len(token_ids) < max_new_tokens:
             truncated = False  # vLLM stopped on a stop token it did not report
         text, offsets = token_offsets(tokenizer, token_ids)  # text = decode(token_ids, **DECODE_KWARGS)
-        results.append(Generation(prompt_index, sample_id, list(prompt_ids), token_ids, text, offsets, truncated))
+        results.append(Generation(prompt_index=prompt_index, sample_id=sample_id, prompt_token_ids=list(prompt_ids),
+                                  token_ids=token_ids, text=text, offsets=offsets, truncated=truncated))
     return results
 
 
@@ -158,7 +164,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def vllm_info(vllm_command: Sequence[str] | None = None) -> dict:
+def vllm_info(vllm_command: str | Sequence[str] | None = None) -> dict:
     """Provenance of the vLLM that generates: version, distribution and device.
 
     Without ``vllm_command``: the vLLM importable here (a :class:`ReasonlensError` naming the fix if there
@@ -166,7 +172,7 @@ def vllm_info(vllm_command: Sequence[str] | None = None) -> dict:
     its script (``.venv-vllm/bin/vllm`` -> ``.venv-vllm/bin/python``).
     """
     if vllm_command is not None:
-        return _remote_info(vllm_command)
+        return _remote_info(_command(vllm_command))
     vllm = _import_vllm()
     from vllm.platforms import current_platform
 
@@ -183,29 +189,25 @@ def vllm_info(vllm_command: Sequence[str] | None = None) -> dict:
             "device_name": device_name, "python": sys.executable}
 
 
-def _remote_info(vllm_command: Sequence[str]) -> dict:
-    """vllm_info() of the environment behind ``vllm_command``, via its script's interpreter."""
-    exe = Path(vllm_command[0])
-    resolved = exe if exe.is_file() else Path(_which(str(exe)) or exe)
-    python = resolved.with_name("python")
-    code = ("import json; from reasonlens.models.vllm_generation import vllm_info; print(json.dumps(vllm_info()))")
-    fallback = ("import json, vllm; from vllm.platforms import current_platform as p; "
-                "print(json.dumps({'vllm': vllm.__version__, 'device': p.device_type, 'python': __import__('sys').executable}))")
-    for snippet in (code, fallback):
-        if not python.is_file():
-            break
-        done = subprocess.run([str(python), "-c", snippet], capture_output=True, text=True, timeout=300)
-        if done.returncode == 0 and done.stdout.strip():
-            return json.loads(done.stdout.strip().splitlines()[-1])
-    done = subprocess.run([*vllm_command, "--version"], capture_output=True, text=True, timeout=300)
-    return {"vllm": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else None, "device": None,
-            "command": list(vllm_command)}
-
-
-def _which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)
+def _remote_info(vllm_command: list[str]) -> dict:
+    """vllm_info() of the environment behind ``vllm_command``, asked through the ``python`` beside its
+    script (with reasonlens there, else vLLM alone), or ``vllm --version`` as a last resort."""
+    script = Path(shutil.which(vllm_command[0]) or vllm_command[0])
+    python = script.with_name("python")
+    ours = "import json; from reasonlens.models.vllm_generation import vllm_info; print(json.dumps(vllm_info()))"
+    bare = ("import json, sys, vllm; from vllm.platforms import current_platform as p; "
+            "print(json.dumps({'vllm': vllm.__version__, 'device': p.device_type, 'python': sys.executable}))")
+    try:
+        for snippet in (ours, bare) if python.is_file() else ():
+            done = subprocess.run([str(python), "-c", snippet], capture_output=True, text=True, timeout=300)
+            lines = done.stdout.strip().splitlines()
+            if done.returncode == 0 and lines:
+                return json.loads(lines[-1])
+        done = subprocess.run([*vllm_command, "--version"], capture_output=True, text=True, timeout=300)
+    except FileNotFoundError as err:
+        raise ReasonlensError(f"Cannot run the vLLM command {vllm_command[0]!r}: {INSTALL_HINT}.") from err
+    lines = done.stdout.strip().splitlines()
+    return {"vllm": lines[-1] if done.returncode == 0 and lines else None, "device": None, "command": vllm_command}
 
 
 def _import_vllm():
@@ -231,7 +233,7 @@ def generate_vllm(model_path, prompt_token_ids: list[list[int]], *, samples: int
     ----------
     model_path : a full HF model folder (one checkpoint).
     prompt_token_ids : the chat-templated prompts, tokenized by ``tokenizer`` without added special tokens.
-    stop_token_ids : where a response ends (``stop_token_ids(model, tokenizer)``); cut from ``token_ids``.
+    stop_token_ids : where a response ends (``stop_token_ids(model.generation_config, tokenizer)``); cut from ``token_ids``.
     tokenizer : ours: decodes ``text`` and ``offsets`` (``models.offsets.token_offsets``). vLLM loads the
         folder's tokenizer too, but only for its EOS id (``detokenize=False``: it decodes nothing).
     dtype : ``"float32"`` on CPU (vLLM's CPU kernels); ``"bfloat16"`` is the usual choice on a GPU.
@@ -258,8 +260,8 @@ def generate_vllm(model_path, prompt_token_ids: list[list[int]], *, samples: int
     from vllm import LLM, SamplingParams
     from vllm.platforms import current_platform
 
-    kwargs = {"model": str(model_path), "dtype": dtype, "seed": int(seed), "generation_config": "vllm", "max_model_len": _max_model_len(prompt_ids, max_new_tokens),
-              "enforce_eager": enforce_eager}
+    kwargs = {"model": str(model_path), "dtype": dtype, "seed": int(seed), "generation_config": "vllm",
+              "max_model_len": _max_model_len(prompt_ids, max_new_tokens), "enforce_eager": enforce_eager}
     if memory_fraction is not None:
         kwargs["gpu_memory_utilization"] = float(memory_fraction)
     elif current_platform.is_cpu() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
@@ -319,7 +321,7 @@ def _shutdown(llm) -> None:
 def generate_vllm_server(model_path, prompt_token_ids: list[list[int]], *, samples: int, max_new_tokens: int,
                          temperature: float, top_p: float, seed: int, dtype: str = "float32",
                          stop_token_ids: Iterable[int], tokenizer, memory_fraction: float | None = None,
-                         vllm_command: Sequence[str] = ("vllm",), port: int | None = None,
+                         vllm_command: str | Sequence[str] = ("vllm",), port: int | None = None,
                          enforce_eager: bool = False, startup_timeout: float = 900.0,
                          request_timeout: float = 3600.0, concurrency: int = 64,
                          extra_args: Sequence[str] = (), log_path: str | os.PathLike | None = None,
@@ -329,7 +331,7 @@ def generate_vllm_server(model_path, prompt_token_ids: list[list[int]], *, sampl
 
     Parameters (beyond :func:`generate_vllm`'s)
     ------------------------------------------
-    vllm_command : how to run vLLM's CLI, e.g. ``(".venv-vllm/bin/vllm",)``.
+    vllm_command : how to run vLLM's CLI, e.g. ``".venv-vllm/bin/vllm"`` (a string is split like a shell).
     port : on 127.0.0.1; None = a free one.
     startup_timeout : seconds to wait for ``/health`` (loading and compiling the model).
     concurrency : prompts in flight at once (vLLM batches them).
@@ -346,7 +348,7 @@ def generate_vllm_server(model_path, prompt_token_ids: list[list[int]], *, sampl
     stop_ids = {int(t) for t in stop_token_ids}
     prompt_ids = _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, stop_ids)
     port = port or _free_port()
-    cmd = [*map(str, vllm_command), "serve", str(model_path), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*_command(vllm_command), "serve", str(model_path), "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", SERVED_MODEL_NAME, "--dtype", dtype, "--seed", str(int(seed)),
            "--generation-config", "vllm",
            "--max-model-len", str(_max_model_len(prompt_ids, max_new_tokens))]
@@ -406,14 +408,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _parent_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM if the process that started it dies without stopping it."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """Linux: a ``preexec_fn`` so the server gets SIGTERM if the process that started it dies without
+    stopping it (SIGKILL, a crash). libc's ``prctl`` is looked up here, in the parent: the child only
+    calls it (no import or dlopen between fork and exec, where another thread's lock could deadlock)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:  # pragma: no cover - runs in the child
+        prctl(1, sigterm)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+def _command(vllm_command: str | Sequence[str]) -> list[str]:
+    """``".venv-vllm/bin/vllm"`` or ``"python -m ..."`` (split like a shell) or a sequence of arguments."""
+    return shlex.split(vllm_command) if isinstance(vllm_command, str) else [str(a) for a in vllm_command]
 
 
 class _VllmServer:
@@ -434,9 +451,10 @@ class _VllmServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until stopped
         try:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env, start_new_session=True,
-                                         preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None)
+                                         env=self.env, start_new_session=True, preexec_fn=_parent_death_signal())
         except FileNotFoundError as err:
+            if not self.keep_log:
+                self.log_path.unlink(missing_ok=True)  # empty: nothing ran
             raise ReasonlensError(f"Cannot run the vLLM command {self.cmd[0]!r} ({err.strerror}): "
                                   f"{INSTALL_HINT}.") from err
         finally:
