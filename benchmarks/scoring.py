@@ -1,6 +1,6 @@
 """Token-scoring benchmark: ours (`score_tokens`) against the floor and the naive path, one JSON contract.
 
-Run (CPU, bundled SmolLM2-135M, fp32, ~1 min):
+Run (CPU, bundled SmolLM2-135M, fp32, 4 x 128 tokens, ~40 s of CPU time; without --quick 4 x 512, ~4 min):
   taskset -c 0 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scoring.py --quick
 Run (CUDA, random-init Qwen2.5-1.5B and -7B shapes, bf16, 16k and 32k tokens; no weights travel):
   .venv/bin/python benchmarks/scoring.py --gpu
@@ -9,19 +9,22 @@ Paths, all on the same batch of equal-length sequences (prompt + response, no pa
   floor - the unavoidable work: the decoder body once, then the lm_head matmul in the model's dtype over
           the response rows only; no upcast, no softmax. Its matmul runs in the same row chunks as ours,
           into one reused buffer: a single (N, V) matmul would add N x V outputs of memory no scorer needs,
-          and on CPU (fp32, one thread) it was no faster than 256-row chunks (1.79-2.17 s either way for
-          1792 rows, within the noise of this shared machine).
+          and it is also slower: on CPU (SmolLM2, fp32, one AVX2 thread, 1792 rows) 1.82 s of CPU time
+          against 1.54 s in 256-row chunks (median of 5; the fresh pages of a 352 MB output cost).
   naive - model(ids).logits for every position -> float -> log_softmax -> gather and entropy.
   ours  - `score_tokens` (decoder once, lm_head over chunks of response rows, each chunk reduced at once);
           on CUDA also `ours_torch` (reducer="torch") beside the default fused Triton reducer.
+          Also reported: ours' largest relative difference from naive (max |a - b| / max(|b|, 1e-3)).
 Time: one process, the paths alternate within each repetition (so drifting machine load hits them all
 alike) after one untimed full-size run each (kernel compilation, allocator warm-up); median per path of
 the wall-clock seconds and of the process's CPU seconds (time.process_time: on a CPU shared with other
 jobs, the time-slicing that inflates wall-clock seconds leaves these alone; meaningless on CUDA).
 Memory: the peak *above* what is held before the call (weights, inputs). CPU: one forked child per path
-(before any timed run, so no freed pages hide a peak), VmHWM reset through /proc/self/clear_refs after a
-small warm-up, peak = VmHWM - VmRSS before; torch CPU allocations are invisible to tracemalloc, RSS sees
-them. CUDA: torch.cuda.max_memory_allocated after a reset, minus memory_allocated before.
+(forked before any timed run, sharing the loaded model), glibc's mmap threshold fixed so RSS follows live
+tensors, a small warm-up, malloc_trim, VmHWM reset through /proc/self/clear_refs, one full run, peak =
+VmHWM - VmRSS before (torch CPU allocations are invisible to tracemalloc; RSS sees them). CUDA:
+torch.cuda.max_memory_allocated after a reset, minus memory_allocated before; a path that runs out of
+memory gets null and is not timed.
 Output: one line per case, then the last line, a JSON object: time_ratio_vs_floor and mem_ratio_vs_floor
 (ours / floor; with several cases the worst case's), device, dtype, per-case raw seconds and MiB, and the
 machine (CPU model, torch.backends.cpu.get_cpu_capability(), threads, GPU name).
@@ -30,6 +33,7 @@ machine (CPU model, torch.backends.cpu.get_cpu_capability(), threads, GPU name).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing
 import platform
@@ -128,7 +132,14 @@ def _time_paths(paths, model, prompts, responses, repeats, sync) -> tuple[dict, 
 
 def _cpu_peak_child(path, model, prompts, responses, conn) -> None:
     """In a forked child: warm up on a tiny input, reset VmHWM, run once, send the peak in bytes."""
+    libc = ctypes.CDLL(None)
+    # RSS should follow live tensors, not glibc's retention policy: with its dynamic mmap threshold, freed
+    # multi-MiB blocks stay in the heap, and identical runs differed by up to 30 MiB. Fixed threshold
+    # (M_MMAP_THRESHOLD = -3): blocks >= 256 KiB are mmapped and unmapped on free; then return the free
+    # heap pages left by the model loading and the warm-up (malloc_trim).
+    libc.mallopt(-3, 256 * 1024)
     _call(path, model, prompts[:1], [r[:8] for r in responses[:1]], lambda: None)
+    libc.malloc_trim(0)
     before = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
     _call(path, model, prompts, responses, lambda: None)
@@ -143,8 +154,10 @@ def _cpu_peaks(paths, model, prompts, responses) -> dict:
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_cpu_peak_child, args=(path, model, prompts, responses, send))
         child.start()
+        child.join()  # the one int it sends fits the pipe's buffer
+        if child.exitcode != 0:
+            raise RuntimeError(f"the {name!r} memory run failed (exit code {child.exitcode}); see its traceback above")
         peaks[name] = receive.recv()
-        child.join()
     return peaks
 
 
@@ -193,18 +206,27 @@ def run_case(model, label, *, batch, prompt, response, chunk_rows, repeats) -> d
     sync = (lambda: None) if device == "cpu" else torch.cuda.synchronize
     seconds, cpu_seconds, outputs = _time_paths(paths, model, prompts, responses, repeats, sync)
     case = {"case": label, "batch": batch, "prompt": prompt, "response": response, "rows_scored": batch * response,
-            "vocab": vocab, "chunk_rows": chunk_rows, "repeats": repeats,
-            "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mib": {n: None if p is None else round(p / 2**20, 1) for n, p in peaks.items()}}
-    for name in paths.keys() - {"floor"}:
-        case[f"{name}_time_ratio_vs_floor"] = seconds[name] / seconds["floor"]
-        case[f"{name}_cpu_time_ratio_vs_floor"] = cpu_seconds[name] / cpu_seconds["floor"]
-        case[f"{name}_mem_ratio_vs_floor"] = peaks[name] / max(peaks["floor"], 1)
-    if "naive" in outputs:
-        naive = outputs["naive"]
-        for name in paths.keys() - {"floor", "naive"}:
+            "vocab": vocab, "chunk_rows": chunk_rows, "repeats": repeats, "seconds": seconds,
+            **({"cpu_seconds": cpu_seconds} if device == "cpu" else {}),
+            "peak_mib": {name: None if peak is None else round(peak / 2**20, 1) for name, peak in peaks.items()}}
+    return {**case, **_ratios(seconds, cpu_seconds if device == "cpu" else None, peaks, outputs)}
+
+
+def _ratios(seconds, cpu_seconds, peaks, outputs) -> dict:
+    """Each path's time and memory over the floor's; ours' largest relative difference from naive."""
+    import numpy as np
+
+    ratios = {}
+    for name in [name for name in seconds if name != "floor"]:
+        ratios[f"{name}_time_ratio_vs_floor"] = seconds[name] / seconds["floor"]
+        if cpu_seconds is not None:
+            ratios[f"{name}_cpu_time_ratio_vs_floor"] = cpu_seconds[name] / cpu_seconds["floor"]
+        ratios[f"{name}_mem_ratio_vs_floor"] = peaks[name] / max(peaks["floor"], 1)
+        if name.startswith("ours") and "naive" in outputs:
+            naive = outputs["naive"]
             diff = np.abs(outputs[name] - naive) / np.maximum(np.abs(naive), 1e-3)
-            case[f"{name}_max_rel_diff_vs_naive"] = float(diff.max())
-    return case
+            ratios[f"{name}_max_rel_diff_vs_naive"] = float(diff.max())
+    return ratios
 
 
 def _qwen(size: str):
@@ -254,14 +276,18 @@ def _gpu_cases(args) -> tuple[list[dict], str]:
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device; torch sees none (run --quick on CPU).")
+    from reasonlens.models.scoring import select_reducer
+
+    ours = select_reducer("auto", torch.device("cuda"))[0].__name__  # the fused one unless triton is missing
     cases = []
     for size in args.models:
         model = _qwen(size)
         for tokens in args.tokens:
             batch, length = GPU_TOKENS[tokens]
             prompt = length // 8  # 7/8 of every sequence is response, as in long reasoning rollouts
-            cases.append(run_case(model, f"qwen2.5-{size} {batch}x{length}", batch=batch, prompt=prompt,
-                                  response=length - prompt, chunk_rows=args.chunk_rows, repeats=args.repeats))
+            cases.append({**run_case(model, f"qwen2.5-{size} {batch}x{length}", batch=batch, prompt=prompt,
+                                     response=length - prompt, chunk_rows=args.chunk_rows, repeats=args.repeats),
+                          "ours_reducer": ours})
             print(json.dumps(cases[-1]), flush=True)
         del model
         torch.cuda.empty_cache()
@@ -277,7 +303,7 @@ def main(args) -> None:
         print(json.dumps(cases[0]))
     worst = max(cases, key=lambda c: c["ours_time_ratio_vs_floor"])
     print(json.dumps({"time_ratio_vs_floor": worst["ours_time_ratio_vs_floor"],
-                      "cpu_time_ratio_vs_floor": worst["ours_cpu_time_ratio_vs_floor"],
+                      "cpu_time_ratio_vs_floor": worst.get("ours_cpu_time_ratio_vs_floor"),
                       "mem_ratio_vs_floor": max(c["ours_mem_ratio_vs_floor"] for c in cases),
                       "device": device, "dtype": "bf16" if args.gpu else args.dtype, "worst_case": worst["case"],
                       "cases": cases, "machine": machine()}))
@@ -285,7 +311,9 @@ def main(args) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU, SmolLM2 fp32, 4 x 128 tokens, 3 repeats (~1 min)")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU, SmolLM2 fp32, 4 x (16 + 112) tokens, 3 repeats (overrides --prompt, --response, "
+                             "--repeats; ~40 s of CPU time)")
     parser.add_argument("--gpu", action="store_true", help="CUDA, random-init Qwen2.5 shapes in bf16")
     parser.add_argument("--model", default="smollm2", help="CPU: model spec for load_model")
     parser.add_argument("--dtype", default="fp32", help="CPU: fp32 (bf16 is emulated on AVX2-only CPUs)")

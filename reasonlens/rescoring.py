@@ -116,7 +116,7 @@ def _score_steps(ckpt, frames: dict[int, pd.DataFrame], plan: Plan, device: str,
         responses = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in frame[C.RESPONSE]]
         with plan.timed("score"):
             scores = score_tokens(model, prompts, responses, temperature=config.score_temperature,
-                                  batch_size=config.batch_size)
+                                  batch_size=config.batch_size, reducer=config.scoring)
         texts = [token_offsets(tokenizer, ids) for ids in responses]
         out[step] = frame.assign(**{
             C.CHECKPOINT: ckpt.name, C.PROMPT_TOKEN_IDS: prompts, C.TOKEN_IDS: responses,

@@ -128,7 +128,7 @@ def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.Dat
         with plan.timed("score"):
             scores = score_tokens(model, [g.prompt_token_ids for g in generations],
                                   [g.token_ids for g in generations], temperature=config.score_temperature,
-                                  batch_size=config.batch_size)
+                                  batch_size=config.batch_size, reducer=config.scoring)
     bar.remove_task(task)
     del model
     gc.collect()
@@ -174,7 +174,8 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
         model, _ = load_model(str(ckpt.path), device=device, dtype=dtype, trust_remote_code=config.trust_remote_code)
     with plan.timed("score"):
         scores = score_tokens(model, [g.prompt_token_ids for g in generations], [g.token_ids for g in generations],
-                              temperature=config.score_temperature, batch_size=config.batch_size)
+                              temperature=config.score_temperature, batch_size=config.batch_size,
+                              reducer=config.scoring)
     bar.remove_task(task)
     del model
     gc.collect()

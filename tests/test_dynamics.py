@@ -129,3 +129,33 @@ def test_credit_by_token_class_for_training_runs(rollouts):
     assert table[D.ADVANTAGE_PLANNING].tolist() == pytest.approx([1.0, 1.2])
     assert table[D.ADVANTAGE_EXECUTION].tolist() == pytest.approx([1.0, 1.0])
     assert D.ADVANTAGE_PLANNING not in dynamics_table(rollouts, equivalent=_equal).columns
+
+
+def test_step_metrics_is_the_dynamics_row_of_one_step(rollouts):
+    one = rollouts[rollouts[C.STEP] == 10]
+    got = step_metrics(one, equivalent=_equal)
+    row = dynamics_table(rollouts, equivalent=_equal).iloc[1]
+    # the same numbers as the table's row, without the ratios to a first step
+    assert D.REL_PPL_EXECUTION not in got and got[D.STEP] == 10
+    for name in (D.ACCURACY, D.PPL_EXECUTION, D.SG_SEMANTIC_ENTROPY, D.ENTROPY_PLANNING, D.PLANNING_RATIO):
+        assert got[name] == pytest.approx(row[name])
+    with pytest.raises(ReasonlensError, match="one step"):
+        step_metrics(rollouts)
+
+
+def test_step_metrics_hand_computed():
+    table = tag_rollouts(pd.DataFrame({
+        C.STEP: [3, 3], C.PROMPT_ID: ["p:0", "p:0"], C.RESPONSE: ["wait wait", "so"], C.CORRECT: [True, False],
+        C.N_TOKENS: [2, 1], C.TRUNCATED: [False, True], C.ENTROPIES: [[1.0, 3.0], [2.0]],
+        C.LOGPROBS: [[-1.0, -1.0], [-1.0]], C.PLANNING_MASK: [[True, False], [False]],
+        C.ADVANTAGES: [[1.2, 1.0], [-1.0]]}), ["wait", "so"])
+    got = step_metrics(table, equivalent=_equal)
+    # 1 planning token of 3; advantages: planning 1.2, execution (1.0 - 1.0) / 2 = 0;
+    # entropies: planning 1.0, execution (3 + 2) / 2 = 2.5, all 6 / 3 = 2.0;
+    # grams wait x2, so x1 -> H = -(2/3 ln 2/3 + 1/3 ln 1/3) = 0.63651 nats;
+    # pass@2 of a group with 1 of 2 correct = 1; lengths (2 + 1) / 2
+    expected = {"planning_ratio": 1 / 3, "advantage_planning": 1.2, "advantage_execution": 0.0,
+                "sg_semantic_entropy": 0.63651, "entropy_planning": 1.0, "entropy_execution": 2.5,
+                "entropy_all": 2.0, "accuracy": 0.5, "pass_at_2": 1.0, "mean_length": 1.5,
+                "truncation_rate": 0.5}
+    assert {k: got[k] for k in expected} == pytest.approx(expected, abs=1e-5)

@@ -18,15 +18,21 @@ os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton", reason="triton is not installed (pip install 'reasonlens[dev]'); the fused "
                                      "reducer's interpreter tests need it")
 
-from test_scoring import (LOGIT_CASE_IDS, LOGIT_CASES, float64_reference,  # noqa: E402
-                          lm_head_case, reference_rows)
+from test_scoring import (LOGIT_CASE_IDS, LOGIT_CASES, assert_matches_reference,  # noqa: E402
+                          float64_reference, lm_head_case, reference_rows)
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from reasonlens.models import fused_scoring  # noqa: E402
-from reasonlens.models.scoring import score_tokens, select_reducer  # noqa: E402
+from reasonlens.models.scoring import FUSED_CHUNK_ROWS, score_tokens, select_reducer  # noqa: E402
 
 if not isinstance(fused_scoring._reduce_rows_kernel, InterpretedFunction):
     fused_scoring = importlib.reload(fused_scoring)
+
+
+def test_auto_reducer_on_cuda_is_triton():
+    import torch
+
+    assert select_reducer("auto", torch.device("cuda")) == (fused_scoring.logprob_entropy_fused, FUSED_CHUNK_ROWS)
 
 
 def test_uniform_logits_by_hand():
@@ -77,8 +83,7 @@ def test_reduce_logits_matches_float64_reference(dtype, temperature, with_bias, 
                                 softcap=softcap, block=128)
     ref_logp, ref_entropy = reference_rows(hidden, weight, targets, bias=bias, temperature=temperature,
                                            softcap=softcap)
-    np.testing.assert_allclose(logp.numpy(), ref_logp, rtol=1e-5)
-    np.testing.assert_allclose(entropy.numpy(), ref_entropy, rtol=1e-5)
+    assert_matches_reference(logp.numpy(), entropy.numpy(), ref_logp, ref_entropy)
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 8192], ids=["chunk7", "chunk8192"])
@@ -90,8 +95,7 @@ def test_fused_matches_float64_reference(chunk_rows):
                                                         softcap=2.0, chunk_rows=chunk_rows)
     ref_logp, ref_entropy = reference_rows(hidden, weight, targets, bias=bias, temperature=0.7, softcap=2.0)
     assert logp.dtype == entropy.dtype == torch.float32
-    np.testing.assert_allclose(logp.numpy(), ref_logp, rtol=1e-5)
-    np.testing.assert_allclose(entropy.numpy(), ref_entropy, rtol=1e-5)
+    assert_matches_reference(logp.numpy(), entropy.numpy(), ref_logp, ref_entropy)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7], ids=["t1", "t0.7"])

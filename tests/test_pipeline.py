@@ -72,8 +72,8 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
     monkeypatch.setattr(rollouts, "rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     assert calls == [2, 3]
-    rollouts = pd.read_parquet(tmp_path / "rollouts.parquet")
-    pd.testing.assert_frame_equal(rollouts[rollouts[C.STEP] == 1][first.columns].reset_index(drop=True), first)
+    table = pd.read_parquet(tmp_path / "rollouts.parquet")
+    pd.testing.assert_frame_equal(table[table[C.STEP] == 1][first.columns].reset_index(drop=True), first)
 
     calls.clear()  # a changed setting recomputes every step instead of mixing results
     pipeline.analyze(_config(tiny_series, tmp_path, max_new_tokens=6), progress=False)

@@ -1,12 +1,12 @@
 """Per-token log-probability of the sampled token and full-vocabulary entropy, without full logits.
 
 The decoder body runs once per batch; the lm_head then runs over chunks of *response* rows only, and
-each chunk of logits is reduced at once to four quantities per row (max, sum of exp, sum of exp * logit,
-target logit). Full-sequence float32 logits, which cost ~9x the forward pass's memory (environment.md),
-never exist. Two reducers share that contract: ``logprob_entropy_chunked`` here (torch; on CPU it reduces
-16 rows at a time inside the lm_head's own output buffer, so its memory is the floor's: decoder + one
-chunk of logits) and ``fused_scoring.logprob_entropy_fused`` (one Triton pass per chunk, CUDA), chosen
-by ``score_tokens(reducer=...)``.
+each chunk of logits is reduced, as soon as it exists, to four quantities per row (max, sum of exp, sum
+of exp * logit, target logit). Full-sequence float32 logits, which cost ~9x the forward pass's memory
+(40 vs 4.4 GiB for a 1.5B model on 16k tokens, measured on an H200), never exist. Two reducers share that contract, chosen by ``score_tokens(reducer=...)``:
+``logprob_entropy_chunked`` here (torch: a few rows at a time, in place in the lm_head's own output
+buffer, so its memory is the floor's, decoder + one chunk of logits, plus a few MiB) and
+``fused_scoring.logprob_entropy_fused`` (one Triton pass per chunk, CUDA).
 """
 
 from __future__ import annotations
@@ -18,15 +18,18 @@ import numpy as np
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.generation import pad_rows
 
-# Rows per lm_head chunk when the caller gives none. CPU: 256-row chunks are measured in
-# benchmarks/scoring.py; GPU: 4096 rows keep the matmul busy for the torch reducer, and the fused reducer
-# (fused_scoring.py) streams bf16 logits, so 8192 rows cost it 2.4 GiB at V=151936 (environment.md).
+# Rows per lm_head chunk when the caller gives none. CPU (SmolLM2, fp32, one AVX2 thread, 448 rows): the
+# chunked lm_head + reduction took 0.49 / 0.50 / 0.47 s of CPU time at 128 / 256 / 448 rows, so 256 rows
+# (48 MiB of logits at V=49152) it is. GPU: 4096 rows keep the matmul busy for the torch reducer; the fused
+# reducer (fused_scoring.py) streams bf16 logits, so 8192 rows cost it 2.4 GiB at V=151936.
 CPU_CHUNK_ROWS = 256
 GPU_CHUNK_ROWS = 4096
 FUSED_CHUNK_ROWS = 8192
-# On CPU each chunk is reduced 16 rows at a time: 16 x V float32 (3 MiB at V=49152) stays in cache across
-# the reduction's passes, and the only (C, V) buffer is the lm_head's own output, as in the floor.
-CPU_BLOCK_ROWS = 16
+# Each chunk is reduced a block of rows at a time, so the only (C, V) buffer is the lm_head's own output,
+# as in the floor. CPU: 8 x V float64 (3 MiB at V=49152) stays in cache across the reduction's passes.
+# GPU (the torch reducer, the fused one's fallback): 512 rows keep each op large, 0.6 GiB at V=151936.
+CPU_BLOCK_ROWS = 8
+GPU_BLOCK_ROWS = 512
 REDUCERS = ("auto", "torch", "triton")
 
 
@@ -42,8 +45,8 @@ def logprob_entropy_chunked(hidden, weight, targets, *, bias=None, temperature: 
     targets : (N,) long, the token each row predicts.
     temperature : logits are divided by it before the softmax (> 0).
     chunk_rows : rows per lm_head chunk. Extra memory: the chunk's logits in the model's dtype
-        (chunk_rows * V * itemsize bytes) plus float32 scratch for the rows reduced at once (16 rows on CPU,
-        the whole chunk on a GPU; the float32 upcast of a non-float32 model doubles that scratch).
+        (chunk_rows * V * itemsize bytes) plus float64 scratch for the rows reduced at once (8 on CPU,
+        512 on a GPU: b * V * 8 bytes), and b * V * 4 more for the float32 upcast of a non-float32 model.
     softcap : Gemma-style final logit soft-capping ``softcap * tanh(logits / softcap)``, or None.
 
     Returns
@@ -63,11 +66,11 @@ def logprob_entropy_chunked(hidden, weight, targets, *, bias=None, temperature: 
     logp = torch.empty(n_rows, dtype=torch.float32, device=device)
     entropy = torch.empty_like(logp)
     size = min(chunk_rows, n_rows)
-    block = min(CPU_BLOCK_ROWS, size) if device.type == "cpu" else size
+    block = min(CPU_BLOCK_ROWS if device.type == "cpu" else GPU_BLOCK_ROWS, size)
     # Buffers reused by every chunk: no per-chunk allocation (on CPU, fresh pages cost as much as a pass).
     raw = torch.empty(size, vocab, dtype=hidden.dtype, device=device)  # (C, V) model dtype
     upcast = None if hidden.dtype == torch.float32 else torch.empty(block, vocab, device=device)  # (b, V)
-    work = torch.empty(block, vocab, device=device)  # (b, V) float32
+    work = torch.empty(block, vocab, dtype=torch.float64, device=device)  # (b, V)
     targets = targets.to(device)
     for start in range(0, n_rows, chunk_rows):
         stop = min(start + chunk_rows, n_rows)
@@ -88,11 +91,12 @@ def _reduce_rows(logits, work, targets, temperature, softcap):
     """Overwrite float32 ``logits`` (b, V) with shifted logits; return (log p(target), entropy), each (b,).
 
     Per row it keeps what a streaming reducer would: max m, Z = sum exp(l - m), S = sum exp(l - m)(l - m)
-    and the target's logit; then log p = (l_t - m) - log Z and H = log Z - S / Z. Z is summed in float64:
-    it is 1 + R with R the mass off the top token, and in float32 log(1 + R) loses R below ~6e-8, which
-    for a confident row is the whole entropy; float64 resolves R down to ~1e-12 (the cost, on one AVX2
-    core: ~0.5 ns per logit, +40% on this reduction, <1% of scoring). Masking the top entry instead, as
-    the Triton kernel does, runs 5x slower than the whole reduction on CPU.
+    and the target's logit; then log p = (l_t - m) - log Z and H = log Z - S / Z. The exps land in the
+    float64 ``work`` (b, V), so Z and S are summed in float64: Z is 1 + R with R the mass off the top token,
+    and in float32 log(1 + R) loses R below ~6e-8, which for a confident row is the whole entropy. On one
+    AVX2 core this costs ~0.5 ns per logit (+40% on this reduction, <1% of scoring); summing in float64
+    from float32 exps allocates a float64 copy per call, and masking the top entry (the Triton kernel's
+    way) runs 5x slower than the whole reduction there.
     """
     import torch
 
@@ -102,9 +106,9 @@ def _reduce_rows(logits, work, targets, temperature, softcap):
     if temperature != 1.0:
         logits.div_(temperature)  # max(l / T) = max(l) / T: shifting first is the same
     target = logits.gather(1, targets[:, None]).squeeze(1)  # (b,)
-    torch.exp(logits, out=work)
-    sum_exp = work.sum(dim=-1, dtype=torch.float64)  # (b,)
-    sum_exp_logit = work.mul_(logits).sum(dim=-1)  # (b,) float32, every term <= 0: no cancellation
+    torch.exp(logits, out=work)  # float32 exps, stored in float64
+    sum_exp = work.sum(dim=-1)  # (b,) float64
+    sum_exp_logit = work.mul_(logits).sum(dim=-1)  # (b,) float64, every term <= 0: no cancellation
     log_z = sum_exp.log()
     return target - log_z, log_z - sum_exp_logit / sum_exp
 
@@ -156,7 +160,7 @@ def select_reducer(reducer: str, device) -> tuple:
             return torch_default
         raise ReasonlensError("reducer='triton' needs the triton package, which is not installed; install it "
                               "(pip install 'reasonlens[gpu]') or use reducer='torch'.")
-    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "").lower() not in ("1", "true", "on", "yes"):
         raise ReasonlensError(f"reducer='triton' needs a CUDA device but the model is on {device.type!r}; use "
                               "reducer='torch' (or set TRITON_INTERPRET=1 before importing triton, to test).")
     return fused_scoring.logprob_entropy_fused, FUSED_CHUNK_ROWS
@@ -221,5 +225,5 @@ def score_tokens(model, prompt_token_ids: Sequence[Sequence[int]], token_ids: Se
             scored = _score_batch(parts, [prompt_token_ids[i] for i in batch], [token_ids[i] for i in batch],
                                   temperature=temperature, chunk_rows=chunk_rows, device=device, reduce=reduce)
             for i, pair in zip(batch, scored):
-                results[i] = pair  # float32 already (logprob_entropy_chunked)
+                results[i] = pair  # float32 already (both reducers)
     return results
