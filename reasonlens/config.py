@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, LEXICON_HELP, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, TASK_HELP,
-                                THREADS_HELP, check_positive, option)
+from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP,
+                                REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
 SCORERS = ("auto", "torch", "triton")
@@ -39,9 +39,10 @@ class AnalyzeConfig:
                                          "'correct' field (its responses are then graded; verl's 'gts' is read "
                                          "as 'answer').")
     num_prompts: int = option(8, "Number of problems per checkpoint.")
-    eval_task: Optional[str] = option(None, "For a training run: re-evaluate its checkpoints on this task "
-                                            "(held-out problems: drawn with the run's seed + 1) instead of "
-                                            "reading its logs.")
+    eval_task: Optional[str] = option(None, "For a training run: re-evaluate its checkpoints on this task, on "
+                                            "problems it never trained on (drawn with a seed far from the run's, "
+                                            "its training questions removed), instead of reading its logs.")
+    fewshot: Optional[str] = option(None, FEWSHOT_HELP + " Default: the run's own with --eval-task, else none.")
     # --- sampling and scoring ----------------------------------------------------------
     samples: int = option(4, "Samples per problem (K); pass@k is reported for powers of 2 up to K.")
     max_new_tokens: int = option(256, "Generation budget per response; longer ones are flagged truncated.")

@@ -13,6 +13,10 @@ TASK_HELP = ("Built-in reasoning-gym task (options as NAME:KEY=VALUE,...), or hf
              "dataset.")
 PROMPTS_FILE_HELP = "JSONL/Parquet file of problems (overrides --task)."
 LEXICON_HELP = "Strategic-gram lexicon: 'paper', or a file with one phrase a line."
+FEWSHOT_HELP = ("Worked examples shown before each question as earlier chat turns, so a small model copies "
+                "their answer format: 'none', 'arithmetic' (\"3 + 4 = 7. So the answer is \\boxed{7}.\"), "
+                "'arithmetic-steps' (a sentence of stepwise prose first), or a JSONL/Parquet file of "
+                "question/response records.")
 DEVICE_HELP = "cpu, cuda or auto (a GPU when torch sees one)."
 DTYPE_HELP = ("auto, bf16, fp32 or fp16. auto = bf16 where the hardware computes it natively (bf16 GPUs; "
               "CPUs with AVX512_BF16/AMX, checked by a timed matmul), else fp32.")

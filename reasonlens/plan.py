@@ -36,6 +36,7 @@ class Plan:
     lexicon: Any                      # hierarchy.lexicon.Lexicon
     series: Any = None                # sources.checkpoints.Series (checkpoints, eval)
     problems: Optional[list] = None   # list[sources.tasks.Problem] (checkpoints, eval)
+    examples: tuple = ()              # worked examples shown before each question (sources.tasks.fewshot_examples)
     problem_info: Optional[dict] = None
     run: Optional[Path] = None
     run_config: Optional[dict] = None
@@ -154,32 +155,53 @@ def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
     """Checkpoints to sample from (a series, or a training run's saved checkpoints) and the problems."""
     from reasonlens.models.hardware import resolve_device
     from reasonlens.sources.checkpoints import discover_checkpoints
-    from reasonlens.sources.tasks import load_problems
+    from reasonlens.sources.tasks import fewshot_examples, load_problems
 
     root, base, run, run_config = Path(config.path), config.base, None, None
-    task, seed, held_out = config.task, config.seed, None
+    fewshot = config.fewshot
     if config.eval_task is not None:
         if not is_training_run(root):
             raise ReasonlensError(f"--eval-task re-evaluates a train-hicra run, but {root} is not one (no "
                                   "config.json next to rollouts/step_*.parquet); for a checkpoint series use --task.")
         run, run_config = root, _run_config(root)
         root, base = root / "checkpoints", base or run_model(run, run_config)
-        held_out = int((run_config.get("config") or {}).get("seed", 0))
-        task, seed = config.eval_task, held_out + 1  # never the problems the run trained on
+        fewshot = fewshot if fewshot is not None else (run_config.get("config") or {}).get("fewshot")
     resolve_device(config.device)  # a missing GPU fails now
     series = discover_checkpoints(root, base=base, skip_bad=config.skip_bad,
                                   trust_remote_code=config.trust_remote_code)
     _check_backend(config, series)
-    problems = load_problems(None if config.prompts_file else task, prompts_file=config.prompts_file,
-                             n=config.num_prompts, seed=seed, question_field=config.question_field,
-                             answer_field=config.answer_field)
-    info = {"task": None if config.prompts_file else task, "prompts_file": config.prompts_file, "seed": seed,
-            "n": len(problems), "held_out_of_run_seed": held_out}
+    examples = fewshot_examples(fewshot)
+    if run is not None and not config.prompts_file:
+        problems, info = _held_out(config, run_config)
+    else:
+        problems = load_problems(None if config.prompts_file else config.task, prompts_file=config.prompts_file,
+                                 n=config.num_prompts, seed=config.seed, question_field=config.question_field,
+                                 answer_field=config.answer_field)
+        info = {"task": None if config.prompts_file else config.task, "prompts_file": config.prompts_file,
+                "seed": config.seed, "n": len(problems), "held_out_of_run_seed": None}
+    info |= {"fewshot": fewshot or "none", "examples": [list(e) for e in examples]}
     mode = "eval" if run is not None else "checkpoints"
     default = (run / "reasonlens-eval") if run is not None else \
         (Path(config.path) if Path(config.path).is_dir() else Path(config.path).parent) / "reasonlens"
     return Plan(config, mode, _out(config, default), lexicon, series=series, problems=problems,
-                problem_info=info, run=run, run_config=run_config)
+                problem_info=info, run=run, run_config=run_config, examples=examples)
+
+
+def _held_out(config: AnalyzeConfig, run_config: dict) -> tuple[list, dict]:
+    """--eval-task problems the run never trained on: drawn with a seed far from the run's (reasoning-gym seeds
+    item i with seed + i, so seed + 1 would be the training problems shifted by one), minus every question of
+    the run's own training problems (small tasks repeat questions)."""
+    from reasonlens.sources.tasks import HELD_OUT_SEED_OFFSET, held_out_problems, load_problems
+
+    trained = run_config.get("config") or {}
+    run_seed = int(trained.get("seed", 0))
+    training = load_problems(trained.get("task"), prompts_file=trained.get("prompts_file"),
+                             n=int(trained.get("num_prompts", 64)), seed=run_seed)
+    seed = run_seed + HELD_OUT_SEED_OFFSET
+    problems = held_out_problems(config.eval_task, config.num_prompts, seed=seed,
+                                 exclude={p.question for p in training})
+    return problems, {"task": config.eval_task, "prompts_file": None, "seed": seed, "n": len(problems),
+                      "held_out_of_run_seed": run_seed, "excluded_training_questions": len(training)}
 
 
 def _check_backend(config: AnalyzeConfig, series) -> None:

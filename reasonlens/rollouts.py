@@ -114,7 +114,7 @@ def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.Dat
     with plan.timed("load"):
         model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
                                       trust_remote_code=config.trust_remote_code)
-    prompts = [chat_prompt(tokenizer, p.question) for p in plan.problems]
+    prompts = [chat_prompt(tokenizer, p.question, plan.examples) for p in plan.problems]
     task = bar.add_task(f"{ckpt.name}: generate", total=len(prompts) * config.samples)
     with plan.timed("generate"):
         generations = generate(model, tokenizer, prompts, samples=config.samples,
@@ -155,7 +155,7 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
         generation_config = GenerationConfig.from_pretrained(folder)
     except OSError:  # no generation_config.json: the tokenizer's EOS ends a response
         generation_config = None
-    prompts = [tokenizer(chat_prompt(tokenizer, p.question), add_special_tokens=False)["input_ids"]
+    prompts = [tokenizer(chat_prompt(tokenizer, p.question, plan.examples), add_special_tokens=False)["input_ids"]
                for p in plan.problems]
     task = bar.add_task(f"{ckpt.name}: vLLM", total=len(prompts) * config.samples)
     timings: dict = {}

@@ -45,9 +45,9 @@ def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert [(c["step"], c["kind"]) for c in summary["checkpoints"]] == [(0, "base"), (1, "peft"), (2, "peft")]
-    # held-out problems: the run trained with seed 0, so they are drawn with seed 1, whatever --seed says
-    assert summary["mode"] == "eval" and summary["problems"]["seed"] == 1
-    assert summary["problems"]["held_out_of_run_seed"] == 0
+    # held-out problems: the run trained with seed 0: drawn with seed 0 + 1000003, its questions removed
+    assert summary["mode"] == "eval" and summary["problems"]["seed"] == 1_000_003
+    assert summary["problems"]["held_out_of_run_seed"] == 0 and summary["problems"]["excluded_training_questions"] == 2
 
 
 def test_train_hicra_cli_bad_method_is_one_red_line(tmp_path):

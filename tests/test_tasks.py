@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.tasks import BOXED_INSTRUCTION, Problem, chat_prompt, load_problems, score_response
+from reasonlens.sources.tasks import (BOXED_INSTRUCTION, FEWSHOT_PRESETS, Problem, chat_prompt, fewshot_examples,
+                                     held_out_problems, load_problems, score_response)
 
 GYM_TASKS = ["gsm_symbolic", "basic_arithmetic", "countdown"]
 
@@ -192,6 +193,48 @@ def test_chat_prompt_without_template(tiny_tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     tokenizer.chat_template = None
     assert chat_prompt(tokenizer, "What is 2+2?") == f"What is 2+2?\n{BOXED_INSTRUCTION}\n"
+
+
+def test_chat_prompt_fewshot_turns_come_first(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    prompt = chat_prompt(tokenizer, "What is 2+2?", [("1+1?", r"1 + 1 = 2. So the answer is \boxed{2}.")])
+    assert prompt == (f"<|im_start|>user\n1+1?\n{BOXED_INSTRUCTION}<|im_end|>\n"
+                      "<|im_start|>assistant\n1 + 1 = 2. So the answer is \\boxed{2}.<|im_end|>\n"
+                      f"<|im_start|>user\nWhat is 2+2?\n{BOXED_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n")
+    tokenizer.chat_template = None
+    assert chat_prompt(tokenizer, "What is 2+2?", [("1+1?", "2")]) == (
+        f"1+1?\n{BOXED_INSTRUCTION}\n2\n\nWhat is 2+2?\n{BOXED_INSTRUCTION}\n")
+
+
+def test_fewshot_presets_and_files(tmp_path):
+    assert fewshot_examples(None) == fewshot_examples("none") == ()
+    for name, examples in FEWSHOT_PRESETS.items():  # every preset's example is graded correct by our grader
+        for question, response in examples:
+            gold = question.split("Calculate ")[1].rstrip(".")
+            assert score_response(response, Problem("p:0", question, str(eval(gold)))).correct, name
+    path = tmp_path / "shots.jsonl"
+    path.write_text(json.dumps({"question": "1+1?", "response": r"\boxed{2}"}) + "\n")
+    assert fewshot_examples(str(path)) == (("1+1?", r"\boxed{2}"),)
+    path.write_text(json.dumps({"question": "1+1?"}) + "\n")
+    with pytest.raises(ReasonlensError, match="line 1 has no field 'response'"):
+        fewshot_examples(str(path))
+    with pytest.raises(ReasonlensError, match="neither a preset"):
+        fewshot_examples("no-such-preset")
+
+
+def test_held_out_problems_never_repeat_a_training_question():
+    # 1-digit sums: 121 distinct problems, so 64 training draws repeat questions and overlap any other seed's
+    task = "basic_arithmetic:min_terms=2,max_terms=2,min_digits=1,max_digits=1,allow_parentheses=false,operators=+"
+    training = {p.question for p in load_problems(task, n=64, seed=0)}
+    assert len(training & {p.question for p in load_problems(task, n=32, seed=1)}) > 0  # seed + 1 is not held out
+    held = held_out_problems(task, 32, seed=1_000_003, exclude=training)
+    questions = [p.question for p in held]
+    assert len(held) == 32 and len(set(questions)) == 32 and not set(questions) & training
+    assert questions == [p.question for p in held_out_problems(task, 32, seed=1_000_003, exclude=training)]
+    with pytest.raises(ReasonlensError, match="fewer than 200 problems the run did not train on"):
+        held_out_problems(task, 200, seed=1_000_003, exclude=training)
 
 
 def test_file_problem_scoring_without_box_is_wrong():

@@ -28,11 +28,11 @@ BIN = Path(sys.executable).parent
 # The learnable setup (why: RESULTS.md, "Setup"). Every knob of the study is here and in each run's config.json.
 SETUP = {
     "model": "smollm2",
-    "task": "basic_arithmetic:min_terms=2,max_terms=2,min_digits=1,max_digits=1,operators=+,allow_parentheses=false",
-    "steps": 30, "save_every": 10, "prompts_per_step": 4, "num_generations": 4, "max_new_tokens": 48,
-    "temperature": 0.7, "lr": 1e-5, "num_prompts": 64, "dtype": "fp32",
+    "task": "basic_arithmetic:min_terms=2,max_terms=2,min_digits=1,max_digits=1,allow_parentheses=false,operators=+",
+    "fewshot": "arithmetic-steps", "steps": 24, "save_every": 12, "prompts_per_step": 2, "num_generations": 4,
+    "max_new_tokens": 40, "temperature": 0.7, "lr": 1e-5, "num_prompts": 64, "format_reward": 0.0, "dtype": "fp32",
 }
-EVAL = {"eval_task": SETUP["task"], "num_prompts": 32, "samples": 4, "max_new_tokens": 48, "temperature": 0.6}
+EVAL = {"eval_task": SETUP["task"], "num_prompts": 32, "samples": 4, "max_new_tokens": 40, "temperature": 0.6}
 SEEDS = (0, 1, 2)
 SWEEP_SEEDS = (0, 1)
 

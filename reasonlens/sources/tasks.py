@@ -22,6 +22,17 @@ from reasonlens.sources.files import field_value, hf_records, read_records, reco
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_TASK = "gsm_symbolic"
+# Worked examples shown before the question as earlier chat turns (``fewshot=``): a small model that
+# never ends with \boxed{} on its own copies the example's format. Each is (question, response).
+# SmolLM2-135M on 1-digit sums (64 samples, T 0.7): no example 0% correct (16% boxed), "arithmetic" 98%,
+# "arithmetic-steps" 27% (it invents steps), which leaves GRPO mixed groups to learn from.
+FEWSHOT_PRESETS = {
+    "none": (),
+    "arithmetic": (("Calculate 3 + 4.", "3 + 4 = 7. So the answer is \\boxed{7}."),),
+    "arithmetic-steps": (("Calculate 3 + 4.",
+                          "First, I start with 3. Then I add 4 to get 7. So the answer is \\boxed{7}."),),
+}
+HELD_OUT_SEED_OFFSET = 1_000_003  # far from any training seed: reasoning-gym seeds item i with seed + i
 SCORER_ONLY_TASKS = frozenset({"countdown"})  # gold is one valid solution among many
 
 
@@ -147,16 +158,60 @@ def _gym_problems(spec: str, n: int, seed: int) -> list[Problem]:
             for i, entry in enumerate(dataset)]
 
 
-def chat_prompt(tokenizer, question: str) -> str:
+def fewshot_examples(spec: str | None) -> tuple[tuple[str, str], ...]:
+    """The worked examples ``spec`` names: a `FEWSHOT_PRESETS` key, or a JSONL/Parquet file of
+    ``question``/``response`` records; None or "none" = no examples.
+
+    >>> fewshot_examples("arithmetic")[0][1]
+    '3 + 4 = 7. So the answer is \\\\boxed{7}.'
+    """
+    if spec is None or spec in FEWSHOT_PRESETS:
+        return FEWSHOT_PRESETS[spec or "none"]
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ReasonlensError(f"fewshot={spec!r} is neither a preset ({', '.join(FEWSHOT_PRESETS)}) nor a file "
+                              "of question/response records.")
+    examples = []
+    for where, fields in read_records(path, "fewshot file", '{"question": ..., "response": ...}'):
+        question = field_value(f"fewshot file {path}", where, fields, "question", "the 'question' field")
+        response = field_value(f"fewshot file {path}", where, fields, "response", "the 'response' field")
+        examples.append((question, response))
+    return tuple(examples)
+
+
+def chat_prompt(tokenizer, question: str, examples=()) -> str:
     r"""``question`` plus the \boxed{} instruction as one user turn, through the tokenizer's chat template.
 
-    A tokenizer without a chat template gets the plain text ``question\ninstruction\n``.
+    ``examples`` (see `fewshot_examples`) come first, each as a user turn (its question plus the same
+    instruction) and an assistant turn (its response). A tokenizer without a chat template gets the
+    plain text ``question\ninstruction\n``, each example as ``question\ninstruction\nresponse\n\n`` before it.
     """
-    content = f"{question}\n{BOXED_INSTRUCTION}"
+    turns = []
+    for example_question, response in examples:
+        turns += [{"role": "user", "content": f"{example_question}\n{BOXED_INSTRUCTION}"},
+                  {"role": "assistant", "content": response}]
+    turns.append({"role": "user", "content": f"{question}\n{BOXED_INSTRUCTION}"})
     if not getattr(tokenizer, "chat_template", None):
-        return content + "\n"
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                         add_generation_prompt=True)
+        shots = "".join(f"{t['content']}\n" + ("\n" if t["role"] == "assistant" else "") for t in turns[:-1])
+        return shots + turns[-1]["content"] + "\n"
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+def held_out_problems(task: str, n: int, *, seed: int, exclude: set[str]) -> list[Problem]:
+    """``n`` distinct problems of a reasoning-gym ``task`` whose questions are not in ``exclude`` (a run's
+    training questions), drawn with ``seed``: more are drawn until enough are left, since small tasks
+    (1-digit sums: 121 problems) repeat questions."""
+    wanted, drawn = [], set()
+    for size in (2 * n, 8 * n, 32 * n, 128 * n):
+        for problem in load_problems(task, n=size, seed=seed):
+            if problem.question not in exclude and problem.question not in drawn:
+                drawn.add(problem.question)
+                wanted.append(problem)
+            if len(wanted) == n:
+                return wanted
+        wanted, drawn = [], set()
+    raise ReasonlensError(f"task {task!r} has fewer than {n} problems the run did not train on; lower --num-prompts "
+                          "or evaluate on a larger task.")
 
 
 def score_response(response: str, problem: Problem) -> Score:

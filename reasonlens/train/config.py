@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import (LEXICON_HELP, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP,
-                                check_positive)
+from reasonlens.options import (FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, TASK_HELP,
+                                THREADS_HELP, check_positive)
 from reasonlens.options import option as _opt
 
 METHODS = ("hicra", "grpo", "entropy-topk", "entropy-reg")
@@ -33,6 +33,7 @@ class TrainConfig:
     task: str = _opt("gsm_symbolic", TASK_HELP)
     prompts_file: Optional[Path] = _opt(None, PROMPTS_FILE_HELP)
     num_prompts: int = _opt(64, "Distinct problems loaded; the trainer cycles through them.")
+    fewshot: str = _opt("none", FEWSHOT_HELP)
     # --- method ------------------------------------------------------------------------
     method: str = _opt("hicra", "Credit assignment: hicra, grpo, entropy-topk (80/20 rule) or "
                                 "entropy-reg (entropy bonus).")

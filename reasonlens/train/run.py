@@ -48,9 +48,10 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     from reasonlens.hierarchy.lexicon import load_lexicon
     from reasonlens.models.hardware import resolve_device, runtime, set_threads
     from reasonlens.models.loading import load_model
-    from reasonlens.sources.tasks import load_problems
+    from reasonlens.sources.tasks import fewshot_examples, load_problems
 
     lexicon = load_lexicon(config.lexicon)  # every input is checked before the run folder is touched
+    examples = fewshot_examples(config.fewshot)
     problems = load_problems(config.task, prompts_file=config.prompts_file, n=config.num_prompts,
                              seed=config.seed)
     if len(problems) < config.prompts_per_step:  # a file may hold fewer rows than num_prompts
@@ -72,8 +73,8 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     weights = weights_dtype(config, device)
     model, tokenizer = load_model(config.model, device=device, dtype=weights, trust_remote_code=config.trust_remote_code)
     with _quiet_deprecations():
-        trainer = _build_trainer(config, model, tokenizer, problems, lexicon, device, weights, extra_rewards,
-                                 progress)
+        trainer = _build_trainer(config, model, tokenizer, problems, examples, lexicon, device, weights,
+                                 extra_rewards, progress)
         if state.is_main_process:
             write_json(config.out / "config.json", {
                 "config": config, "resumed_from": str(resume_from) if resume_from else None,
@@ -107,7 +108,7 @@ def _check_vllm(config: TrainConfig) -> None:
                               "CUDA machine), or --vllm off to generate with transformers.")
 
 
-def _build_trainer(config, model, tokenizer, problems, lexicon, device, weights, extra_rewards, progress):
+def _build_trainer(config, model, tokenizer, problems, examples, lexicon, device, weights, extra_rewards, progress):
     """The HicraTrainer over the scheduled prompts, with our recorder (and progress bar)."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -117,7 +118,7 @@ def _build_trainer(config, model, tokenizer, problems, lexicon, device, weights,
     from reasonlens.train.rewards import TaskReward, format_reward
     from reasonlens.train.trainer import HicraTrainer
 
-    rows = [{"prompt": chat_prompt(tokenizer, p.question), "prompt_id": p.prompt_id, "question": p.question,
+    rows = [{"prompt": chat_prompt(tokenizer, p.question, examples), "prompt_id": p.prompt_id, "question": p.question,
              "answer": p.answer} for p in problems]
     schedule = prompt_schedule(len(rows), config.steps * config.prompts_per_step, config.seed)
     task_reward = TaskReward(problems)
