@@ -26,11 +26,18 @@ CORPUS = [
 
 @pytest.fixture(autouse=True, scope="session")
 def _offline_env():
-    """No hub; the real bundled models load from site-packages, converted once into SHARED_CACHE."""
+    """No hub; the real bundled models load from site-packages, converted once into SHARED_CACHE. Under
+    pytest-xdist each worker gets one torch thread: two workers with two threads each on two cores run
+    several times slower than one each."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("REASONLENS_CACHE", str(SHARED_CACHE))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # also for the commands the tests start
+        torch.set_num_threads(1)
     yield
 
 
