@@ -121,21 +121,9 @@ def logprob_entropy_fused(hidden, weight, targets, *, bias=None, temperature: fl
                           chunk_rows: int = 8192, softcap: float | None = None):
     """``logprob_entropy_chunked`` with the reduction fused into one Triton pass per chunk.
 
-    Parameters
-    ----------
-    hidden : (N, H) final hidden states (after the final norm), any float dtype, on CUDA (or CPU under
-        ``TRITON_INTERPRET=1``).
-    weight : (V, H) lm_head weight, same dtype as ``hidden``; bias : (V,) or None, added in float32 to
-        the lm_head's output in the model's dtype.
-    targets : (N,) long, the token each row predicts.
-    temperature : logits are divided by it before the softmax (> 0).
-    chunk_rows : rows per lm_head chunk; extra memory is that chunk's logits in the model's dtype,
-        chunk_rows * V * itemsize bytes (the floor's own matmul output), nothing in float32.
-    softcap : Gemma-style final logit soft-capping ``softcap * tanh(logits / softcap)``, or None.
-
-    Returns
-    -------
-    (logp (N,), entropy (N,)) float32 tensors in nats, on ``hidden``'s device.
+    Same parameters and returns as `reasonlens.models.scoring.logprob_entropy_chunked`, with ``hidden``
+    on CUDA (or on CPU under ``TRITON_INTERPRET=1``). Extra memory: one chunk's logits in the model's dtype,
+    ``chunk_rows * V * itemsize`` bytes (the floor's own matmul output), nothing in float32.
 
     Examples
     --------
