@@ -49,8 +49,10 @@ demo: install
 experiment: install
 	$(OFFLINE) $(BIN)/python experiments/hicra_smollm2/study.py
 
-test: install-dev browser
+# The suite, then the vLLM tests inside .venv-vllm (the main suite drives its `vllm serve` from outside).
+test: install-dev browser install-vllm
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	$(MAKE) --no-print-directory test-vllm
 
 clean:
 	rm -rf $(VENV) runs

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from reasonlens.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP
+from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP, THREADS_HELP
 from reasonlens.train.config import TrainConfig
 
 app = typer.Typer(
@@ -188,6 +188,7 @@ def mine_grams(
     seed: Annotated[int, typer.Option(help="Seed for k-means and the random drop.")] = _MINER["seed"],
     embedder: Annotated[str, typer.Option(help="'minilm' (bundled) or a sentence-transformers folder.")] = _MINER["embedder"],
     reward_threshold: Annotated[float, typer.Option(help="Without a 'correct' column: keep reward > this.")] = 0.5,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
 ):
     """Mine a strategic-gram lexicon from the correct responses of a rollout file (paper section 2.1)."""
     from reasonlens.commands import mine_grams_file

@@ -94,12 +94,14 @@ def read_correct_responses(path: Path, reward_threshold: float = 0.5) -> list[st
     return keep
 
 
-def mine_grams_file(rollouts: Path, out: Path, *, reward_threshold: float = 0.5, **miner_options):
+def mine_grams_file(rollouts: Path, out: Path, *, reward_threshold: float = 0.5, threads: int | None = None,
+                    **miner_options):
     """Mine a lexicon from a rollout file; write ``out`` and ``<out stem>.clusters.csv``.
 
     Returns (miner, report_path, n_responses).
     """
     from reasonlens.hierarchy.mining import StrategicGramMiner
+    from reasonlens.models.hardware import runtime, set_threads
     from reasonlens.records import write_csv
 
     out, report = Path(out), Path(out).with_name(Path(out).stem + ".clusters.csv")
@@ -110,10 +112,11 @@ def mine_grams_file(rollouts: Path, out: Path, *, reward_threshold: float = 0.5,
     responses = read_correct_responses(rollouts, reward_threshold)
     if not responses:
         raise ReasonlensError(f"rollout file {str(rollouts)!r} has no correct responses: nothing to mine from")
+    threads = set_threads(threads)
     miner = StrategicGramMiner(**miner_options).fit(responses)
     write_lexicon(out, miner.lexicon_, {"source": str(rollouts),
                                         "method": "arXiv 2509.03646 section 2.1 (reasonlens mine-grams)",
-                                        "config": miner.config_})
+                                        "config": miner.config_, "runtime": runtime("cpu", "fp32", threads)})
     table = miner.clusters_.assign(members=miner.clusters_["members"].map(" | ".join))
     write_csv(report, table)
     return miner, report, len(responses)

@@ -61,6 +61,7 @@ def _check(rollouts, summary, backend):
 
 
 @pytest.mark.skipif(not VLLM_CLI.exists(), reason="no .venv-vllm/bin/vllm: run `make install-vllm`")
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="tested from the main environment")
 def test_server_backend_from_another_environment(vllm_series, tmp_path):
     rollouts, summary = _analyze(vllm_series, tmp_path / "server", "--backend", "vllm-server",
                                  "--vllm-command", str(VLLM_CLI))
