@@ -140,7 +140,7 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
     """vLLM samples (in this process, or a `vllm serve` started for the checkpoint), then our scorer scores."""
     from transformers import GenerationConfig
 
-    from reasonlens.models import vllm_generation
+    from reasonlens.models import vllm_generation, vllm_server
     from reasonlens.models.bundled import bundled_model_dir
     from reasonlens.models.generation import stop_token_ids
     from reasonlens.models.loading import load_model, load_tokenizer
@@ -160,7 +160,7 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
     task = bar.add_task(f"{ckpt.name}: vLLM", total=len(prompts) * config.samples)
     timings: dict = {}
     engine = vllm_generation.generate_vllm if config.backend == "vllm" else functools.partial(
-        vllm_generation.generate_vllm_server, vllm_command=config.vllm_command)
+        vllm_server.generate_vllm_server, vllm_command=config.vllm_command)
     with plan.timed("generate"):
         generations = engine(str(folder), prompts, samples=config.samples, max_new_tokens=config.max_new_tokens,
                              temperature=config.temperature, top_p=config.top_p, seed=plan.problem_info["seed"],

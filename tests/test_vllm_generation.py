@@ -18,6 +18,7 @@ import pytest
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.models import vllm_generation as vg
+from reasonlens.models import vllm_server as vs
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed in this interpreter; "
@@ -104,7 +105,7 @@ def fake(tmp_path, monkeypatch):
                     tokenizer=tokenizer, vllm_command=(sys.executable, str(script)),
                     log_path=tmp_path / "serve.log", startup_timeout=30)
         args.update(kwargs)
-        return vg.generate_vllm_server("some/model", [[20, 21, 22], [30]], **args)
+        return vs.generate_vllm_server("some/model", [[20, 21, 22], [30]], **args)
 
     def pid():
         return int((tmp_path / "serve.log").read_text().split()[3])
@@ -182,10 +183,10 @@ def test_server_is_stopped_on_ctrl_c(fake, tiny_tokenizer_dir):
 def test_missing_vllm_command_names_the_fix(tiny_tokenizer_dir, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    monkeypatch.setattr(vg.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(vs.tempfile, "tempdir", str(tmp_path))
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     with pytest.raises(ReasonlensError, match=r"make install-vllm.*--vllm-command \.venv-vllm/bin/vllm"):
-        vg.generate_vllm_server("m", [[1]], samples=1, max_new_tokens=2, temperature=0, top_p=1, seed=0,
+        vs.generate_vllm_server("m", [[1]], samples=1, max_new_tokens=2, temperature=0, top_p=1, seed=0,
                                 stop_token_ids={2}, tokenizer=tokenizer, vllm_command=("/nonexistent/vllm",))
     assert not list(tmp_path.iterdir())  # no empty log left behind
 
@@ -312,7 +313,7 @@ def test_server_mode_equals_in_process(sampled, vllm_tiny):
     vllm_script = Path(sys.executable).with_name("vllm")
     if not vllm_script.exists():
         pytest.skip(f"no vllm script beside {sys.executable}")
-    served, _, _ = _call(vllm_tiny, fn=vg.generate_vllm_server, vllm_command=(str(vllm_script),))
+    served, _, _ = _call(vllm_tiny, fn=vs.generate_vllm_server, vllm_command=(str(vllm_script),))
     assert served == sampled[0]
     assert all(g.logprobs is None and g.entropies is None for g in served)  # never requested
     info = vg.vllm_info((str(vllm_script),))
