@@ -14,7 +14,7 @@ STUDY = Path(__file__).resolve().parents[1] / "experiments" / "hicra_smollm2" / 
 
 def test_smoke_study_writes_results_and_summary(tmp_path, tiny_model_dir):
     done = subprocess.run([sys.executable, str(STUDY), "--smoke", str(tiny_model_dir), "--root", str(tmp_path / "runs"),
-                           "--results", str(tmp_path / "results")], capture_output=True, text=True, timeout=900)
+                           "--results", str(tmp_path / "results")], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["runs"] == 6
     results = pd.read_csv(tmp_path / "results" / "results.csv")
@@ -33,3 +33,10 @@ def test_smoke_study_writes_results_and_summary(tmp_path, tiny_model_dir):
     assert row["n_seeds"] == 2 and row["ci95_low"] <= row["mean"] <= row["ci95_high"]
     text = (tmp_path / "results" / "RESULTS.md").read_text()
     assert "HICRA minus GRPO" in text and (tmp_path / "results" / "figures" / "curves.png").is_file()
+    assert (tmp_path / "results" / "figures" / "compare_dynamics.png").is_file()
+    compared = pd.read_csv(tmp_path / "runs" / "compare" / "comparison.csv")
+    assert sorted(compared["run"].unique()) == sorted(f"{m}-s0" for m in ("grpo", "hicra-a0.2", "entropy-topk"))
+    # the compute line sums each run's logged step times: never zero for runs that trained
+    train_hours = float(text.split("Compute: ")[1].split(" h of training")[0])
+    logged = sum(pd.read_csv(p)["step_time"].sum() for p in (tmp_path / "runs").glob("*/metrics.csv")) / 3600
+    assert train_hours == round(logged, 2)

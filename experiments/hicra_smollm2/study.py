@@ -84,15 +84,14 @@ def _run(args: list[str], log: Path) -> None:
         raise RuntimeError(f"failed ({done.returncode}): {' '.join(args)}; see {log}")
 
 
-def share_base_steps(folders: list[Path]) -> None:
+def share_base_steps(groups: list[list[Path]]) -> None:
     """The base model's evaluation is the same for every run of a seed (same problems, same weights, same
-    settings: the same cache key), so one computed step file is linked into the other runs' evaluations."""
-    for folder in folders:
-        done = folder / "reasonlens-eval" / "rollouts"
-        for table in done.glob("step_000000.*"):
-            for other in folders:
+    settings: the same cache key), so the first run's step file is copied into the other runs of its seed."""
+    for first, *others in groups:
+        for table in (first / "reasonlens-eval" / "rollouts").glob("step_000000.*"):
+            for other in others:
                 target = other / "reasonlens-eval" / "rollouts" / table.name
-                if other != folder and not target.exists():
+                if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(table, target)
 
@@ -125,7 +124,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # the first run of each seed computes its base-model step, which the other runs of the seed then reuse
         firsts = list(pool.map(one, [group[0] for group in by_seed.values()]))
-        share_base_steps([p.parent for p in firsts] + [args.root / r["name"] for r in plan])
+        share_base_steps([[first.parent] + [args.root / r["name"] for r in group[1:]]
+                          for first, group in zip(firsts, by_seed.values())])
         list(pool.map(one, [r for group in by_seed.values() for r in group[1:]]))
     from summarise import summarise  # noqa: E402 - next to this file
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +138,29 @@ def figures(training: pd.DataFrame, results: pd.DataFrame, runs: pd.DataFrame, f
     return paths
 
 
+def compute_hours(root: Path, plan: list[dict]) -> tuple[float, float]:
+    """(training, evaluation) compute in hours, one thread each, summed over runs and over resumed invocations:
+    training from each step's logged ``step_time``, evaluation from the seconds each `analyze` printed."""
+    train = sum(pd.read_csv(root / r["name"] / "metrics.csv")["step_time"].sum() for r in plan)
+    evals = sum(float(s) for r in plan if (log := root / f"{r['name']}.eval.log").is_file()
+                for s in re.findall(r"tokens scored, ([0-9.]+) s on ", log.read_text()))
+    return train / 3600, evals / 3600
+
+
+def compare(root: Path, plan: list[dict], figures_folder: Path) -> Path:
+    """`reasonlens compare` over the held-out evaluations of GRPO, HICRA (alpha 0.2) and entropy top-k of the
+    first seed (all seeds' curves overlaid are unreadable; the means with CIs are in curves.png)."""
+    main = [r for r in plan if r["alpha"] in (0.0, 0.2) and r["seed"] == plan[0]["seed"]]
+    out = root / "compare"
+    args = [str(Path(sys.executable).parent / "reasonlens"), "compare",
+            *[str(root / r["name"] / "reasonlens-eval") for r in main], "--out", str(out)]
+    for r in main:
+        args += ["--label", r["name"]]
+    subprocess.run(args, check=True, capture_output=True)
+    shutil.copy2(out / "figures" / "compare_dynamics.png", figures_folder / "compare_dynamics.png")
+    return out
+
+
 def _fmt(mean, low, high, n) -> str:
     return f"{mean:+.3f} (95% CI {low:+.3f} to {high:+.3f}, {n} seeds)" if low == low else f"{mean:+.3f} ({n} seed)"
 
@@ -144,21 +171,27 @@ def _interval_says(low, high) -> str:
     return "above zero" if low > 0 else "below zero" if high < 0 else "includes zero: not distinguishable"
 
 
-def results_md(training, results, runs, table, root: Path, setup: dict, evaluation: dict, wall_s: float) -> str:
+def results_md(training, results, runs, table, root: Path, setup: dict, evaluation: dict, wall_s: float,
+               hours: tuple[float, float]) -> str:
     """RESULTS.md: setup, what was and was not reproduced, each sentence computed here."""
     lines = ["# HICRA vs GRPO on SmolLM2-135M-Instruct (CPU)", "",
-             f"Study: `make experiment` (experiments/hicra_smollm2/study.py), {len(runs)} runs, "
-             f"{wall_s / 3600:.2f} h wall on this machine. Every number below comes from `results.csv`, "
-             "`training.csv` and `summary.csv` next to this file.", "", "## Setup", "",
-             f"Training: `{json.dumps(setup)}`.", f"Held-out evaluation (`analyze RUN --eval-task`, problems drawn "
-             f"with the run's seed + 1): `{json.dumps(evaluation)}`.", ""]
+             f"Study: `make experiment` (experiments/hicra_smollm2/study.py), {len(runs)} runs on a 2-core "
+             f"CPU machine, two at a time with one torch thread each. Compute: {hours[0]:.2f} h of training and "
+             f"{hours[1]:.2f} h of evaluation (one thread, summed over runs), so {sum(hours) / 2:.2f} h wall two at a "
+             f"time; the last invocation of the (resumable) study took {wall_s / 3600:.2f} h. Every number below "
+             "comes from `results.csv`, `training.csv` and `summary.csv` next to this file.", "", "## Setup", "",
+             f"Training: `{json.dumps(setup)}`.", f"Held-out evaluation (`analyze RUN --eval-task`: problems drawn "
+             f"with the run's seed + 1 000 003, training problems removed): `{json.dumps(evaluation)}`.", ""]
     checked = results[["ppl_planning", "ppl_execution"]].dropna()
     above, known = int((checked["ppl_planning"] > checked["ppl_execution"]).sum()), len(checked)
     lines += ["## What was and was not reproduced", "",
               f"- **Planning PPL above execution PPL**: at {above} of {known} evaluated checkpoints "
               f"(paper: always).",
               f"- **Execution RelPPL falling** (procedural consolidation): final execution RelPPL "
-              f"{_summary_line(table, 'rel_ppl_execution', 1.0)}."]
+              f"{_summary_line(table, 'rel_ppl_execution', 1.0)}.",
+              f"- **SG semantic entropy rising** (the paper's strategic exploration): final / step 0 "
+              f"{_summary_line(table, 'sg_entropy_change', 1.0)}; below 1 means the responses converged on fewer "
+              "strategic grams (here: onto the worked example's template)."]
     for metric, what in (("sg_entropy_change", "SG semantic entropy change (final / step 0)"),
                          ("final_accuracy", "final held-out accuracy"), ("train_reward_gain", "training reward gain")):
         mean, low, high, n = paired(runs, "hicra (alpha 0.2)", "grpo", metric)
@@ -167,9 +200,24 @@ def results_md(training, results, runs, table, root: Path, setup: dict, evaluati
     gains = table[table["metric"] == "train_reward_gain"].set_index("method")
     lines += [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): " + "; ".join(
         f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in gains.iterrows()) + "."]
+    sweep = table[(table["metric"] == "final_accuracy") & table["method"].str.match(r"grpo|hicra")]
+    lines += ["- **Alpha sweep** (final held-out accuracy; alpha 0 is GRPO): " + "; ".join(
+        f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in sweep.set_index("method")
+        .iterrows()) + "."]
+    ratio = results.loc[results["step"] == 0, "planning_ratio"].mean()
+    grams = pd.Series([g for f in root.glob("*/reasonlens-eval/tags/step_000000.parquet")
+                       for gs in pd.read_parquet(f, columns=["grams"])["grams"] for g in gs]).value_counts()
+    top = ", ".join(f'"{g}" {n / grams.sum():.0%}' for g, n in grams.head(3).items())
+    lines += [f"- **Why HICRA and GRPO can hardly differ here**: planning tokens are {100 * ratio:.1f}% of the base "
+              f"model's response tokens on these problems, and the strategic grams found are mostly one word "
+              f"({top} of the occurrences), so HICRA's extra credit reaches a few tokens per response; every other "
+              "token gets GRPO's advantage."]
     lines += ["", "## Summary (mean over seeds, 95% CI)", "", _markdown(table), "",
               "## Phase detection", "", *_phases(root, runs), "",
-              "![curves](figures/curves.png)", "", "![alpha sweep](figures/alpha_sweep.png)", ""]
+              "![curves](figures/curves.png)", "", "![alpha sweep](figures/alpha_sweep.png)", "",
+              "`reasonlens compare` over the held-out evaluations of the first seed's GRPO, HICRA and entropy top-k "
+              "runs (`runs/study/compare/`):", "",
+              "![compare](figures/compare_dynamics.png)", ""]
     return "\n".join(lines)
 
 
@@ -202,7 +250,8 @@ def _phases(root: Path, runs: pd.DataFrame) -> list[str]:
             for name, phase in phases.items():
                 found[name] += bool(phase["detected"])
                 if not phase["detected"]:
-                    key = f"{name}: {phase['reason'].split(':')[0].split('(')[0].strip()}"
+                    reason = re.sub(r"-?\d+(\.\d+)?", "N", phase["reason"].split(":")[0].split("(")[0].strip())
+                    key = f"{name}: {reason}"
                     reasons[key] = reasons.get(key, 0) + 1
         if total:
             why = "; ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
@@ -213,9 +262,6 @@ def _phases(root: Path, runs: pd.DataFrame) -> list[str]:
 
 def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluation: dict, wall_s: float) -> None:
     """Write training.csv, results.csv, summary.csv, figures/ and RESULTS.md into ``out``."""
-    import subprocess
-    import sys
-
     for run in plan:  # each run's own training-curve analysis (reads its logs: no generation)
         if not (root / run["name"] / "reasonlens" / "summary.json").exists():
             subprocess.run([str(Path(sys.executable).parent / "reasonlens"), "analyze", str(root / run["name"]),
@@ -228,4 +274,6 @@ def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluatio
     results.to_csv(out / "results.csv", index=False)
     table.to_csv(out / "summary.csv", index=False)
     figures(training, results, runs, out / "figures")
-    (out / "RESULTS.md").write_text(results_md(training, results, runs, table, root, setup, evaluation, wall_s))
+    compare(root, plan, out / "figures")
+    (out / "RESULTS.md").write_text(results_md(training, results, runs, table, root, setup, evaluation, wall_s,
+                                               compute_hours(root, plan)))

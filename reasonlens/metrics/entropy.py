@@ -16,14 +16,18 @@ import numpy as np
 
 
 def shannon_entropy(counts: Mapping | Iterable[float], base: float = math.e) -> float:
-    """H = -sum p log p of the frequencies ``counts`` (a mapping or a sequence); NaN when the total is 0."""
+    """H = -sum p log p of the frequencies ``counts`` (a mapping or a sequence); NaN when the total is 0.
+
+    >>> shannon_entropy([3])  # one outcome: 0.0, never -0.0 (which tables would print as "-0.0")
+    0.0
+    """
     values = np.asarray(list(counts.values() if isinstance(counts, Mapping) else counts), dtype=float)
     values = values[values > 0]
     total = values.sum()
     if total == 0:
         return math.nan
     p = values / total
-    return float(-(p * np.log(p)).sum() / math.log(base))
+    return float(-(p * np.log(p)).sum() / math.log(base)) + 0.0
 
 
 def sg_semantic_entropy(grams: Iterable[Sequence[str]], base: float = math.e) -> float:
