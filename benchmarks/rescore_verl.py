@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -68,10 +69,14 @@ def main() -> None:
     same = [s for s, e in used.items() if e["checkpoint_step"] == s - 1]
     agree = None
     if same:
-        ours = analysis.rollouts[analysis.rollouts["step"].isin(same)].sort_values(["step", "prompt_id", "sample_id"])
-        theirs = logged[logged["step"].isin(same)].sort_values(["step", "prompt_id", "sample_id"])
-        a, b = np.concatenate(ours["logprobs"].tolist()), np.concatenate(theirs["logprobs"].tolist())
-        agree = float(np.max(np.abs(a - b))) if a.size == b.size else None
+        # verl dumps carry no ids: rows are matched by step, gold answer and response text (repeats in order)
+        key = ["step", "answer", "response"]
+        ours, theirs = (frame[frame["step"].isin(same)].assign(nth=lambda f: f.groupby(key).cumcount())
+                        for frame in (analysis.rollouts, logged))
+        pairs = ours.merge(theirs, on=key + ["nth"], suffixes=("_ours", "_logged"), validate="one_to_one")
+        if len(pairs) == len(ours) == len(theirs):
+            agree = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if len(a) == len(b) else math.inf
+                        for a, b in zip(pairs["logprobs_ours"], pairs["logprobs_logged"]))
     table = analysis.dynamics[["step", "ppl_planning", "ppl_execution", "entropy_planning", "entropy_execution",
                                "accuracy"]]
     print(table.to_string(index=False))
