@@ -22,6 +22,7 @@ import pandas as pd
 DYNAMICS = ["planning_ratio", "sg_semantic_entropy", "sg_semantic_entropy_change", "rel_ppl_execution",
             "rel_ppl_planning", "ppl_planning", "ppl_execution", "entropy_planning", "entropy_execution",
             "entropy_all", "mean_length", "pass_at_1"]
+REASONLENS = str(Path(sys.executable).parent / "reasonlens")
 TRAINING = ["reward", "accuracy", "planning_ratio", "sg_semantic_entropy", "entropy_planning", "entropy_execution",
             "advantage_planning", "advantage_execution", "mean_length", "loss"]
 
@@ -152,13 +153,25 @@ def compare(root: Path, plan: list[dict], figures_folder: Path) -> Path:
     first seed (all seeds' curves overlaid are unreadable; the means with CIs are in curves.png)."""
     main = [r for r in plan if r["alpha"] in (0.0, 0.2) and r["seed"] == plan[0]["seed"]]
     out = root / "compare"
-    args = [str(Path(sys.executable).parent / "reasonlens"), "compare",
+    args = [REASONLENS, "compare",
             *[str(root / r["name"] / "reasonlens-eval") for r in main], "--out", str(out)]
     for r in main:
         args += ["--label", r["name"]]
     subprocess.run(args, check=True, capture_output=True)
     shutil.copy2(out / "figures" / "compare_dynamics.png", figures_folder / "compare_dynamics.png")
     return out
+
+
+def base_gram_shares(root: Path) -> pd.Series:
+    """Each strategic gram's share of the occurrences in the base model's held-out responses (tag caches)."""
+    grams = pd.Series([g for f in root.glob("*/reasonlens-eval/tags/step_000000.parquet")
+                       for gs in pd.read_parquet(f, columns=["grams"])["grams"] for g in gs])
+    return grams.value_counts(normalize=True)
+
+
+def _per_method(table: pd.DataFrame, metric: str) -> str:
+    rows = table[table["metric"] == metric].set_index("method")
+    return "; ".join(f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in rows.iterrows())
 
 
 def _fmt(mean, low, high, n) -> str:
@@ -197,17 +210,12 @@ def results_md(training, results, runs, table, root: Path, setup: dict, evaluati
         mean, low, high, n = paired(runs, "hicra (alpha 0.2)", "grpo", metric)
         lines.append(f"- **{what}, HICRA minus GRPO** (paired by seed): {_fmt(mean, low, high, n)}; the interval "
                      f"{_interval_says(low, high)}.")
-    gains = table[table["metric"] == "train_reward_gain"].set_index("method")
-    lines += [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): " + "; ".join(
-        f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in gains.iterrows()) + "."]
-    sweep = table[(table["metric"] == "final_accuracy") & table["method"].str.match(r"grpo|hicra")]
-    lines += ["- **Alpha sweep** (final held-out accuracy; alpha 0 is GRPO): " + "; ".join(
-        f"{m} {_fmt(r['mean'], r['ci95_low'], r['ci95_high'], r['n_seeds'])}" for m, r in sweep.set_index("method")
-        .iterrows()) + "."]
+    lines += [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): "
+              f"{_per_method(table, 'train_reward_gain')}.",
+              f"- **Alpha sweep** (final held-out accuracy; alpha 0 is GRPO): "
+              f"{_per_method(table[table['method'].str.match(r'grpo|hicra')], 'final_accuracy')}."]
     ratio = results.loc[results["step"] == 0, "planning_ratio"].mean()
-    grams = pd.Series([g for f in root.glob("*/reasonlens-eval/tags/step_000000.parquet")
-                       for gs in pd.read_parquet(f, columns=["grams"])["grams"] for g in gs]).value_counts()
-    top = ", ".join(f'"{g}" {n / grams.sum():.0%}' for g, n in grams.head(3).items())
+    top = ", ".join(f'"{g}" {share:.0%}' for g, share in base_gram_shares(root).head(3).items())
     lines += [f"- **Why HICRA and GRPO can hardly differ here**: planning tokens are {100 * ratio:.1f}% of the base "
               f"model's response tokens on these problems, and the strategic grams found are mostly one word "
               f"({top} of the occurrences), so HICRA's extra credit reaches a few tokens per response; every other "
@@ -264,7 +272,7 @@ def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluatio
     """Write training.csv, results.csv, summary.csv, figures/ and RESULTS.md into ``out``."""
     for run in plan:  # each run's own training-curve analysis (reads its logs: no generation)
         if not (root / run["name"] / "reasonlens" / "summary.json").exists():
-            subprocess.run([str(Path(sys.executable).parent / "reasonlens"), "analyze", str(root / run["name"]),
+            subprocess.run([REASONLENS, "analyze", str(root / run["name"]),
                             "--no-report"], check=True, capture_output=True)
     training, results = tables(root, plan)
     runs = per_run(training, results)
