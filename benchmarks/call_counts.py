@@ -53,9 +53,12 @@ def tiny_series(root: Path) -> Path:
 
 
 def counting(counts: dict):
-    """Wrap find/decode/batch_decode so each call adds to ``counts``."""
+    """Wrap find/decode/batch_decode, the generate stage's `checkpoint_keys` and pandas' parquet reader
+    (counting reads of rollout step files) so each call adds to ``counts``."""
+    import pandas as pd
     from transformers import PreTrainedTokenizerBase
 
+    from reasonlens.analysis import generate
     from reasonlens.hierarchy.tagger import PlanningTagger
 
     def wrap(owner, name, key):
@@ -69,6 +72,13 @@ def counting(counts: dict):
     wrap(PlanningTagger, "find", "find")
     wrap(PreTrainedTokenizerBase, "decode", "decode")
     wrap(PreTrainedTokenizerBase, "batch_decode", "batch_decode")
+    wrap(generate, "checkpoint_keys", "checkpoint_keys")
+    real_read = pd.read_parquet
+
+    def read_parquet(path, *args, **kwargs):
+        counts["step_file_reads"] += Path(path).parent.name == "rollouts"
+        return real_read(path, *args, **kwargs)
+    pd.read_parquet = read_parquet
 
 
 def main() -> None:
@@ -78,7 +88,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         series = tiny_series(Path(tmp) / "series")
-        counts = {"find": 0, "decode": 0, "batch_decode": 0}
+        counts = {"find": 0, "decode": 0, "batch_decode": 0, "checkpoint_keys": 0, "step_file_reads": 0}
         counting(counts)
         config = dict(path=series, out=Path(tmp) / "out", task="basic_arithmetic", num_prompts=2, samples=2,
                       max_new_tokens=24, device="cpu", dtype="fp32", report=True)

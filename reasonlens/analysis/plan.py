@@ -8,7 +8,6 @@ the analysis must never overwrite one of its inputs.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -26,9 +25,10 @@ OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary
 OUTPUT_FOLDERS = ("rollouts", "tags", "figures")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    """An analysis with every input checked: what to read or generate, and where it goes."""
+    """An analysis with every input checked: what to read or generate, and where it goes. Frozen: what
+    actually ran (runtime, timings, grading) goes into the stages' `record.Record`."""
 
     config: AnalyzeConfig
     mode: str
@@ -41,19 +41,6 @@ class Plan:
     run: Optional[Path] = None
     run_config: Optional[dict] = None
     tokenizer: Any = None             # text-only --tokenizer (token counts)
-    runtime: Optional[dict] = None    # filled when a model runs
-    graded: Optional[str] = None      # how a text log without verdicts was graded
-    step_checkpoints: Optional[list] = None  # rescored: which checkpoint scored each logged step
-    seconds: dict = dataclasses.field(default_factory=dict)  # wall time per stage, summed over steps
-
-    @contextlib.contextmanager
-    def timed(self, stage: str):
-        """Add the wall time of the ``with`` block to ``seconds[stage]``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclasses.dataclass

@@ -3,10 +3,12 @@
 Everything the run needs is checked first (`plan.make_plan`: inputs, lexicon, problems, output
 folder), so a bad option fails in seconds, before any model loads. Two stages are cached per step,
 each file written atomically with a JSON sidecar holding its key: ``OUT/rollouts/step_NNNNNN.parquet``
-(generation or re-scoring; `rollouts`, `rescoring`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
+(generation or re-scoring: `generate`, `rescore`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
 lexicon hash and the step's text). A killed run resumes where it stopped, a changed setting recomputes
 instead of mixing results, and a fully cached rerun loads no model and runs no tagger.
-``summary.json`` is written last: an analysis folder without it is unfinished.
+The frozen plan says what to do; what ran (runtime, grading, timings) is a `record.Record` that the
+stages return and `analyze` merges. ``summary.json`` is written last: an analysis folder without it
+is unfinished.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.record import Record
 from reasonlens.progress import progress_bar
 from reasonlens.records import (cache_key, provenance, read_cached, step_file, text_digest, write_cached, write_csv,
                                 write_json, write_parquet)
@@ -61,31 +64,36 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     >>> a.dynamics[["step", "rel_ppl_execution"]]               # doctest: +SKIP
     """
     started = time.time()
-    plan = make_plan(config)
-    plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
+    record = Record()
+    with record.timed("plan"):  # discovery, problems, lexicon, output checks
+        plan = make_plan(config)
     with progress_bar(progress) as bar:
-        inputs = read_inputs(plan, bar)
-        rollouts = tag_stage(inputs, plan, bar)
-    return finish(plan, inputs, rollouts, started)
+        inputs, ran = read_inputs(plan, bar)
+        record = record.merge(ran)
+        rollouts = tag_stage(inputs, plan, record, bar)
+    return finish(plan, record, inputs, rollouts, started)
 
 
 # --- read or generate --------------------------------------------------------------------------
 
 
-def read_inputs(plan: Plan, bar) -> Inputs:
-    """The rollout table of the plan's source: a text log, a training run's logs, or generated rollouts."""
+def read_inputs(plan: Plan, bar) -> tuple[Inputs, Record]:
+    """The rollout table of the plan's source (a text log, a training run's logs, or generated rollouts)
+    and the record of what read, generated or scored it."""
+    record = Record()
     if plan.mode == "text-only":
-        with plan.timed("read"):
-            return _read_text_log(plan)
+        with record.timed("read"):
+            return _read_text_log(plan, record), record
     if plan.mode == "training-run":
-        with plan.timed("read"):
-            return _read_training_run(plan)
+        with record.timed("read"):
+            return _read_training_run(plan), record
     if plan.mode == "rescored":
         from reasonlens.analysis.rescore import rescore_log
 
-        with plan.timed("read"):
-            log = read_text_log(plan)
-        return rescore_log(plan, log, bar)
+        with record.timed("read"):
+            log = read_text_log(plan, record)
+        inputs, scored = rescore_log(plan, log, bar)
+        return inputs, record.merge(scored)
     if plan.config.ray:
         from reasonlens.analysis.distributed import rollout_series_ray
 
@@ -95,18 +103,19 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     return rollout_series(plan, bar)
 
 
-def _read_text_log(plan: Plan) -> Inputs:
+def _read_text_log(plan: Plan, record: Record) -> Inputs:
     """Text only: token arrays and old tags a log may carry are dropped so nothing is mixed in;
     with a tokenizer, length is counted in its tokens; with gold answers and no verdicts, graded."""
-    rollouts = read_text_log(plan)
+    rollouts = read_text_log(plan, record)
     if plan.tokenizer is not None:
         rollouts[C.N_TOKENS] = [len(plan.tokenizer(r, add_special_tokens=False)["input_ids"])
                                 for r in rollouts[C.RESPONSE]]
     return Inputs(rollouts, tokenizer=plan.config.tokenizer)
 
 
-def read_text_log(plan: Plan) -> pd.DataFrame:
-    """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds."""
+def read_text_log(plan: Plan, record: Record) -> pd.DataFrame:
+    """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds
+    (how: ``record.graded``)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
     from reasonlens.sources.logs import read_rollout_log
 
@@ -117,13 +126,13 @@ def read_text_log(plan: Plan) -> pd.DataFrame:
     if C.CORRECT not in rollouts and answers in rollouts:
         from reasonlens.sources.tasks import grade_log
 
-        with plan.timed("grade"):
+        with record.timed("grade"):
             scores = grade_log(rollouts[C.RESPONSE], rollouts[answers])
         rollouts[C.CORRECT] = [s.correct for s in scores]
         rollouts[C.PRED] = [s.pred for s in scores]
         if C.REWARD not in rollouts:  # a logged score stays the reward
             rollouts[C.REWARD] = [s.reward for s in scores]
-        plan.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
+        record.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
     return rollouts
 
 
@@ -143,7 +152,7 @@ def _read_training_run(plan: Plan) -> Inputs:
 # --- tag ---------------------------------------------------------------------------------------
 
 
-def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
+def tag_stage(inputs: Inputs, plan: Plan, record: Record, bar) -> pd.DataFrame:
     """The rollout table with the tag columns, tagging only steps no cache file holds for this lexicon."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS, TAG_VERSION, tag_rollouts
 
@@ -159,7 +168,7 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
         table = step_file(plan.out, int(step), stage="tags")
         tags = read_cached(table, key)
         if tags is None or len(tags) != len(frame):
-            with plan.timed("tag"):
+            with record.timed("tag"):
                 tagged = tag_rollouts(frame, plan.lexicon)
             tags = tagged[[c for c in TAG_COLUMNS + [C.PLANNING_MASK] if c in tagged]]
             write_cached(table, key, tags, step=int(step), lexicon=plan.lexicon.hash, n_responses=len(frame))
@@ -172,7 +181,7 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
 # --- aggregate, detect, render -----------------------------------------------------------------
 
 
-def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
+def finish(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html and summary.json last."""
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
@@ -181,11 +190,11 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
 
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
-    with plan.timed("metrics"):
+    with record.timed("metrics"):
         dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
         phases = detect_phases(dynamics)
-    summary = _summary(plan, inputs, rollouts, phases, started)
-    with plan.timed("write"):
+    summary = _summary(plan, record, inputs, rollouts, phases, started)
+    with record.timed("write"):
         write_parquet(out / "rollouts.parquet", rollouts)
         write_csv(out / "dynamics.csv", dynamics)
         write_parquet(out / "dynamics.parquet", dynamics)
@@ -194,27 +203,29 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
         from reasonlens.report.figures import save_figures
         from reasonlens.report.html import write_report
 
-        with plan.timed("report"):
+        with record.timed("report"):
             figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
     summary["seconds"] = round(time.time() - started, 2)
-    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
+    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in record.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
 
 
-def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
+def _summary(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, phases: dict,
+             started: float) -> Summary:
     from reasonlens.hierarchy.tag import TAG_VERSION
 
     lexicon = plan.lexicon
     tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
     return Summary(
         mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
-        runtime=plan.runtime,
+        runtime=record.runtime,
         lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
         tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
-        checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
-        run_config=plan.run_config, graded=plan.graded, step_checkpoints=plan.step_checkpoints,
+        checkpoints=inputs.checkpoints,
+        skipped=(plan.series.skipped if plan.series is not None else []) + record.skipped,
+        run_config=plan.run_config, graded=record.graded, step_checkpoints=record.step_checkpoints,
         phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
         seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
