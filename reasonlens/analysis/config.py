@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.models.scoring import REDUCERS
 from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP,
                                 REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
-SCORERS = ("auto", "torch", "triton")
 
 
 @dataclass
@@ -88,7 +88,7 @@ class AnalyzeConfig:
                                   f"score_temperature={self.score_temperature} > 0.")
         if not 0 < self.high_entropy_quantile < 1:
             raise ReasonlensError(f"high_entropy_quantile={self.high_entropy_quantile} must be in (0, 1).")
-        for name, choices in (("backend", BACKENDS), ("scoring", SCORERS)):
+        for name, choices in (("backend", BACKENDS), ("scoring", REDUCERS)):
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
                                       f"{', '.join(choices)}.")

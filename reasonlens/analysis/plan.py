@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
-from reasonlens.records import remove_stale_temporaries
+from reasonlens.records import check_writable, remove_stale_temporaries
 
 OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
                 "report.html")
@@ -216,13 +215,7 @@ def _check_output_folder(plan: Plan) -> None:
     out = plan.out
     if out.exists() and not out.is_dir():
         raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the analysis.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{time.time_ns()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
+    check_writable(out)
     remove_stale_temporaries(out)  # half-written files of a killed run: never read, never kept
     written = {(out / name).resolve() for name in OUTPUT_FILES}
     folders = [(out / name).resolve() for name in OUTPUT_FOLDERS]

@@ -15,7 +15,6 @@ occurrence and the token-probability columns are NaN: never estimated.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable
 
@@ -26,7 +25,8 @@ from .. import columns as rc
 from ..errors import ReasonlensError
 from ..sources.logs import parse_bool
 from . import columns as dc
-from .entropy import answer_semantic_entropy, conditional_procedural_entropy, sg_semantic_entropy
+from .entropy import (answer_semantic_entropy, cached_equivalence, conditional_procedural_entropy,
+                      sg_semantic_entropy)
 from .outcomes import mean_pass_at_k, powers_of_two_upto
 from .token_stats import high_entropy_overlap, mean_by_class, perplexity_by_class, pool, relative_to_first
 
@@ -58,9 +58,7 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     >>> dynamics_table(tag_rollouts(rollouts, "paper"))[["step", "accuracy"]]  # doctest: +SKIP
     """
     _check_input(rollouts, high_entropy_quantile)
-    if equivalent is None:
-        from ..sources.answers import answers_equivalent as equivalent
-    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # shared by all steps: answers repeat
+    equivalent = cached_equivalence(equivalent)  # one memo shared by all steps: answers repeat
     df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
     sizes = df.groupby([rc.STEP, "_prompt"]).size()
     ks = powers_of_two_upto(int(sizes.max()))

@@ -81,17 +81,24 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, st
     return labels
 
 
+def cached_equivalence(equivalent: Callable[[str, str], bool] | None = None) -> Callable[[str, str], bool]:
+    """``equivalent`` (default: ``sources.answers.answers_equivalent``, math-verify) memoised: answers repeat
+    across samples and steps, and math-verify takes ~10 ms a pair."""
+    if equivalent is None:
+        from ..sources.answers import answers_equivalent as equivalent
+    return functools.lru_cache(maxsize=None)(equivalent)
+
+
 def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
                             equivalent: Callable[[str, str], bool] | None = None,
                             base: float = math.e) -> float:
     """Mean over prompts of the entropy of their answers' equivalence-cluster frequencies.
 
-    ``equivalent`` defaults to ``reasonlens.sources.answers.answers_equivalent`` (math-verify).
-    None answers form one cluster (see ``cluster_answers``). NaN when there are no prompts.
+    ``equivalent`` defaults to ``cached_equivalence()`` (math-verify, memoised); a given one is used as it
+    is (wrap it in `cached_equivalence` to share one memo across calls). None answers form one cluster
+    (see ``cluster_answers``). NaN when there are no prompts.
     """
-    if equivalent is None:
-        from ..sources.answers import answers_equivalent as equivalent
-    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # answers repeat: math-verify is ~10 ms a pair
+    equivalent = equivalent or cached_equivalence()
     values = [shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base)
               for a in answers_by_prompt if len(a)]
     return float(np.mean(values)) if values else math.nan
