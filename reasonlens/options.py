@@ -5,7 +5,8 @@ Help strings shared by several configs live here, so each is written once.
 
 from __future__ import annotations
 
-from dataclasses import field
+import textwrap
+from dataclasses import field, fields
 
 from reasonlens.errors import ReasonlensError
 
@@ -28,6 +29,27 @@ REMOTE_CODE_HELP = ("Allow checkpoints and tokenizers whose architecture is Pyth
 def option(default, help: str):
     """A dataclass field with its one documentation string (read by the CLI and `help()`)."""
     return field(default=default, metadata={"help": help})
+
+
+def field_docs(config_cls, names=None) -> str:
+    """numpydoc ``name : type, default value`` entries of ``config_cls``'s fields (all, or ``names`` in
+    that order), each followed by its help: the one text both the CLI and the docstrings show."""
+    by_name = {f.name: f for f in fields(config_cls)}
+    lines = []
+    for name in names or by_name:
+        f = by_name[name]
+        lines.append(f"{name} : {f.type}, default {f.default!r}")
+        lines += textwrap.wrap(f.metadata["help"], 100, initial_indent="    ", subsequent_indent="    ",
+                               break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines)
+
+
+def documented(config_cls):
+    """Class decorator: append the Parameters section (`field_docs`) to a config's docstring, so
+    ``help(config_cls)`` lists every field with its help."""
+    entries = textwrap.indent(field_docs(config_cls), "    ")
+    config_cls.__doc__ = f"{config_cls.__doc__}\n\n    Parameters\n    ----------\n{entries}\n"
+    return config_cls
 
 
 def check_positive(config, *names: str) -> None:

@@ -10,11 +10,13 @@ from typing import Optional
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.scoring import REDUCERS
 from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP,
-                                REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, option)
+                                REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, documented,
+                                option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
 
 
+@documented
 @dataclass
 class AnalyzeConfig:
     """Settings of `reasonlens.analyze`; ``help(AnalyzeConfig)`` and ``reasonlens analyze --help`` list each."""
