@@ -8,7 +8,7 @@ is the module here (the function is `reasonlens.compare`).
 
 from __future__ import annotations
 
-import importlib
+from reasonlens.exports import lazy_exports
 
 _EXPORTS = {
     "AnalyzeConfig": "reasonlens.analysis.config",
@@ -18,8 +18,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'reasonlens.analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ Names load on first use, so importing `hierarchy.mine_config` (the CLI does) pul
 
 from __future__ import annotations
 
-import importlib
+from reasonlens.exports import lazy_exports
 
 _EXPORTS = {
     "Lexicon": "reasonlens.hierarchy.lexicon",
@@ -15,8 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'reasonlens.hierarchy' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
