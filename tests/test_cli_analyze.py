@@ -70,6 +70,7 @@ def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
     assert not (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_analyze_bundled_smollm2_end_to_end(tmp_path):
     """The real embedded default: generation, scoring, math-verify grading and the report, small settings."""
     out = tmp_path / "smollm2"

@@ -14,6 +14,7 @@ from reasonlens.cli import app
 from reasonlens.train.config import TrainConfig
 
 
+@pytest.mark.slow
 def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
     problems = tmp_path / "problems.jsonl"
     problems.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)})
