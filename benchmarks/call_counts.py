@@ -1,6 +1,6 @@
 """How often one `analyze` of a 3-checkpoint series runs the tagger, the tokenizer's decode, the generate
-stage's `checkpoint_keys` (runtime and cache keys) and reads of rollout step files, and how often a fully
-cached rerun does.
+stage's `checkpoint_keys` (the cache keys), runtime records (`hardware.runtime`) and reads of rollout step
+files, and how often a fully cached rerun does.
 
 Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/call_counts.py
 (with PYTHONPATH pointing at another checkout, the same script counts that version's calls).
@@ -30,13 +30,15 @@ def tiny_series(root: Path) -> Path:
 
 
 def counting(counts: dict):
-    """Wrap find/decode/batch_decode, the generate stage's `checkpoint_keys` and pandas' parquet reader
+    """Wrap find/decode/batch_decode, the generate stage's `checkpoint_keys`, `hardware.runtime` (one call per
+    runtime record: with a vLLM backend each also asks vLLM for its provenance) and pandas' parquet reader
     (counting reads of rollout step files) so each call adds to ``counts``."""
     import pandas as pd
     from transformers import PreTrainedTokenizerBase
 
     from reasonlens.analysis import generate
     from reasonlens.hierarchy.tagger import PlanningTagger
+    from reasonlens.models import hardware
 
     def wrap(owner, name, key):
         real = getattr(owner, name)
@@ -50,6 +52,7 @@ def counting(counts: dict):
     wrap(PreTrainedTokenizerBase, "decode", "decode")
     wrap(PreTrainedTokenizerBase, "batch_decode", "batch_decode")
     wrap(generate, "checkpoint_keys", "checkpoint_keys")
+    wrap(hardware, "runtime", "runtime")
     real_read = pd.read_parquet
 
     def read_parquet(path, *args, **kwargs):
@@ -65,7 +68,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         series = tiny_series(Path(tmp))
-        counts = {"find": 0, "decode": 0, "batch_decode": 0, "checkpoint_keys": 0, "step_file_reads": 0}
+        counts = {"find": 0, "decode": 0, "batch_decode": 0, "checkpoint_keys": 0, "runtime": 0,
+                  "step_file_reads": 0}
         counting(counts)
         config = dict(path=series, out=Path(tmp) / "out", task="basic_arithmetic", num_prompts=2, samples=2,
                       max_new_tokens=24, device="cpu", dtype="fp32", report=True)
