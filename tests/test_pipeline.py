@@ -84,6 +84,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
     assert calls == [1, 2, 3]
 
 
+@pytest.mark.slow  # a second full analyze re-proving what faster tests prove (review 12-06, 4.2)
 def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     a = pd.read_parquet(analyzed / "rollouts.parquet")
