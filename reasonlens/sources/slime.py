@@ -68,6 +68,9 @@ def read_step(files: list[Path], step: int) -> pd.DataFrame:
         if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
             raise ReasonlensError(f"{file}: expected slime's {{'rollout_id', 'samples': [...]}}, got "
                                   f"{type(data).__name__}. Pass a --save-debug-rollout-data file.")
+        if not all(isinstance(s, dict) for s in data["samples"]):
+            raise ReasonlensError(f"{file}: a sample is not a dict (Sample.to_dict()); this is not a slime "
+                                  "rollout dump. Pass a --save-debug-rollout-data file.")
         rows += [_row(s, file, i, step) for i, s in enumerate(data["samples"])]
     return pd.DataFrame(rows)
 
