@@ -1,13 +1,8 @@
 """Each RL framework's rollout log, written in that framework's exact record schema, read as a rollout table;
 plus a hostile case per format (cut lines, missing STABLE, mismatched arrays, a pickle that would run code)."""
 
-import json
-import math
-import pickle
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from framework_logs import (areal_record, jsonl, nemo_record, prime_rl_record, roll_dump, slime_sample,

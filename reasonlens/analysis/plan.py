@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,7 +41,8 @@ class Plan:
     problem_info: Optional[dict] = None
     run: Optional[Path] = None
     run_config: Optional[dict] = None
-    tokenizer: Any = None             # text-only --tokenizer (token counts)
+    tokenizer: Any = None             # --tokenizer of a log: token counts, or decodes a token-level log
+    log: Any = None                   # sources.logs.LogLayout of --rollouts (framework, parts, outcome sources)
     runtime: Optional[dict] = None    # filled when a model runs
     graded: Optional[str] = None      # how a text log without verdicts was graded
     step_checkpoints: Optional[list] = None  # rescored: which checkpoint scored each logged step
@@ -103,20 +105,25 @@ def _out(config: AnalyzeConfig, default: Path) -> Path:
 
 
 def _text_plan(config: AnalyzeConfig, lexicon) -> Plan:
-    from reasonlens.sources.logs import log_files
+    """A --rollouts log alone: text only, or a token-level log (its logged scores) decoded with --tokenizer."""
+    from reasonlens.sources.logs import detect_layout
 
     source = Path(config.rollouts)
-    if not source.exists():
-        raise ReasonlensError(f"rollout log {source} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
-                              "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
-    log_files(source)  # an unknown layout fails here, not after the tokenizer loads
+    layout = detect_layout(source, trust_remote_code=config.trust_remote_code)  # fails before any load
+    if layout.needs_tokenizer and config.tokenizer is None:
+        raise ReasonlensError(f"--rollouts {source} is a {layout.framework} log of token ids without text: pass "
+                              "--tokenizer with the run's model (hub id or folder) to decode them.")
     tokenizer = None
     if config.tokenizer is not None:
         from reasonlens.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
+    elif layout.token_scores:
+        warnings.warn(f"--rollouts {source} ({layout.framework}) logs token ids and log-probabilities: pass "
+                      "--tokenizer to use them; without it the analysis is text only.", stacklevel=3)
+    mode = "token-log" if layout.token_scores and tokenizer is not None else "text-only"
     default = (source if source.is_dir() else source.parent) / "reasonlens"
-    return Plan(config, "text-only", _out(config, default), lexicon, tokenizer=tokenizer)
+    return Plan(config, mode, _out(config, default), lexicon, tokenizer=tokenizer, log=layout)
 
 
 def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
@@ -248,10 +255,8 @@ def _check_output_folder(plan: Plan) -> None:
 
 def _input_files(plan: Plan) -> list[Path]:
     config, files = plan.config, []
-    if config.rollouts is not None:
-        from reasonlens.sources.logs import log_files
-
-        files += log_files(Path(config.rollouts))
+    if plan.log is not None:
+        files += [f for _, part in plan.log.parts for f in part]
     for given in (config.prompts_file, config.lexicon):
         if given is not None and Path(given).is_file():
             files.append(Path(given))

@@ -29,7 +29,7 @@ from reasonlens.records import (cache_key, provenance, read_cached, step_file, t
 class Summary(TypedDict, total=False):
     """Layout of OUT/summary.json: the numbers' origin sits next to them."""
 
-    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "rescored"
+    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "token-log" | "rescored"
     config: dict[str, Any]     # dataclasses.asdict(AnalyzeConfig), as given
     out: str                   # the output folder actually used
     provenance: dict[str, Any]  # reasonlens version, git hash, library versions, date
@@ -42,6 +42,7 @@ class Summary(TypedDict, total=False):
     skipped: list[dict]        # [{"path", "reason"}] left out by --skip-bad
     run_config: Optional[dict]  # a training run's config.json (training-run and eval modes)
     graded: Optional[str]      # text logs graded here (no verdicts, gold answers): how
+    log: Optional[dict]        # --rollouts: framework, reward/correctness sources, unavailable metrics, gaps
     step_checkpoints: Optional[list]  # rescored: [{"step", "checkpoint", "checkpoint_step", "exact"}], skipped steps
     phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
     n_responses: int
@@ -77,6 +78,9 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     if plan.mode == "text-only":
         with plan.timed("read"):
             return _read_text_log(plan)
+    if plan.mode == "token-log":
+        with plan.timed("read"):
+            return Inputs(read_text_log(plan, token_scores=True), tokenizer=plan.config.tokenizer)
     if plan.mode == "training-run":
         with plan.timed("read"):
             return _read_training_run(plan)
@@ -105,14 +109,19 @@ def _read_text_log(plan: Plan) -> Inputs:
     return Inputs(rollouts, tokenizer=plan.config.tokenizer)
 
 
-def read_text_log(plan: Plan) -> pd.DataFrame:
-    """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds."""
+def read_text_log(plan: Plan, *, token_scores: bool = False) -> pd.DataFrame:
+    """The --rollouts log as a rollout table without tags, graded when it has golds; without token arrays
+    unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
     from reasonlens.sources.logs import read_rollout_log
 
-    rollouts = read_rollout_log(plan.config.rollouts)
-    rollouts = rollouts.drop(columns=[c for c in C.TOKEN_ARRAY_COLUMNS + TAG_COLUMNS + [C.PROMPT_TOKEN_IDS]
-                                      if c in rollouts])
+    rollouts = read_rollout_log(plan.config.rollouts, trust_remote_code=plan.config.trust_remote_code)
+    arrays = [] if token_scores else C.TOKEN_ARRAY_COLUMNS + [C.PROMPT_TOKEN_IDS]
+    rollouts = rollouts.drop(columns=[c for c in arrays + TAG_COLUMNS if c in rollouts])
+    if token_scores:
+        from reasonlens.analysis.logs import decode_responses
+
+        rollouts = decode_responses(rollouts, plan.tokenizer)
     answers = plan.config.answer_field if plan.config.answer_field in rollouts else C.ANSWER
     if C.CORRECT not in rollouts and answers in rollouts:
         from reasonlens.sources.tasks import grade_log
@@ -208,13 +217,18 @@ def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, s
 
     lexicon = plan.lexicon
     tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
+    log = None
+    if plan.log is not None:
+        from reasonlens.analysis.logs import log_summary
+
+        log = log_summary(plan.log, rollouts, plan.graded, rescored=plan.mode == "rescored")
     return Summary(
         mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
         runtime=plan.runtime,
         lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
         tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
         checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
-        run_config=plan.run_config, graded=plan.graded, step_checkpoints=plan.step_checkpoints,
+        run_config=plan.run_config, graded=plan.graded, log=log, step_checkpoints=plan.step_checkpoints,
         phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
         seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

@@ -19,7 +19,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import read_records
-from reasonlens.sources.logs import parsed_field
+from reasonlens.sources.values import parsed_field
 
 FRAMEWORK = "areal"
 FIELDS = ("task_id", "sample_idx", "seqlen", "prompt_len", "tail_version", "reward", "prompt", "completion")

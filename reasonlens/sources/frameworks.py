@@ -9,12 +9,27 @@ these": the caller tries our own, TRL's and verl's files.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Callable, Optional
 
 from reasonlens.sources import areal, nemo_rl, prime_rl, roll, slime
-from reasonlens.sources.logs import LogLayout
 
-TOKENIZER_NOTE = "needs --tokenizer (the run's model or tokenizer folder) to decode the token ids"
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLayout:
+    """A recognised log: which framework wrote it, its parts (a step and that step's files) and how to
+    read one part, plus where its reward and correctness come from (for the summary)."""
+
+    framework: str                            # reasonlens, trl, verl, prime-rl, nemo-rl, areal, roll, slime
+    parts: list                               # [(step or None: the files carry it, [files])] in step order
+    read_part: Callable                       # (files, step) -> DataFrame in the rollout-table schema
+    reward_from: Optional[str] = None         # which logged field is the reward
+    correct_from: Optional[str] = None        # which logged field is the correctness verdict, if any
+    token_scores: bool = False                # per-token log-probabilities logged with the token ids
+    needs_tokenizer: bool = False             # token ids only, no text: --tokenizer decodes them
+    unavailable: dict = dataclasses.field(default_factory=dict)  # metric -> why it stays NaN
 
 
 def detect(path: Path, trust_remote_code: bool = False) -> LogLayout | None:
@@ -47,12 +62,13 @@ def _single_file(path: Path, trust_remote_code: bool) -> LogLayout | None:
 
 
 def _prime_rl(steps: dict) -> LogLayout:
-    return LogLayout(prime_rl.FRAMEWORK, list(steps.items()), prime_rl.read_step, needs_tokenizer=True,
+    return LogLayout(prime_rl.FRAMEWORK, list(steps.items()), prime_rl.read_step, token_scores=True,
+                     needs_tokenizer=True,
                      unavailable={"accuracy": "prime-rl's token export holds no reward or verdict"})
 
 
 def _nemo_rl(steps: dict) -> LogLayout:
-    return LogLayout(nemo_rl.FRAMEWORK, list(steps.items()), nemo_rl.read_step,
+    return LogLayout(nemo_rl.FRAMEWORK, list(steps.items()), nemo_rl.read_step, token_scores=True,
                      reward_from="NeMo-RL 'rewards' (the environment's reward)",
                      unavailable={"entropy": nemo_rl.ENTROPY_UNAVAILABLE})
 
@@ -70,6 +86,6 @@ def _areal(steps: dict) -> LogLayout:
 def _slime(path: Path, steps: dict, trust_remote_code: bool) -> LogLayout:
     if not trust_remote_code:
         slime.refuse_untrusted(path)
-    return LogLayout(slime.FRAMEWORK, list(steps.items()), slime.read_step,
+    return LogLayout(slime.FRAMEWORK, list(steps.items()), slime.read_step, token_scores=True,
                      reward_from="slime 'reward' (its 'score' entry when a dict)",
                      unavailable={"entropy": "slime dumps log the engine's log-probabilities, not entropies"})

@@ -25,9 +25,7 @@ a warning: identical samples are possible, a log written twice is likelier.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import math
 import re
 import warnings
 from pathlib import Path
@@ -39,100 +37,16 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import cell_text, read_parquet, read_records
+from reasonlens.sources.frameworks import LogLayout, detect
+from reasonlens.sources.values import parse_bool, parse_count, parse_reward, parse_step
+
+__all__ = ["LogLayout", "detect_layout", "log_files", "read_rollout_log", "join_parts",
+           "parse_bool", "parse_count", "parse_reward", "parse_step"]
 
 REQUIRED = (C.STEP, C.PROMPT, C.RESPONSE)
 _TRL_RENAME = {"completion": C.RESPONSE}
 _TRL_NOT_REWARDS = {C.STEP, "prompt", "completion", "advantage", "image", "images"}
 _WHERE = "_where"  # "line 3" / "row 3" of each row, for messages; dropped before returning
-_INTEGER = re.compile(r"\+?[0-9]+")
-
-
-def parse_step(value) -> int:
-    """A non-negative integer step: ``3``, ``3.0`` or ``"3"``; anything else raises ValueError.
-
-    >>> parse_step("12"), parse_step(4.0)
-    (12, 4)
-    """
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError("a boolean, not a step number")
-    if isinstance(value, (int, np.integer)) and value >= 0:
-        return int(value)
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value.is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    raise ValueError("missing" if _is_missing(value) else "not a non-negative integer")
-
-
-def parse_count(value) -> float:
-    """A token count: like `parse_step`, but None/NaN -> NaN (unknown for that row)."""
-    return math.nan if _is_missing(value) else float(parse_step(value))
-
-
-def parse_bool(value) -> bool | None:
-    """``True/False``, ``0/1`` or ``"true"/"false"`` (any case); None/NaN -> None (unknown); else ValueError.
-
-    >>> parse_bool("False"), parse_bool(1), parse_bool(None)
-    (False, True, None)
-    """
-    if _is_missing(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError("not a boolean (expected true/false, 0/1 or \"true\"/\"false\")")
-
-
-def parse_reward(value) -> float:
-    """A finite number (or a numeric string); None/NaN -> NaN (unknown); booleans and text raise ValueError.
-
-    >>> parse_reward("0.5"), parse_reward(1)
-    (0.5, 1.0)
-    """
-    if _is_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError("a boolean, not a number (write rewards as numbers, e.g. 1.0 / 0.0)")
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ValueError("not a number") from None
-    if not math.isfinite(number):
-        raise ValueError("not finite" if not math.isnan(number) else "not a number")
-    return number
-
-
-def _is_missing(value) -> bool:
-    return value is None or (np.ndim(value) == 0 and not isinstance(value, str) and bool(pd.isna(value)))
-
-
-_PARSERS = {"step": parse_step, "count": parse_count, "bool": parse_bool, "reward": parse_reward}
-
-
-def parsed_field(fields: dict, key: str, file: Path, where: str, kind: str):
-    """``fields[key]`` parsed as a ``kind`` (step, count, bool, reward), or an error naming file, line and value."""
-    try:
-        return _PARSERS[kind](fields.get(key))
-    except ValueError as err:
-        raise ReasonlensError(f"{file} {where}: {key} = {fields.get(key)!r} is {err}. Fix that value and "
-                              "rerun.") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class LogLayout:
-    """A recognised log: which framework wrote it, its parts (a step and that step's files) and how to
-    read one part, plus where its reward and correctness come from (for the summary)."""
-
-    framework: str                            # reasonlens, trl, verl, prime-rl, nemo-rl, areal, roll, slime
-    parts: list                               # [(step or None: the files carry it, [files])] in step order
-    read_part: Callable                       # (files, step) -> DataFrame in the rollout-table schema
-    reward_from: Optional[str] = None         # which logged field is the reward
-    correct_from: Optional[str] = None        # which logged field is the correctness verdict, if any
-    needs_tokenizer: bool = False             # token ids only, no text: --tokenizer decodes them
-    unavailable: dict = dataclasses.field(default_factory=dict)  # metric -> why it stays NaN
 
 
 def read_rollout_log(path, *, trust_remote_code: bool = False) -> pd.DataFrame:
@@ -168,14 +82,12 @@ def join_parts(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def detect_layout(path, *, trust_remote_code: bool = False) -> LogLayout:
     """Recognise the log at ``path`` (framework layouts first, then our/TRL/verl files) without reading it."""
-    from reasonlens.sources import frameworks
-
     path = Path(path)
     if not path.exists():
         raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
                               "log, a folder of step_*.parquet, a TRL completions folder, a verl dump folder "
                               "or a framework's log folder (see docs/layouts.md).")
-    layout = frameworks.detect(path, trust_remote_code)
+    layout = detect(path, trust_remote_code)
     if layout is not None:
         return layout
     files = log_files(path)

@@ -29,7 +29,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import cell_text, read_records
-from reasonlens.sources.logs import parse_reward, parse_step
+from reasonlens.sources.values import parse_reward, parse_step
 from reasonlens.sources.token_logs import aligned, floats
 
 FRAMEWORK = "nemo-rl"

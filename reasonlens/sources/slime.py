@@ -23,7 +23,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import cell_text
-from reasonlens.sources.logs import parse_reward
+from reasonlens.sources.values import parse_reward
 
 FRAMEWORK = "slime"
 _FILE = re.compile(r"(?:eval_)?(\d+)\.pt")

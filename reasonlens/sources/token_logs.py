@@ -3,8 +3,7 @@
 Our convention for the per-token arrays of the rollout table: position t of ``logprobs`` / ``entropies``
 belongs to the distribution that sampled response token t (``token_ids[t]``). Each reader states in
 its docstring why its framework's arrays already follow it. `aligned` checks a record's arrays have
-one value per token (a mismatch is an error naming file and line); `decode_responses` turns the token
-ids into text and character offsets with the run's tokenizer, so planning tokens can be tagged.
+one value per token (a mismatch is an error naming file and line); `floats` reads one array.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 
 
@@ -41,18 +38,3 @@ def floats(values, file: Path, where: str, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise ReasonlensError(f"{file} {where}: '{name}' holds a value that is not a number. "
                               "Re-export the file.") from None
-
-
-def decode_responses(table: pd.DataFrame, tokenizer) -> pd.DataFrame:
-    """``response`` (and ``token_offsets``) from ``token_ids``, and ``prompt`` from ``prompt_token_ids`` when
-    the log has no prompt text: decoded with special tokens kept, so every token has a span."""
-    from reasonlens.models.offsets import DECODE_KWARGS, token_offsets
-
-    table = table.copy()
-    decoded = [token_offsets(tokenizer, [int(t) for t in ids]) for ids in table[C.TOKEN_IDS]]
-    table[C.RESPONSE] = [text for text, _ in decoded]
-    table[C.TOKEN_OFFSETS] = [[list(o) for o in offsets] for _, offsets in decoded]
-    if C.PROMPT_TOKEN_IDS in table and (table[C.PROMPT] == "").all():
-        table[C.PROMPT] = [tokenizer.decode([int(t) for t in ids], **DECODE_KWARGS)
-                           for ids in table[C.PROMPT_TOKEN_IDS]]
-    return table
