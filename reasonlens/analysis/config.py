@@ -21,7 +21,8 @@ class AnalyzeConfig:
 
     # --- what comes in -----------------------------------------------------------------
     path: Optional[Path] = option(None, "Checkpoint series, single model folder, .gguf file or `train-hicra` run.")
-    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, JSONL). Alone: "
+    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, prime-rl, NeMo-RL, "
+                                            "AReaL, ROLL, slime, JSONL; docs/layouts.md). Alone: "
                                             "text-only, no model is loaded. With PATH: every logged step is "
                                             "re-scored by its checkpoint (no generation).")
     strict_steps: bool = option(False, "With PATH and --rollouts: refuse a logged step that has no checkpoint of "
@@ -69,7 +70,9 @@ class AnalyzeConfig:
     threads: Optional[int] = option(None, THREADS_HELP)
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
-    tokenizer: Optional[str] = option(None, "Text-only mode: measure length in this tokenizer's tokens.")
+    tokenizer: Optional[str] = option(None, "With --rollouts: decode a token-level log (prime-rl token exports, "
+                                            "NeMo-RL train data, slime dumps) to use its logged token scores; "
+                                            "for a text log, measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.")
     report: bool = option(True, "Write figures and report.html.")
 
