@@ -31,7 +31,8 @@ def test_verl_v1_dump_links_prompts_across_steps_and_keeps_groups(tmp_path):
     # one group per prompt within a step, its members numbered 0, 1
     assert (df.groupby([C.STEP, C.PROMPT_ID])["group_id"].nunique() == 1).all()
     assert sorted(df[C.SAMPLE_ID].tolist()) == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert df[C.REWARD].tolist() == df[C.REWARD].tolist() and C.CORRECT not in df  # v1 logs no acc
+    assert dict(zip(df[C.RESPONSE], df[C.REWARD])) == {"so 7": 1.0, "8": 0.0, "12": 1.0, "so 12": 1.0}
+    assert C.CORRECT not in df  # the v1 trainer logs no reward extras, so no verdict
 
 
 def test_verl_legacy_dump_keeps_reward_extras_as_columns(tmp_path):
@@ -53,6 +54,13 @@ def test_verl_validation_dump_step0_is_the_base_model(tmp_path):
     assert df[C.STEP].min() == 0
     assert "reward" in df and "verl_reward" not in df  # validation 'reward' repeats 'score': one column
     assert dict(zip(df[C.RESPONSE], df[C.CORRECT])) == {"7": True, "13": False}
+
+
+def test_verl_cut_dump_names_file_and_line(tmp_path):
+    path = jsonl(tmp_path / "7.jsonl", verl_rows(7, PROMPTS, [["so 7"], ["12"]], [1.0, 0.0], ["7", "12"], kind="v1"))
+    path.write_text(path.read_text()[:-25])  # the writer's thread stopped mid-line
+    with pytest.raises(ReasonlensError, match=r"7\.jsonl line 2 is not valid JSON.*truncated"):
+        read_rollout_log(tmp_path)
 
 
 # --- prime-rl token exports -----------------------------------------------------------------------
