@@ -91,6 +91,13 @@ def test_prime_rl_export_joins_ranks_and_keeps_completion_scores(tmp_path):
     assert detect_layout(tmp_path).needs_tokenizer
 
 
+def test_prime_rl_export_without_completion_tokens_is_refused(tmp_path):
+    rec = prime_rl_record(1, 0, 0, [1, 2], [5], [-0.1], [0.2], 0.0, vocab=400)
+    _prime_step(tmp_path, 1, [[dict(rec, loss_mask=[False] * 3)]])
+    with pytest.raises(ReasonlensError, match="holds no response"):
+        read_rollout_log(tmp_path)
+
+
 def test_prime_rl_step_without_stable_is_skipped_with_a_message(tmp_path):
     rec = prime_rl_record(1, 0, 0, [1, 2], [5], [-0.1], [0.2], 0.0, vocab=400)
     _prime_step(tmp_path, 1, [[rec]])

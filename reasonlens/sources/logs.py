@@ -67,12 +67,15 @@ def read_rollout_log(path, *, trust_remote_code: bool = False) -> pd.DataFrame:
     >>> read_rollout_log("runs/grpo/rollouts")[["step", "response"]]  # doctest: +SKIP
     """
     layout = detect_layout(path, trust_remote_code=trust_remote_code)
-    return join_parts([layout.read_part(files, step) for step, files in layout.parts])
+    return join_parts([layout.read_part(files, step) for step, files in layout.parts], path)
 
 
-def join_parts(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def join_parts(frames: list[pd.DataFrame], source) -> pd.DataFrame:
     """The parts of a log as one rollout table: ids filled, repeats warned about, sorted."""
     table = pd.concat(frames, ignore_index=True)
+    if table.empty or C.RESPONSE not in table:
+        raise ReasonlensError(f"rollout log {source} holds no response (every record was empty or had no "
+                              "completion token); check that the path points at the run's log.")
     if _WHERE not in table:
         table[_WHERE] = [f"row {i}" for i in range(len(table))]
     _warn_duplicates(table)
