@@ -249,6 +249,10 @@ def test_slime_dump_with_the_flag(tmp_path):
     assert df[C.STEP].tolist() == [6, 6] and df[C.REWARD].tolist() == [1.0, 0.0]
     assert df[C.TRUNCATED].tolist() == [False, True] and df[C.ANSWER].tolist() == ["7", "7"]
     assert list(df[C.TOKEN_IDS].iloc[0]) == [7, 8] and list(df[C.LOGPROBS].iloc[1]) == [-0.4]
+    samples[1]["rollout_log_probs"] = None  # the engine returned none for this one
+    _slime_dump(tmp_path / "rollout_data" / "6.pt", 6, samples)
+    with pytest.warns(UserWarning, match="token scores are dropped"):
+        assert C.LOGPROBS not in read_rollout_log(tmp_path, trust_remote_code=True)
     bad = [slime_sample(0, "q", "a", "7", 1.0, [1, 2], [-0.1, -0.2, -0.3])]
     _slime_dump(tmp_path / "rollout_data" / "6.pt", 6, bad)
     with pytest.raises(ReasonlensError, match="response_length = 3 but rollout_log_probs has 3 values and tokens 2"):

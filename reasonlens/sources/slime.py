@@ -16,6 +16,7 @@ passes ``--trust-remote-code``, and then loaded with ``torch.load(weights_only=F
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -72,7 +73,12 @@ def read_step(files: list[Path], step: int) -> pd.DataFrame:
             raise ReasonlensError(f"{file}: a sample is not a dict (Sample.to_dict()); this is not a slime "
                                   "rollout dump. Pass a --save-debug-rollout-data file.")
         rows += [_row(s, file, i, step) for i, s in enumerate(data["samples"])]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if C.TOKEN_IDS in table and table[C.TOKEN_IDS].isna().any():  # token scores for only some samples
+        warnings.warn(f"slime rollout {step}: some samples have no rollout_log_probs; the step's token scores "
+                      "are dropped so that every response is measured alike.", stacklevel=2)
+        table = table.drop(columns=[C.TOKEN_IDS, C.LOGPROBS])
+    return table
 
 
 def _row(sample: dict, file: Path, i: int, step: int) -> dict:
