@@ -69,6 +69,8 @@ def test_prime_rl_token_export_metrics_come_from_the_export(tmp_path, tiny_token
         expected[step] = {k: np.concatenate(v) for k, v in pooled.items()}
     out = tmp_path / "out"
     assert "--tokenizer" in _analyze("--rollouts", tmp_path / "run", "--out", out).output  # ids only: refused
+    refused = _analyze(tmp_path, "--rollouts", tmp_path / "run", "--tokenizer", tiny_tokenizer_dir, "--out", out)
+    assert refused.exit_code == 1 and "already holds the trainer's own token scores" in refused.output
     result = _analyze("--rollouts", tmp_path / "run", "--tokenizer", tiny_tokenizer_dir, "--lexicon", lexicon,
                       "--out", out)
     assert result.exit_code == 0, result.output

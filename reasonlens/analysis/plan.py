@@ -132,6 +132,9 @@ def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
     from reasonlens.sources.checkpoints import discover_checkpoints
 
     text = _text_plan(config, lexicon)
+    if text.log.needs_tokenizer:
+        raise ReasonlensError(f"--rollouts {config.rollouts} ({text.log.framework}) already holds the trainer's own "
+                              "token scores and no text to re-score: analyze it without PATH, with --tokenizer.")
     root, base = Path(config.path), config.base
     if is_training_run(root):
         root, base = root / "checkpoints", base or run_model(root, _run_config(root))
