@@ -64,8 +64,8 @@ GPU_TOKENS = {16384: (4, 4096), 32768: (4, 8192)}  # tokens -> (batch, sequence 
 # --dry-run: the --gpu cases at a toy size on CPU, the fused kernel in Triton's interpreter (seconds).
 DRY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, tie_word_embeddings=False, vocab_size=8192)
-DRY_TOKENS = {256: (2, 128)}
-DRY_CHUNK_ROWS = 64  # several chunks per batch, as at full size
+DRY_TOKENS = {128: (2, 64)}
+DRY_CHUNK_ROWS = 32  # several chunks per batch, as at full size
 
 
 def _rss_kib(field: str) -> int:
