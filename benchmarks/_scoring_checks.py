@@ -33,25 +33,35 @@ def response_rows(model, prompts, responses):
 
 
 def liger_scorer(device: str, dtype) -> tuple:
-    """(op(rows, weight, targets) -> (nll, entropy), what runs) for Liger, or (None, why it cannot run)."""
+    """(op(rows, weight, targets) -> (nll, entropy), what runs) for Liger, or (None, why it cannot run).
+
+    Liger is an optional comparison, so any failure to import or to run a 4-row probe is recorded, not raised.
+    """
     import torch
 
     try:
         from liger_kernel.ops import LigerFusedLinearScaledCrossEntropyFunction as public
         from liger_kernel.ops import fused_linear_scaled_cross_entropy as module
-    except ImportError as err:
-        return None, f"skipped: liger-kernel>=0.8.5 not importable ({err}); pip install 'reasonlens[bench]'"
-    rows = torch.randn(4, 64, device=device, dtype=dtype)  # a probe: the sm90 dispatch imports on first use
-    weight, targets = torch.randn(128, 64, device=device, dtype=dtype), torch.zeros(4, dtype=torch.long,
-                                                                                     device=device)
-    try:
-        public.apply(rows, weight, targets, 1.0, -100, 1, True)
-        return (lambda h, w, t: public.apply(h, w, t, 1.0, -100, 1, True)), \
-            f"{module._resolve_implementation(rows.device).__name__} (liger's own dispatch)"
-    except ImportError as err:  # sm90 without nvidia-cutlass-dsl
-        fallback = module._FusedLinearPPOFallbackFunction
-        return (lambda h, w, t: fallback.apply(h, w, t, 1.0, -100, True)), \
-            f"{fallback.__name__}: liger's torch path (its sm90 kernel did not load: {err})"
+    except Exception as err:  # noqa: BLE001 - ImportError, or a liger built for another torch/triton
+        return None, f"skipped: liger-kernel>=0.8.5 not importable ({type(err).__name__}: {err}); " \
+                     "pip install 'reasonlens[bench]'"
+    candidates = [
+        (lambda h, w, t: public.apply(h, w, t, 1.0, -100, 1, True),
+         lambda: f"{module._resolve_implementation(torch.device(device)).__name__} (liger's own dispatch)"),
+        (lambda h, w, t: module._FusedLinearPPOFallbackFunction.apply(h, w, t, 1.0, -100, True),
+         lambda: "_FusedLinearPPOFallbackFunction: liger's torch path, 512-row chunks"),
+    ]
+    probe = (torch.randn(4, 64, device=device, dtype=dtype), torch.randn(128, 64, device=device, dtype=dtype),
+             torch.zeros(4, dtype=torch.long, device=device))  # the sm90 dispatch imports on first use
+    failures = []
+    for op, name in candidates:
+        try:
+            op(*probe)
+        except Exception as err:  # noqa: BLE001 - e.g. sm90 without nvidia-cutlass-dsl: try the next
+            failures.append(f"{type(err).__name__}: {err}")
+            continue
+        return op, name() + (f" (its dispatch failed: {failures[0]})" if failures else "")
+    return None, "skipped: " + "; ".join(failures)
 
 
 def liger_path(op):
