@@ -233,11 +233,13 @@ def run_method(method: str, model, optimizer, tokenizer, batch: dict, *, repeats
 
 
 def _trl_version():
+    """TRL's installed version or None, read from its metadata (importing TRL would pull in datasets)."""
+    from importlib import metadata
+
     try:
-        import trl
-    except ImportError:
+        return metadata.version("trl")
+    except metadata.PackageNotFoundError:
         return None
-    return trl.__version__
 
 
 def main(args) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 SCORING_PATHS = {"floor", "naive", "ours", "ours_torch"}
 STAGES = {"generate", "score", "advantages", "loss"}
+# reasonlens dependencies a lent GPU lacks (its package list: python 3.12, torch, triton, transformers, pandas,
+# ... but none of these); pyahocorasick and liger-kernel travel as wheels (make gpu-wheels).
+ABSENT_ON_GPU = {"trl", "datasets", "math_verify", "reasoning_gym", "gguf", "ruptures", "vllm", "ray"}
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)\s*$")
 
 
 def _finite(value) -> bool:
@@ -32,13 +37,21 @@ def dry_run(tmp_path_factory):
     """(completed process, its stdout lines parsed, the $OUT/gpu_check.jsonl text)."""
     out = tmp_path_factory.mktemp("gpu-check-out")
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": ""}
+           "PYTHONPATH": "", "PYTHONPROFILEIMPORTTIME": "1"}  # every import, named on stderr
     done = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=ROOT / "tests", env=env, capture_output=True,
                           text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, "\n".join(line for line in done.stderr.splitlines()
+                                          if not line.startswith("import time:"))[-4000:]
     lines = done.stdout.splitlines()
     assert lines and all(line.strip() for line in lines), "every line of stdout is one JSON object"
     return done, [json.loads(line) for line in lines], (out / "gpu_check.jsonl").read_text()
+
+
+def test_imports_nothing_a_lent_gpu_lacks(dry_run):
+    done, _, _ = dry_run
+    imported = {m.group(1).split(".")[0] for m in map(IMPORT_LINE.match, done.stderr.splitlines()) if m}
+    assert {"torch", "transformers", "triton", "reasonlens"} <= imported  # the import log was read
+    assert not imported & ABSENT_ON_GPU
 
 
 def test_log_file_holds_the_same_lines(dry_run):
