@@ -4,7 +4,8 @@
 #      reducer and Liger's fused linear entropy, 16k and 32k tokens, time, peak memory, float64 error, and
 #      flags where ours passes 1.10x the floor's time or memory;
 #   2. benchmarks/train_step.py: one train-hicra step and one GRPO step of a random-init SmolLM2-shaped policy,
-#      stage by stage (generate, tag, score, advantages, loss), with the tag and advantage shares;
+#      stage by stage, with the tag and advantage shares: the real train_hicra where TRL is installed, else
+#      (a lent GPU) our own pieces in the trainer's order (generate, tag, score, advantages, loss);
 #   3. benchmarks/scoring.py --gpu --models 7b (last: the longest, so a time limit loses the least).
 # Usage, from anywhere:  bash benchmarks/gpu_check.sh [--dry-run]
 #   --dry-run: the same scripts at toy shapes on CPU, the fused kernel in Triton's interpreter (tests/test_gpu_check.py).
@@ -51,7 +52,7 @@ step() {  # step NAME COMMAND...: run it, its stdout to the log; one JSON error 
 
 if [ -n "$DRY" ]; then
   step scoring "$PYTHON" benchmarks/scoring.py --dry-run --repeats 1
-  step train_step "$PYTHON" benchmarks/train_step.py --dry-run --repeats 1
+  step train_step "$PYTHON" benchmarks/train_step.py --dry-run --repeats 1 --path own  # what a lent GPU runs
 else
   step scoring "$PYTHON" benchmarks/scoring.py --gpu --models 1.5b --repeats 5
   step train_step "$PYTHON" benchmarks/train_step.py --repeats 2

@@ -2,7 +2,7 @@
 
 Run (CPU, bundled SmolLM2-135M, fp32, 4 x 128 tokens, ~40 s of CPU time; without --quick 4 x 512, ~4 min):
   taskset -c 0 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scoring.py --quick
-Run (CUDA, random-init Qwen2.5-1.5B and -7B shapes, bf16, 16k and 32k tokens; no weights travel):
+Run (CUDA, random-init Qwen2.5-1.5B and -7B shapes, bf16, 16k and 32k completion tokens; no weights travel):
   .venv/bin/python benchmarks/scoring.py --gpu
 
 Paths, all on the same batch of equal-length sequences (prompt + response, no padding):
@@ -60,11 +60,11 @@ QWEN_SHAPES = {
 }
 QWEN_COMMON = dict(vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
                    hidden_act="silu", use_sliding_window=False)
-GPU_TOKENS = {16384: (4, 4096), 32768: (4, 8192)}  # tokens -> (batch, sequence length)
+GPU_TOKENS = {16384: (4, 4096), 32768: (4, 8192)}  # completion tokens -> (batch, response tokens per sequence)
 # --dry-run: the --gpu cases at a toy size on CPU, the fused kernel in Triton's interpreter (seconds).
 DRY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, tie_word_embeddings=False, vocab_size=8192)
-DRY_TOKENS = {128: (2, 64)}
+DRY_TOKENS = {112: (2, 56)}
 DRY_CHUNK_ROWS = 32  # several chunks per batch, as at full size
 
 
@@ -302,12 +302,12 @@ def _gpu_cases(args) -> tuple[list[dict], str]:
     cases = []
     for size, shape in shapes.items():
         model = _qwen(shape, device, dtype)
-        for batch, length in tokens.values():
-            prompt = length // 8  # 7/8 of every sequence is response, as in long reasoning rollouts
+        for batch, response in tokens.values():
+            prompt = response // 8  # a prompt an eighth of the response, as in long reasoning rollouts
             paths = _gpu_paths(chunk_rows, reducer, None if liger is None else liger_path(liger))
             case, (prompts, responses, outputs) = run_case(
-                model, f"qwen2.5-{size} {batch}x{length}", paths, batch=batch, prompt=prompt,
-                response=length - prompt, chunk_rows=chunk_rows, repeats=args.repeats)
+                model, f"qwen2.5-{size} {batch}x({prompt}+{response})", paths, batch=batch, prompt=prompt,
+                response=response, chunk_rows=chunk_rows, repeats=args.repeats)
             case.update(ours_reducer=ours, liger_impl=liger_impl,
                         **fp64_errors(model, prompts, responses, outputs, fused=ours == "logprob_entropy_fused"))
             cases.append({**case, "flags": ratio_flags(case)})
@@ -352,7 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--response", type=int, default=448, help="CPU: response tokens per sequence")
     parser.add_argument("--models", nargs="+", default=list(QWEN_SHAPES), choices=list(QWEN_SHAPES), help="--gpu")
     parser.add_argument("--tokens", nargs="+", type=int, default=list(GPU_TOKENS), choices=list(GPU_TOKENS),
-                        help="--gpu: tokens per batch")
+                        help="--gpu: completion tokens per batch")
     parser.add_argument("--chunk-rows", dest="chunk_rows", type=int, help="rows per lm_head chunk (library default)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="CPU torch threads (1 is steadiest on a shared CPU)")

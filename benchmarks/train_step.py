@@ -1,12 +1,13 @@
 """One train-hicra step and one GRPO step of a random-init SmolLM2-135M-shaped policy, timed stage by stage.
 
-Run (CUDA):                 PYTHONPATH=. python3 benchmarks/train_step.py
-Run (CPU, toy shape, ~10 s):PYTHONPATH=. python3 benchmarks/train_step.py --dry-run
+Run (CUDA):                 PYTHONPATH=. python3 benchmarks/train_step.py [--path auto|own|trl]
+Run (CPU, toy shape, ~10 s): PYTHONPATH=. python3 benchmarks/train_step.py --dry-run [--path own]
 
-The step is assembled from our own pieces, in the order `reasonlens.train.trainer.HicraTrainer` runs
-them, and not through TRL's GRPOTrainer: a lent GPU has neither TRL nor a network to fetch it, and the
-pieces are where our share of a step lies. Every JSON line says so ("path"). Stages, CUDA synchronised at
-each boundary:
+Two paths (--path; auto = trl where TRL is installed, else own), named in every JSON line ("path"):
+- trl: the real `train_hicra` run, its stages timed from outside (benchmarks/_trl_step.py says how);
+- own: the step assembled from our own pieces, in the order `reasonlens.train.trainer.HicraTrainer` runs them,
+  for a machine without TRL: a lent GPU has neither TRL nor a network to fetch it.
+The own path's stages, CUDA synchronised at each boundary:
   generate    model.generate samples max_new_tokens per completion (EOS off: every completion full length);
   tag         the trainer's rollout table: text and token offsets from the ids (models.offsets), one
               `hierarchy.tag.tag_rollouts`, the planning mask as a (B, T) tensor (hicra only: plain GRPO
@@ -16,11 +17,12 @@ each boundary:
   advantages  `grpo_advantages` of the rewards, then `hicra_advantages` (hicra) or `per_token_advantages`;
   loss        forward/backward of TRL's DAPO loss (clipped ratio, sum over tokens / batch tokens) in
               micro-batches under bf16 autocast (CUDA; fp32 weights, as train-hicra's GPU default), AdamW step.
-Text: the generated ids of a random policy are word salad, so the completions the later stages see are
+Both paths share the policy, the sizes and seeded random 0/1 rewards (the own path times no grading; the
+trl path runs the task's reward too, always 0 for a random policy, and adds the random one).
+Own path: the generated ids of a random policy are word salad, so the completions the later stages see are
 synthetic long chains of thought (benchmarks/_corpus.py) encoded by a byte-level BPE trained on that text
-at start-up: the tagger meets planning phrases at a realistic rate. Rewards are random 0/1 (fixed seed):
-the task's grading is not timed. Time: one untimed warm-up step per method, then the median of each
-stage over --repeats steps; a stage's share is its median over the sum of the medians.
+at start-up: the tagger meets planning phrases at a realistic rate. Time: one untimed warm-up step per
+method, then the median of each stage over --repeats steps; a stage's share is its median over the sum.
 Output: one JSON line per (size, method), then the last line, a JSON object with all of them.
 """
 
@@ -31,6 +33,7 @@ import json
 import statistics
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 from _corpus import long_chains_of_thought  # noqa: E402
 from scoring import machine  # noqa: E402
@@ -242,6 +245,39 @@ def _trl_version():
         return None
 
 
+OWN_PATH = ("own pieces in HicraTrainer's order (TRL not used): generate, tag, score, advantages, DAPO loss "
+            "forward/backward + AdamW")
+TRL_PATH = "train_hicra (TRL GRPOTrainer + HicraTrainer), its stages timed from outside (benchmarks/_trl_step.py)"
+
+
+def _own_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
+    """Yield (size name, size, result) of the own-pieces step for each size and method."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    for name, size in sizes.items():
+        batch = _batch(tokenizer, texts, size, vocab, args.seed)
+        for method in ("hicra", "grpo"):
+            yield name, size, run_method(method, model, optimizer, tokenizer, batch, repeats=args.repeats,
+                                         device=device)
+
+
+def _trl_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
+    """Yield (size name, size, result) of a real train_hicra run for each size and method."""
+    import tempfile
+
+    from _trl_step import save_policy, trl_method
+
+    problems = [(f"Tom has {i} apples and buys 3 more. How many apples does he have?", str(i + 3))
+                for i in range(max(size[0] for size in sizes.values()))]
+    with tempfile.TemporaryDirectory() as folder:
+        save_policy(model, tokenizer, Path(folder), problems)
+        for name, size in sizes.items():
+            for method in ("hicra", "grpo"):
+                yield name, size, trl_method(method, Path(folder), size, label=name, repeats=args.repeats,
+                                             device=device, seed=args.seed)
+
+
 def main(args) -> None:
     import torch
 
@@ -250,30 +286,31 @@ def main(args) -> None:
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_step.py needs a CUDA device; torch sees none (use --dry-run on CPU).")
+    trl = _trl_version()
+    path = ("trl" if trl else "own") if args.path == "auto" else args.path
+    if path == "trl" and trl is None:
+        raise SystemExit("--path trl needs TRL (pip install reasonlens installs it); use --path own.")
     torch.set_num_threads(args.threads)
     shape = DRY_SHAPE if args.dry_run else SMOLLM2_SHAPE
     sizes = DRY_SIZES if args.dry_run else {name: SIZES[name] for name in args.sizes}
     texts = long_chains_of_thought(16 if args.dry_run else 240, seed=0)
     tokenizer = corpus_tokenizer(texts, vocab_size=min(shape["vocab_size"], 8000))
     model = _policy(shape, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    common = {"check": "train_step", "trl": _trl_version(),
-              "path": "own pieces in HicraTrainer's order (no TRL on the lent GPU): generate, tag, score, "
-                      "advantages, DAPO loss forward/backward + AdamW",
+    common = {"check": "train_step", "trl": trl, "path": OWN_PATH if path == "own" else TRL_PATH,
               "model": "SmolLM2-135M shape, random init" + (" (dry run: 2 layers, hidden 64)" if args.dry_run
                                                             else ""),
               "params": sum(p.numel() for p in model.parameters()), "device": device, "weights": "fp32",
               "autocast": "bf16" if device == "cuda" else None,
-              "scoring_reducer": select_reducer("auto", torch.device(device))[0].__name__}
+              "scoring_reducer": select_reducer("auto", torch.device(device))[0].__name__ if path == "own"
+              else "TRL's _get_per_token_logps_and_entropies"}
+    steps = (_own_steps if path == "own" else _trl_steps)(args, device, sizes, texts, tokenizer, model,
+                                                          shape["vocab_size"])
     lines = []
-    for name, size in sizes.items():
-        batch = _batch(tokenizer, texts, size, shape["vocab_size"], args.seed)
-        for method in ("hicra", "grpo"):
-            result = run_method(method, model, optimizer, tokenizer, batch, repeats=args.repeats, device=device)
-            lines.append({**common, "size": name, "prompts": size[0], "generations": size[1],
-                          "prompt_tokens": PROMPT_TOKENS, "completion_tokens": size[2], "micro_batch": size[3],
-                          "repeats": args.repeats, **result})
-            print(json.dumps(lines[-1]), flush=True)
+    for name, size, result in steps:
+        lines.append({**common, "size": name, "prompts": size[0], "generations": size[1],
+                      "prompt_tokens": PROMPT_TOKENS if path == "own" else None, "completion_tokens": size[2],
+                      "micro_batch": size[3], "repeats": args.repeats, **result})
+        print(json.dumps(lines[-1]), flush=True)
     print(json.dumps({"check": "train_step", "dry_run": args.dry_run, "steps": lines, "machine": machine()}))
 
 
@@ -283,8 +320,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="CPU, a 2-layer policy of SmolLM2's layout, 8 completions of 24 tokens (seconds)")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES),
                         help="CUDA: cli = train-hicra's defaults (4 prompts x 4 x 96 tokens), long = 8 x 8 x 512")
+    parser.add_argument("--path", choices=["auto", "own", "trl"], default="auto",
+                        help="own pieces, the real train_hicra (TRL), or auto: TRL where it is installed")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per method after one warm-up")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random rewards")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random 0/1 rewards")
     parser.add_argument("--threads", type=int, default=1, help="CPU torch threads")
     return parser
 

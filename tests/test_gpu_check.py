@@ -114,3 +114,24 @@ def test_train_steps(dry_run):
 def test_unknown_option_is_refused():
     done = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage: bash benchmarks/gpu_check.sh [--dry-run]" in done.stderr
+
+
+@pytest.mark.slow
+def test_train_step_through_trl(tmp_path):
+    """train_step.py --path trl: the real train_hicra, stage-timed from outside (a GPU user's path, with TRL)."""
+    pytest.importorskip("trl")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--dry-run", "--repeats", "1",
+                           "--path", "trl"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON on stdout
+    steps = {r["method"]: r for r in lines[:-1]}
+    assert set(steps) == {"hicra", "grpo"} and lines[-1]["steps"] == lines[:-1]
+    for step in steps.values():
+        assert step["path"].startswith("train_hicra") and step["trl"]
+        assert set(step["seconds"]) == {"tag", "score", "advantages", "other"}
+        # train-hicra tags for every method (its logs read the tag columns), so both have a tag stage
+        assert all(_finite(s) and s > 0 for s in step["seconds"].values()) and 0 < step["tag_share"] < 1
+        assert math.isclose(sum(step["shares"].values()), 1.0, rel_tol=1e-9)
+        # the random reward gives mixed groups, so the advantages and the gradient are not all 0
+        assert _finite(step["loss"]) and _finite(step["grad_norm"]) and step["grad_norm"] > 0
