@@ -1,8 +1,8 @@
 """train_step.py's real-trainer path, where TRL is installed: `train_hicra` itself, stage-timed from outside.
 
 The run is a real `train-hicra` run (warm-up step + repeats) of the saved random-init policy on problems from
-a JSONL file, with a seeded random 0/1 reward added to the task's (always 0 for a random policy). Its stages are timed by wrapping, for the run only, the HicraTrainer methods that hold them
-(reasonlens/train/trainer.py): `_rollout_table` (token offsets, table, tagging: "tag"), `_score` (the no-grad
+a JSONL file, with a seeded random 0/1 reward added to the task's (always 0 for a random policy). Its stages
+are timed by wrapping, for the run only, the HicraTrainer methods that hold them (reasonlens/train/trainer.py): `_rollout_table` (token offsets, table, tagging: "tag"), `_score` (the no-grad
 logprob/entropy pass: "score") and `_credit` (per-token advantages: "advantages"; TRL's group advantages
 are computed inside its own `_generate_and_score_completions` and are not separable). The step time is
 TRL's ``step_time`` from RUN/metrics.csv (generation, scoring and loss forward/backward of every

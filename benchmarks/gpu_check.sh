@@ -8,7 +8,8 @@
 #      (a lent GPU) our own pieces in the trainer's order (generate, tag, score, advantages, loss);
 #   3. benchmarks/scoring.py --gpu --models 7b (last: the longest, so a time limit loses the least).
 # Usage, from anywhere:  bash benchmarks/gpu_check.sh [--dry-run]
-#   --dry-run: the same scripts at toy shapes on CPU, the fused kernel in Triton's interpreter (tests/test_gpu_check.py).
+#   --dry-run: the same scripts at toy shapes on CPU, the fused kernel in Triton's interpreter
+#   (tests/test_gpu_check.py runs it).
 # With $OUT set, the JSON lines also go to $OUT/gpu_check.jsonl. A step that fails prints its traceback on stderr
 # and one JSON line {"check": ..., "error": ...}, and the rest still runs; the exit status is then 1.
 # Needs python3 with torch, triton, transformers, tokenizers, numpy and pandas (a lent GPU has them: see

@@ -48,7 +48,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from _scoring_checks import RATIO_LIMIT, fp64_errors, liger_path, liger_scorer, max_rel_diff, ratio_flags, response_rows  # noqa: E402
+from _scoring_checks import (RATIO_LIMIT, fp64_errors, liger_path, liger_scorer, max_rel_diff,  # noqa: E402
+                             ratio_flags, response_rows)
 
 # Qwen2.5 configurations (their config.json). The vocabulary is 151936 for both, as asked; the real 7B
 # embedding is padded to 152064 rows (0.08% more lm_head work).
