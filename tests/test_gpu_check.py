@@ -135,3 +135,12 @@ def test_train_step_through_trl(tmp_path):
         assert math.isclose(sum(step["shares"].values()), 1.0, rel_tol=1e-9)
         # the random reward gives mixed groups, so the advantages and the gradient are not all 0
         assert _finite(step["loss"]) and _finite(step["grad_norm"]) and step["grad_norm"] > 0
+
+
+def test_a_failing_step_is_one_json_line_and_the_rest_still_runs(tmp_path):
+    env = {**os.environ, "PYTHON": "false", "OUT": str(tmp_path)}  # every python step exits 1 at once
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["check"] for r in records] == ["scoring", "train_step"] and all("error" in r for r in records)
+    assert (tmp_path / "gpu_check.jsonl").read_text() == done.stdout
