@@ -31,12 +31,24 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from _corpus import long_chains_of_thought  # noqa: E402
-from scoring import machine  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+from _corpus import long_chains_of_thought
+from scoring import machine
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from reasonlens import columns as C
+from reasonlens.hierarchy.tag import tag_rollouts
+from reasonlens.models.offsets import token_offsets
+from reasonlens.models.scoring import score_tokens, select_reducer
+from reasonlens.train.advantages import grpo_advantages, hicra_advantages, per_token_advantages
 
 # SmolLM2-135M's config.json (HuggingFaceTB/SmolLM2-135M-Instruct); the dry run keeps its layout, tiny.
 SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -54,9 +66,6 @@ ALPHA, EPSILON, EPSILON_HIGH, LR = 0.2, 0.2, 0.28, 1e-5  # TrainConfig's default
 
 def corpus_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE (GPT-2 style, as SmolLM2's) trained on ``texts``: token_offsets' fast route."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -80,9 +89,6 @@ def batch_ids(tokenizer, texts: list[str], n: int, length: int) -> list[list[int
 
 def _policy(shape: dict, device: str):
     """A random-init Llama of SmolLM2's shape in fp32 (train-hicra's GPU weights), EOS never sampled."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**shape))
@@ -96,8 +102,6 @@ def dapo_loss(logits, targets, advantages, total_tokens: int):
     logits (b, T, V), targets (b, T) long, advantages (b, T) float; r = exp(logp - logp.detach()) = 1 with
     the gradient of logp, clipped to [1 - EPSILON, 1 + EPSILON_HIGH].
     """
-    import torch
-
     logits = logits.float()
     logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (b, T)
     ratio = torch.exp(logp - logp.detach())
@@ -107,7 +111,6 @@ def dapo_loss(logits, targets, advantages, total_tokens: int):
 
 class _Stages:
     """Wall-clock seconds per named stage, the device synchronised before each reading."""
-
     def __init__(self, sync):
         self.sync, self.seconds, self._last = sync, {}, None
 
@@ -123,20 +126,11 @@ class _Stages:
 
 
 def _autocast(device: str):
-    import torch
-
     return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
 
 
 def _tag(tokenizer, completions: list[list[int]], device: str):
     """The trainer's rollout table and its tagging -> (B, T) bool planning mask (True = planning token)."""
-    import pandas as pd
-    import torch
-
-    from reasonlens import columns as C
-    from reasonlens.hierarchy.tag import tag_rollouts
-    from reasonlens.models.offsets import token_offsets
-
     rows = []
     for ids in completions:
         text, offsets = token_offsets(tokenizer, ids)
@@ -147,8 +141,6 @@ def _tag(tokenizer, completions: list[list[int]], device: str):
 
 def _loss(model, optimizer, ids, n_prompt: int, advantages, micro: int, device: str) -> tuple[float, float]:
     """Forward/backward of the DAPO loss over micro-batches, clip at 1.0 (TRL's), AdamW step -> (loss, norm)."""
-    import torch
-
     model.train()
     n_completion = ids.shape[1] - n_prompt
     loss = torch.zeros((), device=device)
@@ -168,11 +160,6 @@ def _loss(model, optimizer, ids, n_prompt: int, advantages, micro: int, device: 
 def one_step(method: str, model, optimizer, tokenizer, batch: dict, *, device: str) -> dict:
     """One hicra or grpo step on ``batch`` (prompts, completions, rewards, generations, micro); stage seconds
     and what the step computed."""
-    import numpy as np
-    import torch
-
-    from reasonlens.models.scoring import score_tokens
-    from reasonlens.train.advantages import grpo_advantages, hicra_advantages, per_token_advantages
 
     prompts, completions, micro = batch["prompts"], batch["completions"], batch["micro"]
     stages = _Stages(torch.cuda.synchronize if device == "cuda" else (lambda: None))
@@ -203,8 +190,6 @@ def one_step(method: str, model, optimizer, tokenizer, batch: dict, *, device: s
 
 def _batch(tokenizer, texts, size: tuple, vocab: int, seed: int) -> dict:
     """Prompt rows (each prompt G times), completion rows, random 0/1 rewards for one step of ``size``."""
-    import torch
-
     prompts, generations, length, micro = size
     rows = batch_ids(tokenizer, texts, prompts + prompts * generations, max(length, PROMPT_TOKENS))
     prompt_rows = [row[:PROMPT_TOKENS] for row in rows[:prompts] for _ in range(generations)]
@@ -217,8 +202,6 @@ def _batch(tokenizer, texts, size: tuple, vocab: int, seed: int) -> dict:
 
 def run_method(method: str, model, optimizer, tokenizer, batch: dict, *, repeats: int, device: str) -> dict:
     """An untimed warm-up step, then ``repeats`` steps: median seconds per stage, shares, peak memory."""
-    import torch
-
     one_step(method, model, optimizer, tokenizer, batch, device=device)  # compile, allocate
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -252,8 +235,6 @@ TRL_PATH = "train_hicra (TRL GRPOTrainer + HicraTrainer), its stages timed from 
 
 def _own_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
     """Yield (size name, size, result) of the own-pieces step for each size and method."""
-    import torch
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     for name, size in sizes.items():
         batch = _batch(tokenizer, texts, size, vocab, args.seed)
@@ -264,8 +245,6 @@ def _own_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
 
 def _trl_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
     """Yield (size name, size, result) of a real train_hicra run for each size and method."""
-    import tempfile
-
     from _trl_step import save_policy, trl_method
 
     problems = [(f"Tom has {i} apples and buys 3 more. How many apples does he have?", str(i + 3))
@@ -279,9 +258,6 @@ def _trl_steps(args, device, sizes, texts, tokenizer, model, vocab: int):
 
 
 def main(args) -> None:
-    import torch
-
-    from reasonlens.models.scoring import select_reducer
 
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
