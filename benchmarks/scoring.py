@@ -17,9 +17,10 @@ Paths, all on the same batch of equal-length sequences (prompt + response, no pa
           Also reported: ours' largest relative difference from naive (max |a - b| / max(|b|, 1e-3)).
   liger - (--gpu, where liger-kernel imports) decoder once, then Liger's fused linear entropy over the
           response rows (benchmarks/_scoring_checks.py says which of its implementations ran).
---gpu also checks every path against float64 on a slice (`_scoring_checks.fp64_errors`) and flags ours
-above 1.10x the floor's time or memory; --dry-run runs the same cases at a toy shape on CPU (fp32, the
-fused kernel in Triton's interpreter) so that benchmarks/gpu_check.sh is tested without a GPU.
+--gpu also checks every path against float64 on a slice (`_scoring_checks.fp64_errors`). Every case flags
+ours above 1.10x the floor's time (CPU time too, on CPU) or memory ("flags"). --dry-run runs the --gpu
+cases at a toy shape on CPU (fp32, the fused kernel in Triton's interpreter), so that
+benchmarks/gpu_check.sh is tested without a GPU.
 Time: one process, the paths alternate within each repetition (so drifting machine load hits them all
 alike) after one untimed full-size run each (kernel compilation, allocator warm-up); median per path of
 the wall-clock seconds and of the process's CPU seconds (time.process_time: on a CPU shared with other
@@ -282,7 +283,7 @@ def _cpu_cases(args) -> tuple[list[dict], str]:
     label = f"{args.model} {args.batch}x{args.prompt + args.response}"
     case, _ = run_case(model, label, _paths("cpu", args.chunk_rows), batch=args.batch, prompt=args.prompt,
                        response=args.response, chunk_rows=args.chunk_rows, repeats=args.repeats)
-    return [case], "cpu"
+    return [{**case, "flags": ratio_flags(case)}], "cpu"
 
 
 def _gpu_cases(args) -> tuple[list[dict], str]:
@@ -333,7 +334,7 @@ def main(args) -> None:
                       "mem_ratio_vs_floor": max(c["ours_mem_ratio_vs_floor"] for c in cases),
                       "device": device, "dtype": "fp32" if args.dry_run else "bf16" if gpu else args.dtype,
                       "worst_case": worst["case"], "ratio_limit": RATIO_LIMIT, "dry_run": args.dry_run,
-                      "flags": [flag for case in cases for flag in case.get("flags", [])],
+                      "flags": [flag for case in cases for flag in case["flags"]],
                       "cases": cases, "machine": machine()}))
 
 
