@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import time
 from contextlib import nullcontext
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,7 @@ def dapo_loss(logits, targets, advantages, total_tokens: int):
 
 class _Stages:
     """Wall-clock seconds per named stage, the device synchronised before each reading."""
+
     def __init__(self, sync):
         self.sync, self.seconds, self._last = sync, {}, None
 
@@ -160,7 +162,6 @@ def _loss(model, optimizer, ids, n_prompt: int, advantages, micro: int, device: 
 def one_step(method: str, model, optimizer, tokenizer, batch: dict, *, device: str) -> dict:
     """One hicra or grpo step on ``batch`` (prompts, completions, rewards, generations, micro); stage seconds
     and what the step computed."""
-
     prompts, completions, micro = batch["prompts"], batch["completions"], batch["micro"]
     stages = _Stages(torch.cuda.synchronize if device == "cuda" else (lambda: None))
     stages.start()
@@ -220,8 +221,6 @@ def run_method(method: str, model, optimizer, tokenizer, batch: dict, *, repeats
 
 def _trl_version():
     """TRL's installed version or None, read from its metadata (importing TRL would pull in datasets)."""
-    from importlib import metadata
-
     try:
         return metadata.version("trl")
     except metadata.PackageNotFoundError:
