@@ -106,8 +106,12 @@ def _config_command(name: str, config_cls, run: Callable, *, arguments=(), requi
 def run_analysis(config: AnalyzeConfig):
     """Measure the two-phase dynamics of a checkpoint series, a training run, or a rollout log."""
     from reasonlens.analysis.run import analyze
+    from reasonlens.analysis.watch import watch
 
-    analysis = analyze(config)
+    analysis = watch(config, say=lambda line: console.print(escape(line), highlight=False)) if config.watch \
+        else analyze(config)
+    if analysis is None:
+        return
     summary = analysis.summary
     for name, phase in summary["phases"].items():
         said = f"step {phase['step']}" if phase.get("detected") else f"not detected ({phase.get('reason', '')})"
