@@ -108,8 +108,8 @@ def run_analysis(config: AnalyzeConfig):
     from reasonlens.analysis.run import analyze
     from reasonlens.analysis.watch import watch
 
-    analysis = watch(config, say=lambda line: console.print(escape(line), highlight=False)) if config.watch \
-        else analyze(config)
+    say = functools.partial(_say, console)
+    analysis = watch(config, say=say) if config.watch else analyze(config)
     if analysis is None:
         return
     summary = analysis.summary
@@ -122,6 +122,10 @@ def run_analysis(config: AnalyzeConfig):
                   f"{summary['seconds']:.0f} s{where}, peak memory {summary['peak_rss_mb']:.0f} MB", highlight=False)
     report = analysis.path / "report.html"
     typer.echo(str(report if report.exists() else analysis.path))
+
+
+def _say(out: Console, line: str) -> None:
+    out.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def run_training(config: TrainConfig):

@@ -125,6 +125,10 @@ def build_view(root: Path, view: Path, complete: list[Unit], static: list[Path])
     return view
 
 
+def _steps(snapshot: dict) -> set:
+    return {unit.step for complete, _ in snapshot.values() for unit in complete}
+
+
 class StopFlag:
     """SIGINT/SIGTERM: the first sets the flag (finish what runs), a second raises KeyboardInterrupt (drop it)."""
 
@@ -220,6 +224,8 @@ class _Loop:
         from reasonlens.analysis.run import analyze
 
         started = time.monotonic()
+        new = sorted(_steps(snapshot) - (_steps(self.analysed) if self.analysed else set()))
+        self.say(f"complete: step {', '.join(map(str, new)) or '(changed files)'}; analysing")
         try:
             result = analyze(self._view_config(snapshot), progress=self.progress, trackers=self.session)
         except KeyboardInterrupt:
