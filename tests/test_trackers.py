@@ -34,7 +34,8 @@ def _run(tmp_path: Path) -> Path:
 def _cli(args, env=None, timeout=240):
     """The CLI in a fresh process: trackio reads TRACKIO_DIR and W&B its mode when first imported."""
     return subprocess.run([sys.executable, "-m", "reasonlens.cli", "analyze", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {}),
+                                                          "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
 
 
 def _numeric(dynamics: pd.DataFrame) -> list[str]:
@@ -103,6 +104,7 @@ def test_trackio_local_store_holds_the_dynamics(tmp_path):
 
 
 def test_wandb_offline_run_files_hold_the_dynamics_at_their_steps(tmp_path):
+    pytest.importorskip("wandb", reason="the `trackers` extra (make test installs it)")
     run, out = _run(tmp_path), tmp_path / "out"
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
     done = _cli([str(run), "--out", str(out), "--no-report", "--report-to", "wandb", "--wandb-run", "me/rl/run42"],
@@ -111,7 +113,7 @@ def test_wandb_offline_run_files_hold_the_dynamics_at_their_steps(tmp_path):
     files = list((out / "wandb").glob("offline-run-*-run42/run-run42.wandb"))
     assert len(files) == 1
     # wandb's own reader of the transaction log
-    records = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", str(files[0]), "--json"],
+    records = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", str(files[0]), "--json"],
                              capture_output=True, text=True, timeout=120, check=True).stdout
     history = [r["history"]["item"] for r in map(json.loads, records.splitlines()) if r.get("type") == "history"]
     by_step = {}
