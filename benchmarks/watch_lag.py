@@ -143,7 +143,7 @@ def main() -> None:
     out = {
         "benchmark": "watch_lag", "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                               "no GPU", "steps": args.steps, "report": args.report,
-        "lag_s": lags, "median_lag_s": statistics.median(lags.values()), "max_lag_s": max(lags.values()),
+        "lag_s": lags, "median_lag_s": round(statistics.median(lags.values()), 2), "max_lag_s": max(lags.values()),
         "baseline_oneshot_lag_s": {s: round(finished - landed[s], 2) for s in sorted(landed)},
         "baseline_oneshot_analyze_s": round(oneshot_s, 2), "train_seconds": round(result["train_seconds"], 1),
         "train_exit": result["train_rc"], "watch_exit": result["watch_rc"],

@@ -86,8 +86,10 @@ def test_a_phase_boundary_that_appears_is_announced():
 # --- a live run in another process ----------------------------------------------------------------
 
 
-def _watch(run: Path, *extra) -> subprocess.Popen:
-    args = [sys.executable, "-m", "reasonlens.cli", "analyze", str(run), "--watch", "--watch-interval", "0.2", *extra]
+def _watch(run: Path | None, *extra) -> subprocess.Popen:
+    """`analyze [RUN] --watch ...` in its own process (so it can be signalled)."""
+    args = [sys.executable, "-m", "reasonlens.cli", "analyze", *([str(run)] if run else []), "--watch",
+            "--watch-interval", "0.2", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
@@ -163,3 +165,33 @@ def test_a_signal_during_a_step_exits_0_with_a_complete_folder(tmp_path, signum,
     expected = [1, 2, 3] if signals == 1 else [1, 2]
     assert _steps_in(out) == expected and pd.read_csv(out / "dynamics.csv")["step"].tolist() == expected
     assert (out / "report.html").is_file() and summary["n_responses"] == 4 * len(expected)
+
+
+def _verl_step(folder: Path, step: int) -> None:
+    """verl's rollout dump of one step: {step}.jsonl with input/output/gts/score."""
+    rows = [{"input": f"What is 3 + {i}?", "output": f"Let's add. 3 + {i} = {3 + i}. \\boxed{{{3 + i}}}",
+             "gts": str(3 + i), "score": 1.0, "step": step} for i in range(2)]
+    (folder / f"{step}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_a_verl_dump_folder_newest_step_waits_for_the_settle_time(tmp_path):
+    dump = tmp_path / "rollout_data"
+    dump.mkdir()
+    for step in (1, 2):
+        _verl_step(dump, step)
+    proc = _watch(None, "--rollouts", str(dump), "--no-report", "--watch-settle", "3", "--watch-idle", "2")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("complete:")]
+    # step 1 is complete at once (step 2 exists beside it); step 2, the newest, once unchanged for 3 s
+    assert lines == ["complete: step 1; analysing", "complete: step 2; analysing"]
+    assert pd.read_csv(dump / "reasonlens" / "dynamics.csv")["step"].tolist() == [1, 2]
+
+
+def test_watching_an_input_with_no_complete_step_yet_stops_cleanly(tmp_path):
+    dump = tmp_path / "rollout_data"
+    dump.mkdir()
+    proc = _watch(None, "--rollouts", str(dump), "--watch-idle", "1")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "no new step for 1 s: stopping" in stderr, stderr
+    assert not (dump / "reasonlens" / "summary.json").exists()

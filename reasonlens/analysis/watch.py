@@ -78,9 +78,13 @@ def _walk(root: Path, rel: Path, out: Path, units: list, static: list, depth: in
         if step is not None:
             units.append(Unit(rel / name, step, _signature(child), (child / MARKER).is_file()))
             found = True
-        elif child.is_dir() and not child.is_symlink() and depth + 1 < MAX_DEPTH and (
-                out.is_relative_to(resolved) or _walk(root, rel / name, out, [], [], depth + 1)):
-            found = _walk(root, rel / name, out, units, static, depth + 1) or found
+            continue
+        inner_units, inner_static = [], []
+        if child.is_dir() and not child.is_symlink() and depth + 1 < MAX_DEPTH and (
+                _walk(root, rel / name, out, inner_units, inner_static, depth + 1) or out.is_relative_to(resolved)):
+            units += inner_units  # a folder holding steps (or the output) is rebuilt, not linked whole
+            static += inner_static
+            found = found or bool(inner_units)
         else:
             static.append(rel / name)
     return found
