@@ -64,3 +64,39 @@ def test_auto_reporters_never_include_wandb(tmp_path):
     config = _config(tmp_path, "smollm2", report_to="auto")
     assert reporters_of(config) in ([], ["tensorboard"])  # W&B without credentials would stop the run
     assert tracker_names(_config(tmp_path, "smollm2", report_to="wandb,mlflow")) == ("wandb",)
+
+
+@pytest.mark.slow
+def test_train_hicra_logs_into_the_trackio_and_wandb_runs_trl_opened(tmp_path, tiny_model_dir):
+    """One process with TRL's trackio and W&B callbacks: our keys land in the very runs TRL logs to."""
+    pytest.importorskip("wandb", reason="the `trackers` extra (make test installs it)")
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = _config(tmp_path, tiny_model_dir, report_to="trackio,wandb")
+    script = ("import sys; from reasonlens.train.config import TrainConfig; from reasonlens.train.run import train_hicra; "
+              f"train_hicra(TrainConfig(**{ {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()}!r}))")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "WANDB_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = pd.read_csv(config.out / "metrics.csv").set_index("step")
+    (db,) = (tmp_path / "trackio").glob("*.db")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select run_id, step, metrics from metrics").fetchall()
+    ours = {step: json.loads(m) for _, step, m in rows if "reasonlens/accuracy" in json.loads(m)}
+    assert {s: v["reasonlens/accuracy"] for s, v in ours.items()} == {s: metrics.loc[s, "accuracy"] for s in (1, 2)}
+    assert len({run for run, _, _ in rows}) == 1  # TRL's own records share the run
+    assert any("train/loss" in json.loads(m) for _, _, m in rows)
+    (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", str(log), "--json"], env=env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    history = [r["history"]["item"] for r in map(json.loads, records.splitlines()) if r.get("type") == "history"]
+    logged = {h["reasonlens/step"]: h["reasonlens/entropy_all"] for h in history if "reasonlens/entropy_all" in h}
+    assert logged == pytest.approx({s: metrics.loc[s, "entropy_all"] for s in (1, 2)}, rel=1e-12)
+    assert any("train/loss" in h for h in history)  # the same run as TRL's
