@@ -242,7 +242,7 @@ class _Loop:
         self.analysed, self.analysis = snapshot, result
 
     def _view_config(self, snapshot: dict) -> AnalyzeConfig:
-        changes = {"out": self.out, "watch": False}
+        changes = {"out": self.out}  # summary.json keeps watch=True and names the view as the input
         for field, (complete, static) in snapshot.items():
             changes[field] = build_view(self.roots[field], self.out / ".watch" / field, list(complete), list(static))
         return dataclasses.replace(self.config, **changes)
