@@ -81,12 +81,15 @@ def make_plan(config: AnalyzeConfig) -> Plan:
 
         if importlib.util.find_spec("ray") is None:
             raise ReasonlensError("--ray needs Ray in this environment: pip install 'reasonlens[ray]' (or drop --ray).")
+    from reasonlens.report.trackers import check_installed, parse_report_to
+
+    check_installed(parse_report_to(config.report_to))
     if config.rollouts is not None and config.path is not None:
         plan = _rescore_plan(config, lexicon)
     elif config.rollouts is not None:
         plan = _text_plan(config, lexicon)
     elif is_training_run(config.path) and config.eval_task is None:
-        plan = Plan(config, "training-run", _out(config, config.path / "reasonlens"), lexicon, run=config.path,
+        plan = Plan(config, "training-run", output_folder(config), lexicon, run=config.path,
                     run_config=_run_config(config.path))
     else:
         plan = _generation_plan(config, lexicon)
@@ -100,8 +103,18 @@ def is_training_run(path) -> bool:
     return (path / "config.json").is_file() and any((path / "rollouts").glob("step_*.parquet"))
 
 
-def _out(config: AnalyzeConfig, default: Path) -> Path:
-    return Path(config.out) if config.out is not None else default
+def output_folder(config: AnalyzeConfig) -> Path:
+    """--out, else next to the input: SOURCE/reasonlens for a log (its folder) or a checkpoint series or
+    training run, RUN/reasonlens-eval with --eval-task. Known before the input is read (--watch needs it)."""
+    if config.out is not None:
+        return Path(config.out)
+    if config.rollouts is not None:
+        source = Path(config.rollouts)
+        return (source if source.is_dir() else source.parent) / "reasonlens"
+    path = Path(config.path)
+    if config.eval_task is not None:
+        return path / "reasonlens-eval"
+    return (path if path.is_dir() else path.parent) / "reasonlens"
 
 
 def _text_plan(config: AnalyzeConfig, lexicon) -> Plan:
@@ -122,8 +135,7 @@ def _text_plan(config: AnalyzeConfig, lexicon) -> Plan:
         warnings.warn(f"--rollouts {source} ({layout.framework}) logs token ids and log-probabilities: pass "
                       "--tokenizer to use them; without it the analysis is text only.", stacklevel=3)
     mode = "token-log" if layout.token_scores and tokenizer is not None else "text-only"
-    default = (source if source.is_dir() else source.parent) / "reasonlens"
-    return Plan(config, mode, _out(config, default), lexicon, tokenizer=tokenizer, log=layout)
+    return Plan(config, mode, output_folder(config), lexicon, tokenizer=tokenizer, log=layout)
 
 
 def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
@@ -191,9 +203,7 @@ def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
                 "seed": config.seed, "n": len(problems), "held_out_of_run_seed": None}
     info |= {"fewshot": fewshot or "none", "examples": [list(e) for e in examples]}
     mode = "eval" if run is not None else "checkpoints"
-    default = (run / "reasonlens-eval") if run is not None else \
-        (Path(config.path) if Path(config.path).is_dir() else Path(config.path).parent) / "reasonlens"
-    return Plan(config, mode, _out(config, default), lexicon, series=series, problems=problems,
+    return Plan(config, mode, output_folder(config), lexicon, series=series, problems=problems,
                 problem_info=info, run=run, run_config=run_config, examples=examples)
 
 

@@ -48,12 +48,17 @@ class Summary(TypedDict, total=False):
     n_responses: int
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
-    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report
+    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
+                               # trackers
+    trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
     peak_rss_mb: float         # this process's peak resident memory
 
 
-def analyze(config: AnalyzeConfig, *, progress: bool = True):
+def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     """Run the whole analysis described by ``config``; return the `Analysis` (its ``.path`` is the folder).
+
+    ``trackers`` is an open `report.trackers.TrackerSession` (the `--watch` loop keeps one open across
+    calls); without it one is opened and closed here when ``config.report_to`` names trackers.
 
     Examples
     --------
@@ -67,7 +72,7 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     with progress_bar(progress) as bar:
         inputs = read_inputs(plan, bar)
         rollouts = tag_stage(inputs, plan, bar)
-    return finish(plan, inputs, rollouts, started)
+    return finish(plan, inputs, rollouts, started, trackers)
 
 
 # --- read or generate --------------------------------------------------------------------------
@@ -181,8 +186,9 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
 # --- aggregate, detect, render -----------------------------------------------------------------
 
 
-def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
-    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html and summary.json last."""
+def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
+    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html, the trackers' new steps
+    and summary.json last."""
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
     from reasonlens.metrics.phases import detect_phases
@@ -206,10 +212,31 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
         with plan.timed("report"):
             figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
+    summary["trackers"] = export_trackers(plan, dynamics, rollouts, summary["phases"], trackers)
     summary["seconds"] = round(time.time() - started, 2)
     summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
+
+
+def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, phases: dict, session=None):
+    """Send the steps the --report-to trackers have not had yet; return where each wrote (None: no tracker)."""
+    from reasonlens.report.trackers import TrackerSession, parse_report_to
+
+    names = parse_report_to(plan.config.report_to)
+    if session is None and not names:
+        return None
+    config, own = plan.config, session is None
+    with plan.timed("trackers"):
+        if own:
+            session = TrackerSession(names, plan.out, tensorboard_dir=config.tensorboard_dir,
+                                     trackio_project=config.trackio_project, wandb_run=config.wandb_run)
+        try:
+            session.export(dynamics, rollouts, phases)
+            return session.destinations
+        finally:
+            if own:
+                session.close()
 
 
 def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
