@@ -32,7 +32,7 @@ from scipy.special import gammaln
 from . import columns as dc
 
 Estimator = Callable[[np.ndarray], np.ndarray]  # W (B, P) resample counts -> (B,) metric values
-PERCENTILES = (100 * (1 - dc.CI_LEVEL) / 2, 100 * (1 + dc.CI_LEVEL) / 2)  # 2.5, 97.5
+PERCENTILES = (100 * (1 - dc.CI_LEVEL) / 2, 100 * (1 + dc.CI_LEVEL) / 2)  # 2.5, 97.5: the many-prompt limit
 
 
 @dataclass
@@ -69,11 +69,27 @@ def bootstrap_step(estimators: dict[str, Estimator], keys: np.ndarray, n: int, s
     if len(keys) < 2:
         return StepBootstrap({k: math.nan for name in estimators for k in (dc.ci_low(name), dc.ci_high(name))},
                              replicates)
-    return StepBootstrap(percentile_intervals(replicates), replicates)
+    return StepBootstrap(percentile_intervals(replicates, expanded_percentiles(len(keys))), replicates)
 
 
-def percentile_intervals(replicates: dict[str, np.ndarray]) -> dict[str, float]:
-    """{<metric>_ci_low, <metric>_ci_high}: the 2.5 and 97.5 percentiles of each (B,) replicate vector.
+def expanded_percentiles(n_prompts: int) -> tuple[float, float]:
+    """Percentiles of the expanded percentile interval (Hesterberg 2015) for P prompts.
+
+    The plain percentile interval is too narrow for few units (its spread is that of sqrt((P-1)/P)
+    times a normal); the ends move to Phi(+-sqrt(P/(P-1)) t_{0.975, P-1}): 0.86/99.14 for P = 10,
+    1.9/98.1 for P = 32, 2.5/97.5 in the limit. On simulated logs with 32 prompts a step it lifts
+    the accuracy interval's coverage from about 92% to about 94% (tests/test_bootstrap.py).
+    """
+    from scipy import stats
+
+    level = (1 + dc.CI_LEVEL) / 2
+    z = math.sqrt(n_prompts / (n_prompts - 1)) * stats.t.ppf(level, n_prompts - 1)
+    low = 100 * float(stats.norm.sf(z))
+    return low, 100 - low
+
+
+def percentile_intervals(replicates: dict[str, np.ndarray], percentiles=PERCENTILES) -> dict[str, float]:
+    """{<metric>_ci_low, <metric>_ci_high}: the ``percentiles`` (low, high) of each (B,) replicate vector.
 
     NaN replicates (no counted item drawn, e.g. no planning token) are left out; all-NaN gives NaN.
     Linear interpolation between order statistics, as ``np.nanpercentile``, for all metrics in one sort.
@@ -84,7 +100,7 @@ def percentile_intervals(replicates: dict[str, np.ndarray]) -> dict[str, float]:
     ordered = np.sort(np.column_stack([replicates[n] for n in names]), axis=0)  # (B, M), NaN last
     finite = (~np.isnan(ordered)).sum(axis=0)  # (M,)
     bounds = []
-    for q in PERCENTILES:
+    for q in percentiles:
         position = np.maximum(finite - 1, 0) * q / 100
         below = np.floor(position).astype(int)
         above = np.minimum(below + 1, np.maximum(finite - 1, 0))
@@ -96,14 +112,18 @@ def percentile_intervals(replicates: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def ratio_intervals(replicates: dict[str, np.ndarray], first: dict[str, np.ndarray],
-                    ratios: dict[str, str]) -> dict[str, float]:
-    """Intervals of ``{ratio: base}`` columns (value / first step's value) from both steps' replicates."""
+                    ratios: dict[str, str], n_prompts: int = 0) -> dict[str, float]:
+    """Intervals of ``{ratio: base}`` columns (value / first step's value) from both steps' replicates.
+
+    ``n_prompts`` (the fewer of the two steps') sets the expanded percentiles; 0 = plain 2.5/97.5.
+    """
     out = {}
+    percentiles = expanded_percentiles(n_prompts) if n_prompts >= 2 else PERCENTILES
     for ratio, base in ratios.items():
         if base in replicates and base in first:
             with np.errstate(divide="ignore", invalid="ignore"):
                 values = replicates[base] / np.where(first[base] == 0, np.nan, first[base])
-            out |= percentile_intervals({ratio: values})
+            out |= percentile_intervals({ratio: values}, percentiles)
     return out
 
 

@@ -85,7 +85,8 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
                              bootstrap=bootstrap, seed=seed)
         first = first or result  # streaming: only the first step's replicates are kept for the ratios
         started = time.perf_counter()
-        rows.append(result.row | ratio_intervals(result.replicates, first.replicates, RELATIVE))
+        rows.append(result.row | ratio_intervals(result.replicates, first.replicates, RELATIVE,
+                                                 min(result.n_prompts, first.n_prompts)))
         if seconds is not None:
             seconds["bootstrap"] = (seconds.get("bootstrap", 0.0) + result.bootstrap_seconds
                                     + time.perf_counter() - started)
@@ -109,6 +110,7 @@ class StepResult:
     row: dict
     replicates: dict[str, np.ndarray] = field(default_factory=dict)  # {metric: (B,)}; {} without bootstrap
     bootstrap_seconds: float = 0.0
+    n_prompts: int = 0
 
 
 def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float, equivalent,
@@ -131,7 +133,7 @@ def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float,
     estimators = _estimators(g, codes, len(keys), tokens, ks, pass_k, answer_entropies)
     boot = bootstrap_step(estimators, keys, bootstrap, seed)
     row |= {k: (math.nan if _isnan(row.get(k[:k.rindex("_ci_")])) else v) for k, v in boot.intervals.items()}
-    return StepResult(row, boot.replicates, time.perf_counter() - started)
+    return StepResult(row, boot.replicates, time.perf_counter() - started, len(keys))
 
 
 def _isnan(value) -> bool:
