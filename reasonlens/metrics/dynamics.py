@@ -38,6 +38,7 @@ from .token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class
 TAGGED = (rc.GRAMS, rc.GRAM_NEXT, rc.N_WORDS, rc.N_PLANNING_WORDS, rc.N_REFLECTIONS)
 RELATIVE = {dc.REL_PPL_PLANNING: dc.PPL_PLANNING, dc.REL_PPL_EXECUTION: dc.PPL_EXECUTION,
             dc.SG_SEMANTIC_ENTROPY_CHANGE: dc.SG_SEMANTIC_ENTROPY}
+NO_INTERVAL = (dc.STEP, dc.N_RESPONSES, dc.PASS_K, dc.LENGTH_UNIT)  # counts and labels: no interval
 TOKEN_ARRAYS = (("mask", rc.PLANNING_MASK, bool), ("entropies", rc.ENTROPIES, float),
                 ("logprobs", rc.LOGPROBS, float), ("advantages", rc.ADVANTAGES, float))
 
@@ -93,6 +94,10 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     table = pd.DataFrame(rows)
     for relative, column in RELATIVE.items():
         table[relative] = relative_to_first(table[column])
+    if bootstrap:  # one schema: every metric has its interval columns, NaN where the data has no such metric
+        missing = [f(c) for c in table.columns if c not in NO_INTERVAL for f in (dc.ci_low, dc.ci_high)
+                   if not c.endswith(("_ci_low", "_ci_high")) and f(c) not in table]
+        table = pd.concat([table, pd.DataFrame(math.nan, index=table.index, columns=missing)], axis=1)
     return table[_ordered(list(table.columns))]
 
 
