@@ -3,8 +3,10 @@
 Plot functions follow seaborn: ``(df, *, ax=None) -> Axes``. ``df`` is the dynamics table (one row
 per step) or the long-form comparison table (the same plus a ``run`` column: one line style per run).
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state), so they work headless and in
-Jupyter alike. A metric that is all NaN (text-only analyses have no token probabilities) becomes a
-panel saying so, never empty axes.
+Jupyter alike. Where the table has a metric's ``<metric>_ci_low``/``_ci_high`` columns (``analyze
+--bootstrap``), its 95% interval is shaded around the curve (one band per class and run). Text-only
+analyses (no token probabilities) get the panels text supports (`report.text_panels`); in a comparison,
+a metric that is all NaN for every run becomes a panel saying so, never empty axes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ NO_DATA = "unavailable: no data"
 PHASE_LABELS = {"consolidation": "consolidation ends", "exploration": "exploration begins"}
 PHASE_COLORS = {"consolidation": "#555555", "exploration": "#2ca02c"}
 DPI = 120
+BAND_ALPHA = 0.18
 
 
 def _axes(ax):
@@ -86,6 +89,7 @@ def _lines(df, series, ax, *, title, ylabel, reason):
             name = label if run is None else f"{label} · {run}"
             ax.plot(sub[dc.STEP], sub[col], color=color, linestyle=LINESTYLES[i % len(LINESTYLES)],
                     marker="o", markersize=3.5, linewidth=1.8, label=name)
+            draw_band(ax, sub, col, color)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # integer steps: no "2.25"
@@ -98,6 +102,23 @@ def _lines(df, series, ax, *, title, ylabel, reason):
         ax.text(0.01, 0.01, f"{reason.split(':')[0]} for {', '.join(empty)}", transform=ax.transAxes,
                 fontsize=8, color="#666666", va="bottom")
     return ax
+
+
+def draw_band(ax, df: pd.DataFrame, column: str, color: str):
+    """Shade ``column``'s 95% bootstrap interval against step where ``df`` has its interval columns."""
+    low, high = dc.ci_low(column), dc.ci_high(column)
+    if low not in df.columns or high not in df.columns:
+        return ax
+    known = df[low].notna() & df[high].notna()
+    if known.any():
+        ax.fill_between(df.loc[known, dc.STEP], df.loc[known, low], df.loc[known, high], color=color,
+                        alpha=BAND_ALPHA, linewidth=0)
+    return ax
+
+
+def has_token_probabilities(df: pd.DataFrame) -> bool:
+    """Whether any token-probability metric has a value (text-only analyses have none)."""
+    return any(c in df.columns and df[c].notna().any() for c in dc.TOKEN_PROBABILITY_COLUMNS)
 
 
 def _restyle(ax, label: str, **props):
@@ -154,6 +175,7 @@ def plot_accuracy_length(df: pd.DataFrame, *, ax=None):
                                                                      RUN_COLORS[i % len(RUN_COLORS)])
         right.plot(sub[dc.STEP], sub[dc.MEAN_LENGTH], color=color, marker="s", markersize=3,
                    linewidth=1.4, linestyle=":" if run is not None else "--", label=name)
+        draw_band(right, sub, dc.MEAN_LENGTH, color)
     unit = df[dc.LENGTH_UNIT].dropna().iloc[0] if dc.LENGTH_UNIT in df and df[dc.LENGTH_UNIT].notna().any() else "tokens"
     right.set_ylabel(f"mean length ({unit})", color="#9467bd")
     handles, labels = ax.get_legend_handles_labels()
@@ -239,11 +261,17 @@ def draw_phases(ax, phases: dict | None):
 
 
 def dynamics_figure(dynamics: pd.DataFrame, phases: dict | None = None):
-    """The paper's four panels (RelPPL, entropy by class, SG entropy change, accuracy+length).
+    """The paper's four panels (RelPPL, entropy by class, SG entropy change, accuracy+length), or for a
+    table without token probabilities the six panels text supports (`text_panels.text_figure`).
 
     Returns a ``matplotlib.figure.Figure``; phase boundaries are drawn on every panel.
     """
     from matplotlib.figure import Figure
+
+    if not has_token_probabilities(dynamics):
+        from reasonlens.report.text_panels import text_figure
+
+        return text_figure(dynamics, phases)
 
     fig = Figure(figsize=(13, 9), layout="constrained")
     axes = fig.subplots(2, 2)
@@ -302,7 +330,8 @@ def has_advantages(dynamics: pd.DataFrame) -> bool:
 def save_figures(out_dir, dynamics: pd.DataFrame, top_grams: pd.DataFrame | None = None, phases=None) -> list[Path]:
     """Write ``OUT/figures/{dynamics,overlap,advantages,top_grams}.png`` and return their paths.
 
-    ``advantages.png`` only for training runs (the dynamics table has advantage columns).
+    ``overlap.png`` only with token probabilities; ``advantages.png`` only for training runs (the
+    dynamics table has advantage columns).
 
     Parameters
     ----------
@@ -321,8 +350,9 @@ def save_figures(out_dir, dynamics: pd.DataFrame, top_grams: pd.DataFrame | None
     [PosixPath('out/figures/dynamics.png'), PosixPath('out/figures/overlap.png'), ...]
     """
     folder = Path(out_dir) / "figures"
-    paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png"),
-             save_figure(overlap_figure(dynamics, phases), folder / "overlap.png")]
+    paths = [save_figure(dynamics_figure(dynamics, phases), folder / "dynamics.png")]
+    if has_token_probabilities(dynamics):  # text only: no high-entropy tokens to overlap with
+        paths.append(save_figure(overlap_figure(dynamics, phases), folder / "overlap.png"))
     if has_advantages(dynamics):
         paths.append(save_figure(advantages_figure(dynamics, phases), folder / "advantages.png"))
     if top_grams is not None:

@@ -32,7 +32,9 @@ figure{margin:18px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{
 .meta{color:#555;font-size:.9em;margin:10px 0 4px}.legend .plan{background:#fdd9b5;padding:0 4px}
 """ + highlight.RESPONSE_CSS
 CAPTIONS = {
-    "dynamics": "The paper's four panels; dashed vertical lines mark detected phase boundaries.",
+    "dynamics": "The dynamics per step (the paper's four panels; without token probabilities, the panels the text "
+                "supports). Shaded: 95% bootstrap intervals, prompts resampled with all their samples. Dashed "
+                "vertical lines: detected phase boundaries.",
     "overlap": "How often planning tokens are high-entropy (top {quantile:.0%} within the step), and the reverse.",
     "advantages": "Mean per-token credit the loss used, on planning vs execution tokens (HICRA adds "
                   "alpha*|A| on planning tokens only).",
