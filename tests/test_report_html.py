@@ -46,8 +46,8 @@ def test_phase_sentences_use_the_curves_and_the_reason():
     # rel_ppl_execution 1.00 -> 0.62 (fall 0.38 of 1.00); entropy_execution 0.80 -> 0.45 (0.35/0.80 = 44%)
     assert cons.startswith("Procedural consolidation ends at step 30: from step 0 to 30, "
                            "execution RelPPL fell 38% (1.00 → 0.62), execution-token entropy fell 44%")
-    # the evidence detect_phases really records: change points, the fall before the knee, the noise
-    assert "change points = [30]" in evidence and "fall before knee = 0.38" in evidence
+    # the evidence detect_phases really records: the hinge, the fall before the knee, the noise
+    assert "hinge step = 30" in evidence and "fall before knee = 0.38" in evidence
     assert "noise sigma = 0.001" in evidence
     assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 4 noise sigmas")
     assert narrative.phase_sentences(None, dynamics_frame()) == [
