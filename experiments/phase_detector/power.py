@@ -6,7 +6,8 @@ Curves of n = 8, 16, 32, 64 checkpoints with a known standard error se per point
 columns give the detector) and noise = se times standardised residuals drawn from our own study's
 training curves (experiments/hicra_smollm2/training.csv: each run's sg_semantic_entropy,
 entropy_execution, accuracy and mean_length around a 5-point rolling median, divided by the run's
-robust sd): heavier tails than a normal, as real per-step curves have.
+robust sd, clipped at 5 robust sds where a curve jumps): heavier tails than a normal, as real per-step
+curves have.
 - knee (consolidation): linear fall of ``effect`` se from the first point to a knee at a random index
   in [0.25 n, 0.6 n], flat after;
 - onset (exploration): flat to an onset at a random index in [0.25 n, 0.6 n], linear rise of ``effect``
@@ -36,6 +37,7 @@ SIZES = (8, 16, 32, 64)
 EFFECTS = (0, 2, 3, 4, 5, 6, 8, 10, 12)
 GRID = [(m, p) for m in (3.0, 4.0, 5.0) for p in (1.0, 2.0, 3.0)]
 CURVES = ("sg_semantic_entropy", "entropy_execution", "accuracy", "mean_length")
+CLIP = 5.0  # robust sds: beyond, a residual is a regime jump of the curve (e.g. SG entropy collapsing to 0), not noise
 
 
 def study_residuals(path: Path = TRAINING) -> np.ndarray:
@@ -48,8 +50,9 @@ def study_residuals(path: Path = TRAINING) -> np.ndarray:
             resid = y - pd.Series(y).rolling(5, center=True, min_periods=3).median().to_numpy()
             scale = 1.4826 * np.median(np.abs(resid - np.median(resid)))
             if scale > 0:
-                pooled.append(resid / scale)
+                pooled.append(np.clip(resid / scale, -CLIP, CLIP))
     residuals = np.concatenate(pooled)
+    residuals = residuals[np.isfinite(residuals)]
     return residuals / residuals.std()  # unit variance: se is the noise's standard deviation
 
 

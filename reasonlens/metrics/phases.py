@@ -15,7 +15,8 @@ semantic entropy begins a sustained rise. Both are found the same way (`locate_b
    few points can undershoot), the noise is scaled up to that scatter;
 3. gates: the hinge must beat the line by ``penalty_scale * log(n)`` in chi-square, and the fitted
    fall (knee) or rise (onset) must reach ``min_effect * sigma``; a knee also needs the slope after it
-   to be at most ``flat_ratio`` of the slope before, an onset a rise that never falls back;
+   to be at most ``flat_ratio`` of the slope before, an onset a rise whose 3-point running median never
+   falls back by more than that;
 4. the boundary's step interval: the k whose hinge chi-square is within 3.84 (chi-square(1) 95%)
    of the best.
 Defaults come from the power study in experiments/phase_detector (README there): at min_effect 4
@@ -229,7 +230,8 @@ def _exploration(steps, y, fit, gates):
         index, rise = k, after * (n - 1 - k)
     else:
         index, rise = 0, fit["line_slope"] * (n - 1)
-    fallback = float(np.max(np.maximum.accumulate(y[index:]) - y[index:]))  # deepest fall below the running peak
+    smooth = pd.Series(y[index:]).rolling(3, center=True, min_periods=1).median().to_numpy()  # one outlier is no fall
+    fallback = float(np.max(np.maximum.accumulate(smooth) - smooth))  # deepest fall below the running peak
     compared = (f"fitted rise {rise:.3g} from step {int(steps[index])} vs {gates['min_effect']:g} x noise sigma "
                 f"{fit['sigma']:.2g} = {min_change:.2g}; deepest fall back {fallback:.3g}; hinge beats a line by "
                 f"chi2 {gain:.3g} vs penalty {fit['penalty']:.3g}")
