@@ -140,27 +140,48 @@ def ratio_estimator(num: np.ndarray, den: np.ndarray, transform=None) -> Estimat
     return estimate
 
 
-def counts_entropy(counts: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each row of non-negative integer counts (B, K); NaN for an all-zero row.
+def _xlogx(values: np.ndarray) -> np.ndarray:
+    """x log x elementwise for non-negative whole numbers, 0 log 0 = 0, by table lookup (3x faster than logs)."""
+    values = np.rint(values).astype(np.intp)
+    peak = int(values.max()) if values.size else 0
+    table = np.arange(peak + 1) * np.log(np.maximum(np.arange(peak + 1), 1))
+    return table[values]
 
-    H = log T - sum(m log m) / T, with m log m looked up in a table (counts are whole numbers: resample
-    counts times occurrence counts), three times faster than taking the logs.
-    """
-    counts = np.rint(counts).astype(np.intp)
+
+def counts_entropy(counts: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each row of non-negative integer counts (B, K); NaN for an all-zero row."""
     total = counts.sum(axis=1)
-    peak = int(counts.max()) if counts.size else 0
-    table = np.arange(peak + 1) * np.log(np.maximum(np.arange(peak + 1), 1))  # k log k, 0 log 0 = 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.log(total) - table[counts].sum(axis=1) / total
+        h = np.log(total) - _xlogx(counts).sum(axis=1) / total
+    return np.where(total > 0, np.maximum(h, 0.0), np.nan)
+
+
+def resampled_entropy(counts: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
+    """Entropy (B,) of the counts (P, K) resampled by W (B, P): H = log T - sum_k m log m / T, m = W @ counts.
+
+    Items seen in one prompt only (most gram pairs) need no (B, K) matrix: for prompt p with such counts
+    c_k, sum_k (w c_k) log(w c_k) = w sum_k c_k log c_k + w log w sum_k c_k, a (B, P) product.
+    """
+    counts = sparse.csc_matrix(counts)
+    single = np.diff(counts.indptr) == 1  # (K,) items present in exactly one prompt
+    shared = counts[:, ~single]
+    alone = sparse.coo_matrix(counts[:, single])
+    own_sum = np.bincount(alone.row, weights=alone.data, minlength=counts.shape[0])  # (P,)
+    own_xlogx = np.bincount(alone.row, weights=_xlogx(alone.data), minlength=counts.shape[0])  # (P,)
+    merged = np.asarray((shared.T @ weights.T).T)  # (B, K_shared)
+    total = merged.sum(axis=1) + weights @ own_sum
+    xlogx = _xlogx(merged).sum(axis=1) + weights @ own_xlogx + _xlogx(weights) @ own_sum
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.log(total) - xlogx / total
     return np.where(total > 0, np.maximum(h, 0.0), np.nan)
 
 
 def entropy_estimator(counts: sparse.csr_matrix, given: sparse.csr_matrix | None = None) -> Estimator:
     """W -> entropy of the resampled counts (P, K); with ``given`` (P, G): H(joint) - H(given), >= 0."""
     def estimate(weights):
-        h = counts_entropy(np.asarray((counts.T @ weights.T).T))  # (B, K) resampled counts
+        h = resampled_entropy(counts, weights)
         if given is not None:
-            h = np.maximum(h - counts_entropy(np.asarray((given.T @ weights.T).T)), 0.0)
+            h = np.maximum(h - resampled_entropy(given, weights), 0.0)
         return h
     return estimate
 

@@ -30,7 +30,7 @@ from ..sources.logs import parse_bool
 from . import columns as dc
 from .bootstrap import (bootstrap_step, gram_estimators, ratio_estimator, ratio_intervals, row_mean_stats,
                         pass_at_k_estimators, token_estimators)
-from .entropy import conditional_procedural_entropy, prompt_answer_entropies, sg_semantic_entropy
+from .entropy import prompt_answer_entropies
 from .outcomes import mean_pass_at_k, powers_of_two_upto
 from .token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class, perplexity_by_class, pool,
                           relative_to_first)
@@ -130,12 +130,15 @@ def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float,
     tokens["high"] = (high_entropy_mask(tokens["entropies"], quantile)  # (N,) True = high-entropy token
                       if tokens["entropies"] is not None and tokens["mask"] is not None else None)
     answer_entropies = prompt_answer_entropies(_answers_by_prompt(g, codes, len(keys)), equivalent)
+    # gram and (gram, next) counts per prompt: the point values are their entropies at weight 1 per prompt
+    grams = gram_estimators(g[rc.GRAMS], g[rc.GRAM_NEXT], codes, len(keys))
     row = {dc.STEP: g[rc.STEP].iloc[0], **_outcomes(g, ks, pass_k), **_lengths(g),
-           **_token_metrics(g, tokens, quantile), **_text_metrics(g, answer_entropies)}
+           **_token_metrics(g, tokens, quantile), **_text_metrics(g, answer_entropies),
+           **{name: float(f(np.ones((1, len(keys))))[0]) for name, f in grams.items()}}
     if not bootstrap:
         return StepResult(row)
     started = time.perf_counter()
-    estimators = _estimators(g, codes, len(keys), tokens, ks, pass_k, answer_entropies)
+    estimators = _estimators(g, codes, len(keys), tokens, ks, pass_k, answer_entropies) | grams
     boot = bootstrap_step(estimators, keys, bootstrap, seed)
     row |= {k: (math.nan if _isnan(row.get(k[:k.rindex("_ci_")])) else v) for k, v in boot.intervals.items()}
     return StepResult(row, boot.replicates, time.perf_counter() - started, len(keys))
@@ -295,12 +298,10 @@ def _class_mask(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray 
 
 
 def _text_metrics(g: pd.DataFrame, answer_entropies: np.ndarray) -> dict:
-    """Gram entropies, answer entropy (mean of the prompts') and reflection rate from the tag columns
-    (and the word planning ratio)."""
+    """Answer entropy (mean of the prompts') and reflection rate from the tag columns (and the word planning
+    ratio); the gram entropies come from their per-prompt counts (`bootstrap.gram_estimators`)."""
     finite = answer_entropies[np.isfinite(answer_entropies)]
-    out = {dc.SG_SEMANTIC_ENTROPY: sg_semantic_entropy(g[rc.GRAMS]),
-           dc.SG_CONDITIONAL_ENTROPY: conditional_procedural_entropy(g[rc.GRAMS], g[rc.GRAM_NEXT]),
-           dc.ANSWER_SEMANTIC_ENTROPY: float(finite.mean()) if finite.size else math.nan,
+    out = {dc.ANSWER_SEMANTIC_ENTROPY: float(finite.mean()) if finite.size else math.nan,
            dc.REFLECTION_RATE: float(g[rc.N_REFLECTIONS].mean())}
     if rc.PLANNING_MASK not in g.columns:
         words = int(g[rc.N_WORDS].sum())
@@ -336,7 +337,6 @@ def _estimators(g, codes, n_prompts, tokens, ks, pass_k, answer_entropies) -> di
     out[dc.PASS_AT_K] = out[dc.pass_at_column(pass_k)]
     if rc.REWARD in g.columns:
         out[dc.MEAN_REWARD] = mean(pd.to_numeric(g[rc.REWARD], errors="coerce"))
-    out |= gram_estimators(g[rc.GRAMS], g[rc.GRAM_NEXT], codes, n_prompts)
     if tokens["mask"] is None:
         out[dc.PLANNING_RATIO] = ratio_estimator(*[row_mean_stats(g[c], codes, n_prompts)[0]
                                                    for c in (rc.N_PLANNING_WORDS, rc.N_WORDS)])
