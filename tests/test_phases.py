@@ -142,7 +142,7 @@ def test_bootstrap_noise_finds_a_6_se_knee_with_an_interval(seed):
     assert out["evidence"]["noise_source"].startswith("bootstrap")
     inflation = out["evidence"].get("scatter_inflation", 1.0)  # chi-square guard, 1% of flat noise
     assert out["evidence"]["noise_sigma"] == pytest.approx(se * inflation, rel=1e-6)  # (hi - lo) / (2 * 1.96)
-    assert f"vs 4 x noise sigma {out['evidence']['noise_sigma']:.2g}" in out["evidence"]["compared"]
+    assert f"vs 3 x noise sigma {out['evidence']['noise_sigma']:.2g}" in out["evidence"]["compared"]
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -72,7 +72,7 @@ def test_phase_sentences_use_the_curves_and_the_reason():
     # the evidence detect_phases really records: the hinge, the fall before the knee, the noise
     assert "hinge step = 30" in evidence and "fall before knee = 0.38" in evidence
     assert "noise sigma = 0.001" in evidence
-    assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 4 noise sigmas")
+    assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 3 noise sigmas")
     assert narrative.phase_sentences(None, dynamics_frame()) == [
         ("Phase detection was not run for this analysis.", "")]
 
