@@ -209,3 +209,12 @@ def test_phase_sentence_gives_the_step_interval():
     phase = {"detected": True, "step": 40, "step_interval": [30, 60], "reason": "a reason", "evidence": {}}
     sentence = narrative.phase_sentence("consolidation", phase, dynamics_frame())
     assert sentence.startswith("Procedural consolidation ends at step 40 (step interval 30–60): from step 0 to 40")
+
+
+def test_dynamics_table_writes_intervals_next_to_values():
+    from reasonlens.report.html import table_html
+
+    dynamics = dynamics_frame().head(2).assign(accuracy_ci_low=[0.1, 0.2], accuracy_ci_high=[0.3, 0.4])
+    page = table_html(dynamics)
+    assert "<td>0.2 [0.1, 0.3]</td>" in page and "<td>0.28 [0.2, 0.4]</td>" in page  # accuracy 0.2, 0.28
+    assert "accuracy_ci_low" not in page
