@@ -38,6 +38,14 @@ def test_bootstrap_columns_and_cost(tmp_path):
     assert summary["config"]["bootstrap"] == 50
     assert 0 < summary["stage_seconds"]["bootstrap"] <= summary["stage_seconds"]["metrics"]
 
+    import reasonlens  # the notebook API: the table has the columns, the figure draws their bands
+    from matplotlib.collections import PolyCollection
+
+    analysis = reasonlens.load_analysis(out)
+    assert "accuracy_ci_high" in analysis.dynamics
+    panels = [ax for ax in analysis.dynamics_figure().axes if ax.get_title()]
+    assert all(any(isinstance(c, PolyCollection) for c in ax.collections) for ax in panels)
+
 
 def test_bootstrap_zero_is_off_and_negative_is_an_error(tmp_path):
     log = _log(tmp_path)
