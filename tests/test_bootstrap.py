@@ -11,8 +11,8 @@ import pytest
 from reasonlens import columns as C
 from reasonlens.hierarchy.tag import tag_rollouts
 from reasonlens.metrics import columns as D
-from reasonlens.metrics.bootstrap import (PERCENTILES, counts_entropy, expanded_percentiles, pass_at_k_values, percentile_intervals, ratio_estimator,
-                                          resample_counts, resample_indices)
+from reasonlens.metrics.bootstrap import (PERCENTILES, expanded_percentiles, pass_at_k_values, percentile_intervals,
+                                          ratio_estimator, resample_counts, resample_indices, resampled_entropy)
 from reasonlens.metrics.dynamics import RELATIVE, dynamics_table
 
 LEXICON = ["but wait", "let's try", "so", "wait", "first"]
@@ -33,13 +33,28 @@ def test_ratio_estimator_by_hand():
     assert math.isnan(ratio_estimator(np.array([1.0, 0.0]), np.array([1.0, 0.0]))(np.array([[0.0, 2.0]]))[0])
 
 
-def test_counts_entropy_and_pass_at_k_by_hand():
-    # [2, 2] -> log 2; [4, 0] -> 0; [1, 1, 2] -> -(2 * 1/4 log 1/4 + 1/2 log 1/2) = 1.5 log 2; [0, 0] -> NaN
-    h = counts_entropy(np.array([[2, 2, 0], [4, 0, 0], [1, 1, 2], [0, 0, 0]], dtype=float))
-    assert h[:3] == pytest.approx([math.log(2), 0.0, 1.5 * math.log(2)]) and math.isnan(h[3])
+def test_resampled_entropy_and_pass_at_k_by_hand():
+    from scipy import sparse
+
+    # item counts of prompt 0: [1, 0, 2], prompt 1: [1, 1, 0] (item 0 in both, items 1 and 2 in one prompt each)
+    entropy = resampled_entropy(sparse.csr_matrix(np.array([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0]])))
+    h = entropy(np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    # (1,1): counts [2, 1, 2] -> p = .4, .2, .4; (2,0): [2, 0, 4] -> 1/3, 2/3; (0,1): [1, 1, 0] -> log 2; none: NaN
+    expected = [-(2 * 0.4 * np.log(0.4) + 0.2 * np.log(0.2)), -(np.log(1 / 3) / 3 + 2 / 3 * np.log(2 / 3)), np.log(2)]
+    assert h[:3] == pytest.approx(expected) and np.isnan(h[3])
     # n=4, c=1, k=2: 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5; n=4, c=3, k=2: 1; n=1 < k: NaN
     values = pass_at_k_values(np.array([4, 4, 1]), np.array([1, 3, 1]), 2)
-    assert values[:2].tolist() == pytest.approx([0.5, 1.0]) and math.isnan(values[2])
+    assert values[:2].tolist() == pytest.approx([0.5, 1.0]) and np.isnan(values[2])
+
+
+def test_resampled_entropy_matches_the_dense_product():
+    from scipy import sparse, stats
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.3, (30, 400)) * (rng.random((30, 400)) < 0.2)  # (P, K), many single-prompt items
+    weights = resample_counts(rng.integers(0, 30, (50, 30)))
+    dense = [stats.entropy(row) if row.sum() else np.nan for row in weights @ counts]
+    assert resampled_entropy(sparse.csr_matrix(counts))(weights) == pytest.approx(dense, nan_ok=True)
 
 
 def test_expanded_percentiles():

@@ -148,41 +148,38 @@ def _xlogx(values: np.ndarray) -> np.ndarray:
     return table[values]
 
 
-def counts_entropy(counts: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each row of non-negative integer counts (B, K); NaN for an all-zero row."""
-    total = counts.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.log(total) - _xlogx(counts).sum(axis=1) / total
-    return np.where(total > 0, np.maximum(h, 0.0), np.nan)
-
-
-def resampled_entropy(counts: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
-    """Entropy (B,) of the counts (P, K) resampled by W (B, P): H = log T - sum_k m log m / T, m = W @ counts.
+def resampled_entropy(counts: sparse.csr_matrix) -> Estimator:
+    """W (B, P) -> entropy (B,) of the counts (P, K) resampled: H = log T - sum_k m log m / T, m = W @ counts.
 
     Items seen in one prompt only (most gram pairs) need no (B, K) matrix: for prompt p with such counts
-    c_k, sum_k (w c_k) log(w c_k) = w sum_k c_k log c_k + w log w sum_k c_k, a (B, P) product.
+    c_k, sum_k (w c_k) log(w c_k) = w sum_k c_k log c_k + w log w sum_k c_k, a (B, P) product. The split
+    is made once here, so each call costs the shared items' product only.
     """
     counts = sparse.csc_matrix(counts)
     single = np.diff(counts.indptr) == 1  # (K,) items present in exactly one prompt
-    shared = counts[:, ~single]
+    shared = sparse.csr_matrix(counts[:, ~single].T)  # (K_shared, P)
     alone = sparse.coo_matrix(counts[:, single])
     own_sum = np.bincount(alone.row, weights=alone.data, minlength=counts.shape[0])  # (P,)
     own_xlogx = np.bincount(alone.row, weights=_xlogx(alone.data), minlength=counts.shape[0])  # (P,)
-    merged = np.asarray((shared.T @ weights.T).T)  # (B, K_shared)
-    total = merged.sum(axis=1) + weights @ own_sum
-    xlogx = _xlogx(merged).sum(axis=1) + weights @ own_xlogx + _xlogx(weights) @ own_sum
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.log(total) - xlogx / total
-    return np.where(total > 0, np.maximum(h, 0.0), np.nan)
+
+    def estimate(weights):
+        merged = np.asarray(shared @ weights.T).T  # (B, K_shared)
+        total = merged.sum(axis=1) + weights @ own_sum
+        xlogx = _xlogx(merged).sum(axis=1) + weights @ own_xlogx + _xlogx(weights) @ own_sum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.log(total) - xlogx / total
+        return np.where(total > 0, np.maximum(h, 0.0), np.nan)
+    return estimate
 
 
 def entropy_estimator(counts: sparse.csr_matrix, given: sparse.csr_matrix | None = None) -> Estimator:
     """W -> entropy of the resampled counts (P, K); with ``given`` (P, G): H(joint) - H(given), >= 0."""
+    joint = resampled_entropy(counts)
+    marginal = resampled_entropy(given) if given is not None else None
+
     def estimate(weights):
-        h = resampled_entropy(counts, weights)
-        if given is not None:
-            h = np.maximum(h - resampled_entropy(given, weights), 0.0)
-        return h
+        h = joint(weights)
+        return h if marginal is None else np.maximum(h - marginal(weights), 0.0)
     return estimate
 
 
