@@ -91,9 +91,7 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
         if seconds is not None:
             seconds["bootstrap"] = (seconds.get("bootstrap", 0.0) + result.bootstrap_seconds
                                     + time.perf_counter() - started)
-    table = pd.DataFrame(rows)
-    for relative, column in RELATIVE.items():
-        table[relative] = relative_to_first(table[column])
+    table = add_relative(pd.DataFrame(rows))
     if bootstrap:  # one schema: every metric has its interval columns, NaN where the data has no such metric
         missing = [f(c) for c in table.columns if c not in NO_INTERVAL for f in (dc.ci_low, dc.ci_high)
                    if not c.endswith(("_ci_low", "_ci_high")) and f(c) not in table]
@@ -146,6 +144,16 @@ def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float,
 
 def _isnan(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def add_relative(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per step, ascending) with the ``rel_*`` / ``*_change`` ratios to its first step.
+
+    >>> add_relative(pd.DataFrame({"ppl_planning": [2.0, 1.0], "ppl_execution": [4.0, 2.0],
+    ...                            "sg_semantic_entropy": [1.0, 1.5]}))["sg_semantic_entropy_change"].tolist()
+    [1.0, 1.5]
+    """
+    return table.assign(**{relative: relative_to_first(table[column]) for relative, column in RELATIVE.items()})
 
 
 def step_metrics(rollouts: pd.DataFrame, **kwargs) -> dict:
