@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.special import gammaln
+from scipy.special import gammaln, ndtr, stdtrit
 
 from . import columns as dc
 
@@ -80,11 +80,9 @@ def expanded_percentiles(n_prompts: int) -> tuple[float, float]:
     1.9/98.1 for P = 32, 2.5/97.5 in the limit. On simulated logs with 32 prompts a step it lifts
     the accuracy interval's coverage from about 92% to about 94% (tests/test_bootstrap.py).
     """
-    from scipy import stats
-
-    level = (1 + dc.CI_LEVEL) / 2
-    z = math.sqrt(n_prompts / (n_prompts - 1)) * stats.t.ppf(level, n_prompts - 1)
-    low = 100 * float(stats.norm.sf(z))
+    level = (1 + dc.CI_LEVEL) / 2  # scipy.special, not scipy.stats: its import alone takes ~1 s
+    z = math.sqrt(n_prompts / (n_prompts - 1)) * float(stdtrit(n_prompts - 1, level))
+    low = 100 * float(ndtr(-z))
     return low, 100 - low
 
 

@@ -174,7 +174,7 @@ def locate_boundary(steps: np.ndarray, y: np.ndarray, se: np.ndarray | None, kin
 
 def _fit(x, y, se, candidates, penalty_scale) -> dict:
     """Noise, the best hinge (index k, slopes per point) and the line's chi-square, noise scaled to any excess scatter."""
-    from scipy import stats
+    from scipy.special import chdtri  # chi-square quantiles without importing scipy.stats (~1 s)
 
     floor, bootstrap = max(1e-3 * float(np.max(np.abs(y))), 1e-12), se is not None
     if bootstrap:
@@ -186,7 +186,7 @@ def _fit(x, y, se, candidates, penalty_scale) -> dict:
     best, dof = int(np.argmin(chi2)), max(len(y) - 4, 1)  # hinge: a, b, c and k
     excess = chi2[best] / dof
     # bootstrap: only scatter sampling noise would rarely reach; fallback: any excess over the MAD estimate
-    scale = math.sqrt(excess) if excess > (stats.chi2.ppf(0.99, dof) / dof if bootstrap else 1.0) else 1.0
+    scale = math.sqrt(excess) if excess > (chdtri(dof, 0.01) / dof if bootstrap else 1.0) else 1.0
     out = {"noise_source": source, "sigma": float(np.sqrt(np.mean(se ** 2))) * scale, "candidates": candidates,
            "chi2": chi2 / scale ** 2, "line_slope": slope, "line_chi2": chi2_line / scale ** 2,
            "hinge_chi2": float(chi2[best]) / scale ** 2, "k": int(candidates[best]),
