@@ -52,7 +52,7 @@ class Summary(TypedDict, total=False):
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
     stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
-                               # trackers
+                               # trackers; bootstrap: the part of metrics spent on the intervals (not added again)
     trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
     peak_rss_mb: float         # this process's peak resident memory
 
@@ -205,7 +205,8 @@ def finish(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, s
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
     with record.timed("metrics"):
-        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
+        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile,
+                                  bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=record.seconds)
         phases = detect_phases(dynamics)
     summary = _summary(plan, record, inputs, rollouts, phases, started)
     with record.timed("write"):

@@ -89,6 +89,16 @@ def cached_equivalence(equivalent: Callable[[str, str], bool] | None = None) -> 
     return functools.lru_cache(maxsize=None)(equivalent)
 
 
+def prompt_answer_entropies(answers_by_prompt: Iterable[Sequence[str | None]],
+                            equivalent: Callable[[str, str], bool], base: float = math.e) -> np.ndarray:
+    """Entropy of each prompt's answer-cluster frequencies (P,); NaN for a prompt without answers.
+
+    The bootstrap resamples these per-prompt values (the clusters of a prompt move with it).
+    """
+    return np.array([shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base) if len(a) else math.nan
+                     for a in answers_by_prompt], dtype=float)
+
+
 def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
                             equivalent: Callable[[str, str], bool] | None = None,
                             base: float = math.e) -> float:
@@ -99,6 +109,6 @@ def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
     (see ``cluster_answers``). NaN when there are no prompts.
     """
     equivalent = equivalent or cached_equivalence()
-    values = [shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base)
-              for a in answers_by_prompt if len(a)]
-    return float(np.mean(values)) if values else math.nan
+    values = prompt_answer_entropies(answers_by_prompt, equivalent, base)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else math.nan
