@@ -61,6 +61,10 @@ FINGERPRINTED = (MODEL_CONFIG, ADAPTER_CONFIG, "generation_config.json", "tokeni
 
 def fingerprint_files(folder: Path) -> list[Path]:
     """The files whose change changes what a model folder generates: weights, configs, tokenizer."""
+    from reasonlens.sources.verl_fsdp import fsdp_files, is_fsdp_actor
+
+    if model_folder_kind(folder) is None and is_fsdp_actor(folder):
+        return fsdp_files(folder)
     adapter = model_folder_kind(folder) == "peft"
     named = [folder / name for name in FINGERPRINTED if (folder / name).is_file()]
     return sorted(set(weight_files(folder, adapter=adapter)) | set(named))
