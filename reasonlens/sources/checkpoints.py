@@ -157,6 +157,9 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
             _inspect_local(entry.path, None)
             _check_code(entry.path, trust_remote_code)
         return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
+    problem = None if model_folder_kind(entry.path) else foreign_problem(entry.path)
+    if problem:
+        raise _Bad(problem)
     if entry.name.startswith("global_step") and not entry.name.endswith("_hf"):
         try:
             path, kind, adapter_base = verl_checkpoint(entry.path, None if base is None else str(base))
@@ -164,9 +167,6 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
             raise _Bad(str(err)) from None
         found = Checkpoint(entry.step, entry.name, path, kind, adapter_base)
     else:
-        problem = None if model_folder_kind(entry.path) else foreign_problem(entry.path)
-        if problem:
-            raise _Bad(problem)
         found = _inspect_local(entry.path, None if base is None else str(base))
     _check_code(_config_folder(found), trust_remote_code)
     return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
