@@ -137,12 +137,13 @@ def test_lora_only_shards_become_an_adapter_over_base(verl_run, tmp_path, monkey
     with pytest.raises(ReasonlensError, match=r"global_step_1: LoRA-only verl checkpoint.*--base MODEL"):
         discover_checkpoints(verl_run["lora"])
     [ckpt] = discover_checkpoints(verl_run["lora"], base=str(base)).checkpoints[1:]
-    assert ckpt.kind == "peft" and ckpt.adapter_base == str(base)
-    assert ckpt.path.is_relative_to(tmp_path / "cache")  # never written into the run folder
+    assert (ckpt.kind, ckpt.path, ckpt.adapter_base) == ("peft", verl_run["lora"] / "global_step_1" / "actor", str(base))
+    model, _ = load_model(ckpt.path, device="cpu", dtype="fp32", adapter_base=ckpt.adapter_base)
+    [adapter] = [p for p in (tmp_path / "cache" / "verl-lora").iterdir() if p.is_dir()]  # not in the run folder
+    assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert sorted(p.name for p in (verl_run["lora"] / "global_step_1" / "actor").iterdir()) == [
         "fsdp_config.json", "huggingface", "lora_train_meta.json", "model_world_size_2_rank_0.pt",
         "model_world_size_2_rank_1.pt"]
-    model, _ = load_model(ckpt.path, device="cpu", dtype="fp32", adapter_base=ckpt.adapter_base)
     torch.manual_seed(1)  # the writer's seed: the same LoRA weights, built and merged independently in float64
     reference = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
                                LoraConfig(**LORA, init_lora_weights=False)).merge_and_unload().double()
@@ -241,7 +242,7 @@ def test_missing_fsdp_config_and_huggingface_are_named(verl_run, tmp_path):
 
 def test_fingerprint_follows_the_shards(verl_run, tmp_path):
     """The rollout cache key changes when a shard changes, so a re-saved checkpoint is analysed again."""
-    from reasonlens.rollouts import weights_fingerprint
+    from reasonlens.analysis.generate import weights_fingerprint
 
     actor = _copy_run(verl_run["series"], tmp_path) / "global_step_1" / "actor"
     before = weights_fingerprint(actor)
@@ -249,3 +250,35 @@ def test_fingerprint_follows_the_shards(verl_run, tmp_path):
     shard = actor / "model_world_size_2_rank_1.pt"
     shard.write_bytes(shard.read_bytes() + b"\0")
     assert weights_fingerprint(actor) != before
+
+
+def test_cli_analyze_on_the_unmodified_verl_series(verl_run, tmp_path):
+    """`reasonlens analyze checkpoints/proj/exp` on a verl run as saved with verl's defaults, end to end."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from reasonlens import columns as C
+    from reasonlens.cli import app
+
+    out = tmp_path / "analysis"
+    result = CliRunner().invoke(app, ["analyze", str(verl_run["series"]), "--out", str(out), "--no-report",
+                                      "--task", "basic_arithmetic", "--num-prompts", "2", "--samples", "2",
+                                      "--max-new-tokens", "6", "--device", "cpu", "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    rollouts = pd.read_parquet(out / "rollouts.parquet")
+    assert sorted(rollouts[C.STEP].unique()) == [1, 2, 3]
+    assert sorted(rollouts[C.CHECKPOINT].unique()) == ["global_step_1", "global_step_2", "global_step_3"]
+    assert all(len(e) == n for e, n in zip(rollouts[C.ENTROPIES], rollouts[C.N_TOKENS]))
+    assert not any(p.name.startswith(("model.", "adapter")) for p in verl_run["series"].rglob("*"))
+
+
+def test_vllm_backends_refuse_unmerged_shards(verl_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from reasonlens.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", str(verl_run["series"]), "--out", str(tmp_path / "o"),
+                                      "--backend", "vllm-server", "--vllm-command", "true"])
+    assert result.exit_code == 1
+    assert "global_step_1, global_step_2, global_step_3 are PEFT adapters, .gguf files or verl FSDP shards" in \
+        " ".join(result.output.split())

@@ -73,49 +73,15 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in _TOKENIZER_FILES)
 
 
-def _load_verl_fsdp(actor: Path, torch_dtype, trust_remote_code: bool):
-    """verl's per-rank shards merged in memory into the architecture that ``actor/huggingface`` describes."""
-    from transformers import AutoConfig
+def _load_verl(actor: Path, adapter_base, device: str, dtype: str, trust_remote_code: bool):
+    """verl FSDP shards merged in memory, or LoRA-only shards applied as an adapter to their base."""
+    from reasonlens.models.verl import load_verl_fsdp, verl_lora_adapter
+    from reasonlens.sources.verl_fsdp import read_layout
 
-    from reasonlens.sources.verl_fsdp import HF_SUBDIR, merge_shards, read_layout
-
-    hf = actor / HF_SUBDIR
-    try:
-        config = AutoConfig.from_pretrained(hf, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error(hf, hub=False, local_only=False, err=err, what="model config") from None
     layout = read_layout(actor)
     if layout.lora_only:
-        raise ReasonlensError(f"{actor} holds LoRA weights only (save_lora_only): analyse its global_step_N "
-                              "folder with --base MODEL, which loads it as an adapter over that model.")
-    model_class = _causal_lm_class(config, hf, trust_remote_code)
-    state = merge_shards(layout, torch_dtype)
-    model, info = model_class.from_pretrained(None, config=config, state_dict=state, dtype=torch_dtype,
-                                              output_loading_info=True)
-    odd = sorted(info["missing_keys"]) + sorted(info["unexpected_keys"])
-    if odd:
-        raise ReasonlensError(f"{actor}: the merged shards do not match {hf / 'config.json'} (missing "
-                              f"{sorted(info['missing_keys'])[:3]}, unexpected {sorted(info['unexpected_keys'])[:3]}); "
-                              "restore the huggingface/ folder this checkpoint was saved with.")
-    return model, _tokenizer_from(hf, trust_remote_code=trust_remote_code)
-
-
-def _causal_lm_class(config, folder: Path, trust_remote_code: bool):
-    """The causal-LM class for ``config``: transformers' own, or the checkpoint's code when trusted."""
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
-
-    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-    reference = (getattr(config, "auto_map", None) or {}).get("AutoModelForCausalLM")
-    if reference is None:
-        raise ReasonlensError(f"{folder / 'config.json'}: model type {config.model_type!r} has no causal-LM class "
-                              "in transformers; reasonlens analyses causal language models only.")
-    if not trust_remote_code:
-        raise ReasonlensError(f"{folder / 'config.json'} maps its architecture to code shipped inside the "
-                              f"checkpoint ({reference}), which reasonlens never runs unless you pass "
-                              "--trust-remote-code.")
-    return get_class_from_dynamic_module(reference, folder)
+        return _load_peft(verl_lora_adapter(layout), adapter_base, device, dtype, trust_remote_code)
+    return load_verl_fsdp(layout, resolve_dtype(dtype, resolve_device(device)), trust_remote_code)
 
 
 def _load_peft(adapter: Path, adapter_base, device: str, dtype: str, trust_remote_code: bool):
@@ -202,7 +168,7 @@ def load_model(spec: str | os.PathLike = DEFAULT_MODEL, *, device: str = "auto",
     elif kind == "gguf":
         model, tokenizer = load_gguf(where, dtype=torch_dtype)
     elif kind == "verl-fsdp":
-        model, tokenizer = _load_verl_fsdp(Path(where), torch_dtype, trust_remote_code)
+        model, tokenizer = _load_verl(Path(where), adapter_base, device, dtype, trust_remote_code)
     else:
         where = bundled_model_dir() if kind == "bundled" else where
         model, tokenizer = _load_pretrained(where, dtype=torch_dtype, hub=kind == "hub",

@@ -18,6 +18,7 @@ from reasonlens.errors import ReasonlensError
 from reasonlens.sources.integrity import adapter_base_model, model_folder_kind, tokenizer_hash, weight_problem
 from reasonlens.sources.layouts import foreign_problem, framework_of, verl_checkpoint, warn_short_series
 from reasonlens.sources.specs import model_source, remote_code_problem
+from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor
 
 _STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)(_hf)?$")
 LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, global_step_N/ (verl) or "
@@ -34,7 +35,7 @@ class Checkpoint:
     step: int
     name: str
     path: Path
-    kind: str  # "hf" | "peft" | "verl" | "verl-fsdp" (shards merged when loaded) | "base" | "gguf"
+    kind: str  # "hf" | "peft" (also verl LoRA-only shards) | "verl" | "verl-fsdp" (merged when loaded) | "base" | "gguf"
     adapter_base: str | None = None  # PEFT only: the model the adapter applies to
 
 
@@ -174,7 +175,7 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
 
 def _config_folder(ckpt: Checkpoint) -> Path:
     """Where a checkpoint's config and tokenizer live: verl FSDP keeps them in actor/huggingface."""
-    return ckpt.path / "huggingface" if ckpt.kind == "verl-fsdp" else ckpt.path
+    return ckpt.path / HF_SUBDIR if ckpt.path.is_dir() and is_fsdp_actor(ckpt.path) else ckpt.path
 
 
 def _check_code(path: Path, trust_remote_code: bool) -> None:

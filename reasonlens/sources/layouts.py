@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.integrity import MODEL_CONFIG, weight_files, weight_problem
-from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor, lora_adapter, read_layout
+from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor, read_layout
 
 MANIFEST = "ckpt_contents.json"
 SHORT_SERIES = 5  # fewer checkpoints than this make a thin dynamics curve: say why it may be short
@@ -71,7 +71,8 @@ def _hf_weights(folder: Path, label: str) -> Path:
 
 
 def _fsdp(actor: Path, base: str | None) -> tuple[Path, str, str | None]:
-    """FSDP shards: checked now, merged when loaded; LoRA-only shards become an adapter over ``base``."""
+    """FSDP shards: checked now, merged when loaded; LoRA-only shards are an adapter over ``base`` (built
+    into the cache when loaded: models/verl.py)."""
     if not (actor / HF_SUBDIR / MODEL_CONFIG).is_file():
         raise ReasonlensError(f"{actor / HF_SUBDIR / MODEL_CONFIG} is missing: verl writes the model config "
                               "there with every checkpoint and the shards alone do not say the architecture")
@@ -80,7 +81,7 @@ def _fsdp(actor: Path, base: str | None) -> tuple[Path, str, str | None]:
     if base is None:
         raise ReasonlensError("LoRA-only verl checkpoint (save_lora_only): pass the model it was trained on "
                               "with --base MODEL")
-    return lora_adapter(actor), "peft", base
+    return actor, "peft", base
 
 
 def _megatron_v2(actor: Path) -> Path:

@@ -69,12 +69,9 @@ def is_fsdp_actor(actor: Path) -> bool:
 
 
 def fsdp_files(actor: Path) -> list[Path]:
-    """The files that define the merged model: shards, fsdp_config.json, LoRA metadata, huggingface/ files."""
-    from reasonlens.sources.integrity import FINGERPRINTED
-
-    named = [actor / FSDP_CONFIG, actor / LORA_META] + [actor / HF_SUBDIR / name for name in FINGERPRINTED]
+    """The files that define the merged weights: shards, fsdp_config.json, LoRA metadata."""
     shards = [p for p in actor.glob("model_world_size_*_rank_*.pt") if SHARD_NAME.match(p.name)]
-    return sorted(p for p in named + shards if p.is_file())
+    return sorted(p for p in [actor / FSDP_CONFIG, actor / LORA_META] + shards if p.is_file())
 
 
 def _read_config(actor: Path) -> tuple[int, int | None]:
@@ -297,14 +294,3 @@ def write_lora_adapter(layout: ShardLayout, folder: Path) -> None:
               "target_modules": targets, "lora_dropout": 0.0, "bias": "none", "base_model_name_or_path": None}
     save_file(weights, str(folder / "adapter_model.safetensors"))
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
-
-
-def lora_adapter(actor: Path) -> Path:
-    """The PEFT adapter of a LoRA-only checkpoint, built once into the cache (never into the run folder)."""
-    from reasonlens.models.bundled import build_once, cache_dir
-    from reasonlens.records import cache_key
-
-    layout = read_layout(actor)
-    files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in fsdp_files(actor)]
-    target = cache_dir() / "verl-lora" / cache_key(str(actor.resolve()), files)[:24]
-    return build_once(target, lambda tmp: write_lora_adapter(layout, tmp))
