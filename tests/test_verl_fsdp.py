@@ -229,6 +229,25 @@ def test_pickle_that_would_run_code_is_refused_and_never_run(verl_run, tmp_path)
     assert not marker.exists()
 
 
+class _ShardedTensorRef:
+    """Pickles as a reference to FSDP1's ShardedTensor (what an FSDP1 model without a device mesh saves)."""
+
+    def __reduce__(self):
+        from torch.distributed._shard.sharded_tensor.api import ShardedTensor
+
+        return (ShardedTensor, ())
+
+
+def test_fsdp1_sharded_tensors_get_their_own_message(verl_run, tmp_path):
+    import torch
+
+    actor = _copy_run(verl_run["series"], tmp_path) / "global_step_1" / "actor"
+    torch.save({"model.embed_tokens.weight": _ShardedTensorRef()}, actor / "model_world_size_2_rank_0.pt")
+    with pytest.raises(ReasonlensError, match=r"model_world_size_2_rank_0\.pt holds FSDP1 ShardedTensors.*"
+                                              r"python -m verl\.model_merger merge --backend fsdp"):
+        discover_checkpoints(actor.parent.parent)
+
+
 def test_missing_fsdp_config_and_huggingface_are_named(verl_run, tmp_path):
     actor = _copy_run(verl_run["series"], tmp_path) / "global_step_1" / "actor"
     shutil.rmtree(actor / "huggingface")

@@ -78,7 +78,7 @@ def _load_verl(actor: Path, adapter_base, device: str, dtype: str, trust_remote_
     from reasonlens.models.verl import load_verl_fsdp, verl_lora_adapter
     from reasonlens.sources.verl_fsdp import read_layout
 
-    layout = read_layout(actor)
+    layout = read_layout(actor, check_all=False)  # merging checks every shard as it reads it
     if layout.lora_only:
         return _load_peft(verl_lora_adapter(layout), adapter_base, device, dtype, trust_remote_code)
     return load_verl_fsdp(layout, resolve_dtype(dtype, resolve_device(device)), trust_remote_code)

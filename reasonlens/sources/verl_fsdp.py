@@ -139,6 +139,11 @@ def load_shard(path: Path) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0][:200]
+        if "sharded_tensor" in str(err):  # FSDP1 without a device mesh (older verl): ShardedTensor, not DTensor
+            raise ReasonlensError(f"{path} holds FSDP1 ShardedTensors (a model wrapped without a device mesh, as "
+                                  "older verl releases did), which torch.load(weights_only=True) cannot open; "
+                                  "merge it with python -m verl.model_merger merge --backend fsdp --local_dir "
+                                  f"{path.parent} --target_dir OUT and analyse OUT.") from None
         raise ReasonlensError(f"{path} holds objects other than tensors and DTensors ({first}); reasonlens opens "
                               "checkpoints with torch.load(weights_only=True) only and never runs code from one. "
                               "Re-save it from a trusted copy, or merge it yourself with python -m verl.model_merger."
@@ -160,8 +165,8 @@ def _refuse(path: Path, key: str, what: str) -> ReasonlensError:
                            "which writes them to actor/huggingface/.")
 
 
-def _plan(key: str, value, path: Path, world_size: int) -> tuple[KeyPlan, list[int] | None]:
-    """How ``key`` merges and which ranks hold one full copy (None for plain tensors)."""
+def _plan(key: str, value, path: Path, world_size: int) -> tuple[KeyPlan, object]:
+    """How ``key`` merges, and its DTensor's mesh (None for plain tensors)."""
     from torch.distributed.tensor import DTensor, Replicate, Shard
 
     if not isinstance(value, DTensor):
@@ -172,40 +177,41 @@ def _plan(key: str, value, path: Path, world_size: int) -> tuple[KeyPlan, list[i
         raise ReasonlensError(f"{path}: {key} was saved on a mesh of {mesh.size()} ranks, but {FSDP_CONFIG} says "
                               f"world_size={world_size}: this shard is from another run or world size; restore "
                               "the file that belongs to this checkpoint.")
-    if mesh.ndim == 1:
-        ranks = mesh.mesh.tolist()
-    elif mesh.ndim == 2 and names[:1] in ((n,) for n in _DATA_PARALLEL) and type(placements[0]) is Replicate:
-        ranks, placements = mesh.mesh[0].tolist(), placements[1:]  # one replica's FSDP group holds it all
-    else:
+    if mesh.ndim == 2 and names[:1] in ((n,) for n in _DATA_PARALLEL) and type(placements[0]) is Replicate:
+        placements = placements[1:]  # HSDP: one replica (its FSDP group) holds it all
+    elif mesh.ndim != 1:
         raise _refuse(path, key, f"sharded on a {mesh.ndim}-D mesh {names or mesh.mesh.shape} (FSDP + tensor "
                                  "parallel)")
     placement = placements[0]
     if placement.is_partial():
         raise _refuse(path, key, f"a Partial placement ({placement}: a sum still to be reduced)")
     if type(placement) is Shard:
-        return KeyPlan("shard", tuple(value.shape), placement.dim), ranks
+        return KeyPlan("shard", tuple(value.shape), placement.dim), mesh
     if type(placement) is Replicate:
-        return KeyPlan("replicate", tuple(value.shape)), ranks
+        return KeyPlan("replicate", tuple(value.shape)), mesh
     raise _refuse(path, key, f"placed as {placement!r}")
 
 
-def read_layout(actor: Path) -> ShardLayout:
-    """Check every shard of ``actor`` (files, pickles, meshes, shapes) without copying weights."""
+def read_layout(actor: Path, *, check_all: bool = True) -> ShardLayout:
+    """The merge plan from rank 0's shard; ``check_all`` also checks every other shard (files, pickles, meshes,
+    shapes) without copying weights, as discovery does. ``merge_shards`` makes the same checks as it copies."""
     world_size, version = _read_config(actor)
     paths = _shard_paths(actor, world_size)
     first = load_shard(paths[0])
     if not first:
         raise ReasonlensError(f"{paths[0]} holds an empty state dict: no weights to merge.")
-    plans, ranks = {}, None
+    plans, mesh = {}, None
     for key, value in first.items():
-        plans[key], key_ranks = _plan(key, value, paths[0], world_size)
-        if key_ranks is not None and ranks is not None and key_ranks != ranks:
-            raise _refuse(paths[0], key, f"on another mesh than the other weights (ranks {key_ranks} vs {ranks})")
-        ranks = ranks or key_ranks
+        plans[key], key_mesh = _plan(key, value, paths[0], world_size)
+        if key_mesh is not None and mesh is not None and key_mesh is not mesh and key_mesh != mesh:
+            raise _refuse(paths[0], key, f"on another device mesh than the other weights ({key_mesh} vs {mesh})")
+        mesh = mesh or key_mesh
     del first
+    ranks = None if mesh is None else (mesh.mesh.tolist() if mesh.ndim == 1 else mesh.mesh[0].tolist())
     files = tuple(paths[r] for r in (ranks if ranks is not None else range(world_size)))
     layout = ShardLayout(actor, world_size, version, files, plans)
-    _merge(layout, None, copy=False)
+    if check_all:
+        _merge(layout, None, copy=False)
     return layout
 
 
