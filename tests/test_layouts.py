@@ -136,7 +136,7 @@ def test_nemo_rl_series_converted_in_place_warns_about_keep_top_k(tiny_model_dir
     for step in (10, 20):
         _link_model(tiny_model_dir, tmp_path / f"step_{step}")
         (tmp_path / f"step_{step}" / "training_info.json").write_text("{}")  # written by NeMo-RL's checkpointer
-    with pytest.warns(UserWarning, match=r"only 2 checkpoint\(s\).*keep_top_k best checkpoints.*\(3 in examples/configs/"):
+    with pytest.warns(UserWarning, match=r"only 2 checkpoint\(s\).*keep_top_k best checkpoints.*\(3 in examples/"):
         assert len(discover_checkpoints(tmp_path).checkpoints) == 2
 
 

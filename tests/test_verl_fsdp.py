@@ -137,7 +137,8 @@ def test_lora_only_shards_become_an_adapter_over_base(verl_run, tmp_path, monkey
     with pytest.raises(ReasonlensError, match=r"global_step_1: LoRA-only verl checkpoint.*--base MODEL"):
         discover_checkpoints(verl_run["lora"])
     [ckpt] = discover_checkpoints(verl_run["lora"], base=str(base)).checkpoints[1:]
-    assert (ckpt.kind, ckpt.path, ckpt.adapter_base) == ("peft", verl_run["lora"] / "global_step_1" / "actor", str(base))
+    actor = verl_run["lora"] / "global_step_1" / "actor"
+    assert (ckpt.kind, ckpt.path, ckpt.adapter_base) == ("peft", actor, str(base))
     model, _ = load_model(ckpt.path, device="cpu", dtype="fp32", adapter_base=ckpt.adapter_base)
     [adapter] = [p for p in (tmp_path / "cache" / "verl-lora").iterdir() if p.is_dir()]  # not in the run folder
     assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
@@ -301,3 +302,15 @@ def test_vllm_backends_refuse_unmerged_shards(verl_run, tmp_path):
     assert result.exit_code == 1
     assert "global_step_1, global_step_2, global_step_3 are PEFT adapters, .gguf files or verl FSDP shards" in \
         " ".join(result.output.split())
+
+
+def test_lora_shards_without_their_metadata_are_refused(verl_run, tmp_path, monkeypatch):
+    """Without lora_train_meta.json the adapter's scale (lora_alpha / r) is unknown: refused, nothing cached."""
+    from reasonlens.models.loading import load_model
+
+    monkeypatch.setenv("REASONLENS_CACHE", str(tmp_path / "cache"))
+    actor = _copy_run(verl_run["lora"], tmp_path) / "global_step_1" / "actor"
+    (actor / "lora_train_meta.json").unlink()
+    with pytest.raises(ReasonlensError, match=r"lora_train_meta\.json is missing or unreadable.*lora_alpha"):
+        load_model(actor, device="cpu", dtype="fp32", adapter_base=str(verl_run["sources"][1]))
+    assert not [p for p in (tmp_path / "cache" / "verl-lora").iterdir() if p.is_dir()]

@@ -40,7 +40,6 @@ def write_verl_fsdp(jobs: list[tuple[Path, Path, str]], *, world_size: int = 2, 
 
 def _sharded_state(model, mode: str, world_size: int) -> dict:
     """The per-rank state dict of ``model`` laid out as ``mode`` says."""
-    import torch
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor

@@ -3,8 +3,8 @@
 A spec (classified by `sources.specs.model_source`) is one of: the bundled alias ``"smollm2"`` (also
 ``"SmolLM2-135M-Instruct"``, and its hub id when the hub is unreachable), a local HF folder, a ``.gguf``
 file (dequantised), a PEFT adapter folder (merged into its base: we analyse the model, we don't train
-the adapter here), a verl FSDP ``actor/`` folder (shards merged in memory, sources/verl_fsdp.py), or a hub id. Code shipped inside a checkpoint is never run unless the caller passes
-``trust_remote_code=True`` (the CLI's ``--trust-remote-code``); transformers is never left to ask.
+the adapter here), a verl FSDP ``actor/`` folder (shards merged in memory, sources/verl_fsdp.py), or a
+hub id. Code shipped inside a checkpoint is never run unless the caller passes ``trust_remote_code=True`` (the CLI's ``--trust-remote-code``); transformers is never left to ask.
 """
 
 from __future__ import annotations
