@@ -151,6 +151,19 @@ def test_prime_rl_dcp_names_the_broadcasts(tmp_path):
         discover_checkpoints(tmp_path / "run")
 
 
+def test_prime_rl_broadcasts_need_the_base_config(tiny_model_dir, tmp_path):
+    """Broadcast folders hold HF-named weights and a STABLE marker; with the base's config added they load."""
+    for step in (5, 10):
+        _link_model(tiny_model_dir, tmp_path / "broadcasts" / f"step_{step}", skip={"config.json"})
+        (tmp_path / "broadcasts" / f"step_{step}" / "STABLE").touch()
+    with pytest.raises(ReasonlensError, match=r"step_5: a prime-rl weight broadcast .*without config\.json: copy "
+                                              r"the base model's config\.json"):
+        discover_checkpoints(tmp_path / "broadcasts")
+    for step in (5, 10):
+        os.symlink(tiny_model_dir / "config.json", tmp_path / "broadcasts" / f"step_{step}" / "config.json")
+    assert [c.step for c in discover_checkpoints(tmp_path / "broadcasts").checkpoints] == [5, 10]
+
+
 def test_trl_series_gets_no_retention_warning(tiny_series):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -121,6 +121,9 @@ def foreign_problem(folder: Path) -> str | None:
                 "prime-rl ships no converter to Hugging Face format. Its HF-format weights are the weight broadcasts "
                 "in RUN/broadcasts/step_N/ (src/prime_rl/transports/weights/filesystem.py), kept every --ckpt.interval "
                 "steps: add the base model's config.json and tokenizer to them and analyse that folder")
+    if (folder / "STABLE").is_file():  # prime-rl's weight broadcast: HF-named safetensors, no config
+        return ("a prime-rl weight broadcast (src/prime_rl/transports/weights/filesystem.py) without config.json: "
+                "copy the base model's config.json and tokenizer files into it")
     if any(folder.glob("mp_rank_*_model_states.pt")) or any(folder.glob("zero_pp_rank_*")):
         return ("a DeepSpeed checkpoint (OpenRLHF's _actor/global_step{N}): reasonlens reads the global_step{N}_hf "
                 "folders OpenRLHF writes beside _actor/ with --ckpt.save_hf; or convert this one with DeepSpeed's "
