@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from verl_writer import LORA, write_verl_fsdp  # noqa: E402
 
 STEPS = (1, 2, 3)
-HOSTILE_MODES = ("hsdp", "lora", "tp", "partial")
+HOSTILE_MODES = ("hsdp", "lora", "lora-full", "tp", "partial")
 
 
 def _perturbed(tiny_model_dir: Path, folder: Path, step: int) -> Path:
@@ -127,7 +127,6 @@ def test_hsdp_mesh_reads_one_replica(verl_run):
 
 def test_lora_only_shards_become_an_adapter_over_base(verl_run, tmp_path, monkeypatch):
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from reasonlens.models.loading import load_model
@@ -145,15 +144,58 @@ def test_lora_only_shards_become_an_adapter_over_base(verl_run, tmp_path, monkey
     assert sorted(p.name for p in (verl_run["lora"] / "global_step_1" / "actor").iterdir()) == [
         "fsdp_config.json", "huggingface", "lora_train_meta.json", "model_world_size_2_rank_0.pt",
         "model_world_size_2_rank_1.pt"]
-    torch.manual_seed(1)  # the writer's seed: the same LoRA weights, built and merged independently in float64
-    reference = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                               LoraConfig(**LORA, init_lora_weights=False)).merge_and_unload().double()
+    reference = _lora_reference(base)  # built and merged independently, in float64
     ids = torch.tensor([[5, 17, 42, 8, 99, 3]])
     with torch.no_grad():
         got, want = model(ids).logits.double(), reference(ids).logits
     assert torch.allclose(got, want, atol=1e-4)
     assert not torch.allclose(want, AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64)(ids).logits,
                               atol=1e-3)  # the adapter does change the model
+
+
+def _lora_reference(base: Path):
+    """The writer's LoRA model (same seed, same config), merged by PEFT itself, in float64."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    return get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                          LoraConfig(**LORA, init_lora_weights=False)).merge_and_unload().double()
+
+
+def test_peft_model_saved_in_full_has_its_lora_folded(verl_run):
+    """verl's default with lora_rank > 0: base_layer + lora_A/B keys in the shards, folded as W + (alpha/r) B A."""
+    import torch
+
+    from reasonlens.models.loading import load_model
+
+    with pytest.warns(UserWarning):
+        [ckpt] = discover_checkpoints(verl_run["lora-full"]).checkpoints
+    assert ckpt.kind == "verl-fsdp"
+    model, _ = load_model(ckpt.path, device="cpu", dtype="fp32")
+    ids = torch.tensor([[5, 17, 42, 8, 99, 3]])
+    with torch.no_grad():
+        got, want = model(ids).logits.double(), _lora_reference(verl_run["sources"][1])(ids).logits
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_fold_lora_by_hand():
+    """W = I, A = [[1, 2]] (r=1), B = [[1], [0]], alpha/r = 2: W + 2 B A = [[3, 4], [0, 1]]."""
+    import torch
+
+    from reasonlens.sources.verl_fsdp import fold_lora
+
+    p = "base_model.model.layer.q_proj"
+    state = {f"{p}.base_layer.weight": torch.eye(2), f"{p}.base_layer.bias": torch.zeros(2),
+             f"{p}.lora_A.default.weight": torch.tensor([[1.0, 2.0]]),
+             f"{p}.lora_B.default.weight": torch.tensor([[1.0], [0.0]]),
+             "base_model.model.embed.weight": torch.ones(1)}
+    folded = fold_lora(state, r=1, lora_alpha=2)
+    assert sorted(folded) == ["embed.weight", "layer.q_proj.bias", "layer.q_proj.weight"]
+    assert folded["layer.q_proj.weight"].tolist() == [[3.0, 4.0], [0.0, 1.0]]
+    with pytest.raises(ReasonlensError, match=r"layer\.q_proj has a base layer but not the LoRA pair"):
+        fold_lora({f"{p}.base_layer.weight": torch.eye(2)}, r=1, lora_alpha=2)
 
 
 @pytest.mark.parametrize("mode, message", [

@@ -8,7 +8,8 @@ rank saves ``model.state_dict()`` of its sharded model to ``model_world_size_{W}
 writes ``fsdp_config.json`` and ``huggingface/`` (config, tokenizer; no weights). FSDP2 ``fully_shard``
 runs on CPU; FSDP1 (verl's default) needs an accelerator, and gives the same DTensor layout through its
 device mesh. Modes: ``fsdp2`` (1-D mesh), ``hsdp`` (a ("ddp", "fsdp") mesh of 2 x 1), ``lora`` (a PEFT
-model saved LoRA-only, with lora_train_meta.json), and two layouts verl's merger refuses: ``tp`` (a 2-D
+model saved LoRA-only, with lora_train_meta.json), ``lora-full`` (the PEFT model saved in full, verl's
+default when ``lora_rank > 0``), and two layouts verl's merger refuses: ``tp`` (a 2-D
 ("fsdp", "tp") mesh) and ``partial`` (a Partial placement).
 """
 
@@ -44,7 +45,7 @@ def _sharded_state(model, mode: str, world_size: int) -> dict:
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor
 
-    if mode in ("fsdp2", "lora", "hsdp"):
+    if mode in ("fsdp2", "lora", "lora-full", "hsdp"):
         shape, names = ((world_size, 1), ("ddp", "fsdp")) if mode == "hsdp" else ((world_size,), ("fsdp",))
         mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
         for layer in model.get_decoder().layers:  # verl wraps each decoder layer, then the whole model
@@ -78,7 +79,7 @@ def _save(rank: int, world_size: int, source: str, actor: Path, mode: str) -> No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    if mode == "lora":
+    if mode.startswith("lora"):
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(1)
@@ -86,10 +87,10 @@ def _save(rank: int, world_size: int, source: str, actor: Path, mode: str) -> No
     torch.save(_sharded_state(model, mode, world_size), actor / f"model_world_size_{world_size}_rank_{rank}.pt")
     if rank == 0:
         hf = actor / "huggingface"
-        (model.get_base_model() if mode == "lora" else model).config.save_pretrained(hf)
+        (model.get_base_model() if mode.startswith("lora") else model).config.save_pretrained(hf)
         AutoTokenizer.from_pretrained(source).save_pretrained(hf)
         (actor / "fsdp_config.json").write_text(json.dumps({"FSDP_version": 2, "world_size": world_size}, indent=4))
-        if mode == "lora":
+        if mode.startswith("lora"):
             (actor / "lora_train_meta.json").write_text(json.dumps(
                 {"r": LORA["r"], "lora_alpha": LORA["lora_alpha"], "task_type": "CAUSAL_LM"}))
 

@@ -1,5 +1,6 @@
 """A verl FSDP checkpoint as a model: merged shards (sources/verl_fsdp.py) in the architecture of
-``actor/huggingface``, or LoRA-only shards written once as a PEFT adapter into the cache.
+``actor/huggingface`` (a PEFT model saved in full gets its LoRA folded into the weights), or LoRA-only
+shards written once as a PEFT adapter into the cache.
 
 The full model is never written anywhere: the merged tensors become the model's parameters (transformers'
 ``from_pretrained(None, config=..., state_dict=...)`` assigns them without a copy when the dtype matches),
@@ -14,7 +15,8 @@ from pathlib import Path
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.bundled import build_once, cache_dir
 from reasonlens.sources.integrity import fingerprint_files
-from reasonlens.sources.verl_fsdp import HF_SUBDIR, ShardLayout, merge_shards, write_lora_adapter
+from reasonlens.sources.verl_fsdp import (HF_SUBDIR, ShardLayout, fold_lora, lora_meta, merge_shards,
+                                          write_lora_adapter)
 
 
 def load_verl_fsdp(layout: ShardLayout, torch_dtype, trust_remote_code: bool):
@@ -31,14 +33,16 @@ def load_verl_fsdp(layout: ShardLayout, torch_dtype, trust_remote_code: bool):
                               "checkpoint.") from None
     model_class = causal_lm_class(config, hf, trust_remote_code)
     state = merge_shards(layout, torch_dtype)
+    if any("lora_" in key for key in state):  # lora_rank > 0 without save_lora_only: the PEFT model in full
+        meta = lora_meta(layout.actor)
+        state = fold_lora(state, r=meta["r"], lora_alpha=meta["lora_alpha"])
     model, info = model_class.from_pretrained(None, config=config, state_dict=state, dtype=torch_dtype,
                                               output_loading_info=True)
     missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
     if missing or unexpected:
         raise ReasonlensError(f"{layout.actor}: the merged shards do not match {hf / 'config.json'} (missing "
                               f"{missing[:3]}, unexpected {unexpected[:3]}); restore the huggingface/ folder saved "
-                              "with this checkpoint (a PEFT model saved in full is not supported: save it "
-                              "with save_lora_only, or with 'hf_model' in save_contents).")
+                              "with this checkpoint.")
     return model, tokenizer
 
 

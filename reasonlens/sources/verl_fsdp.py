@@ -53,7 +53,6 @@ class ShardLayout:
 
     actor: Path
     world_size: int
-    fsdp_version: int | None
     files: tuple[Path, ...]  # the ranks that together hold every value once, in mesh order
     plans: dict
 
@@ -74,8 +73,9 @@ def fsdp_files(actor: Path) -> list[Path]:
     return sorted(p for p in [actor / FSDP_CONFIG, actor / LORA_META] + shards if p.is_file())
 
 
-def _read_config(actor: Path) -> tuple[int, int | None]:
-    """(world_size, FSDP_version) from fsdp_config.json, which verl's merger also needs."""
+def _read_config(actor: Path) -> int:
+    """The world size from fsdp_config.json (which verl's merger also needs), after checking FSDP_version:
+    FSDP1 on a device mesh (as verl builds it) and FSDP2 both save DTensors."""
     path = actor / FSDP_CONFIG
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -88,8 +88,10 @@ def _read_config(actor: Path) -> tuple[int, int | None]:
                               'JSON like {"FSDP_version": 2, "world_size": 8}.') from None
     if world_size < 1:
         raise ReasonlensError(f"{path}: world_size={world_size} must be >= 1.")
-    version = config.get("FSDP_version")
-    return world_size, None if version is None else int(version)
+    if config.get("FSDP_version", 2) not in (1, 2):
+        raise ReasonlensError(f"{path}: FSDP_version={config.get('FSDP_version')!r}; reasonlens reads the shards "
+                              "of FSDP 1 and 2, as verl's merger does.")
+    return world_size
 
 
 def _shard_paths(actor: Path, world_size: int) -> list[Path]:
@@ -195,7 +197,7 @@ def _plan(key: str, value, path: Path, world_size: int) -> tuple[KeyPlan, object
 def read_layout(actor: Path, *, check_all: bool = True) -> ShardLayout:
     """The merge plan from rank 0's shard; ``check_all`` also checks every other shard (files, pickles, meshes,
     shapes) without copying weights, as discovery does. ``merge_shards`` makes the same checks as it copies."""
-    world_size, version = _read_config(actor)
+    world_size = _read_config(actor)
     paths = _shard_paths(actor, world_size)
     first = load_shard(paths[0])
     if not first:
@@ -209,7 +211,7 @@ def read_layout(actor: Path, *, check_all: bool = True) -> ShardLayout:
     del first
     ranks = None if mesh is None else (mesh.mesh.tolist() if mesh.ndim == 1 else mesh.mesh[0].tolist())
     files = tuple(paths[r] for r in (ranks if ranks is not None else range(world_size)))
-    layout = ShardLayout(actor, world_size, version, files, plans)
+    layout = ShardLayout(actor, world_size, files, plans)
     if check_all:
         _merge(layout, None, copy=False)
     return layout
@@ -275,7 +277,7 @@ def _checked_local(key: str, value, plan: KeyPlan, path: Path, layout: ShardLayo
     return local
 
 
-def _lora_meta(actor: Path) -> dict:
+def lora_meta(actor: Path) -> dict:
     """r, lora_alpha and task_type from lora_train_meta.json: without alpha the adapter's scale is unknown."""
     path = actor / LORA_META
     try:
@@ -292,7 +294,7 @@ def write_lora_adapter(layout: ShardLayout, folder: Path) -> None:
     """A PEFT adapter folder from LoRA-only shards: keys without ``.default``, as verl's merger names them."""
     from safetensors.torch import save_file
 
-    meta = _lora_meta(layout.actor)
+    meta = lora_meta(layout.actor)
     weights = {key.replace(".default.weight", ".weight"): value.contiguous()
                for key, value in merge_shards(layout).items()}
     targets = sorted({key.split(".")[-3] for key in weights if "lora_" in key})
@@ -300,3 +302,25 @@ def write_lora_adapter(layout: ShardLayout, folder: Path) -> None:
               "target_modules": targets, "lora_dropout": 0.0, "bias": "none", "base_model_name_or_path": None}
     save_file(weights, str(folder / "adapter_model.safetensors"))
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+def fold_lora(state: dict, *, r: int, lora_alpha: int) -> dict:
+    """A PEFT model's full state dict as the plain model's: each LoRA pair folded into its base weight,
+    W + (lora_alpha / r) B A (plain LoRA, as verl's transformer_impl.py configures it), and the
+    ``base_model.model.`` / ``.base_layer`` names dropped as verl's merger renames them."""
+    folded = {}
+    for key in [k for k in state if "lora_" not in k]:
+        value = state.pop(key)
+        if ".base_layer." in key:
+            module = key.split(".base_layer.")[0]
+            if key.endswith(".base_layer.weight"):
+                pair = [f"{module}.lora_{half}.default.weight" for half in "AB"]
+                if not all(name in state for name in pair):
+                    raise ReasonlensError(f"{module} has a base layer but not the LoRA pair {pair}: reasonlens folds "
+                                          "plain LoRA adapters named 'default', as verl trains them.")
+                lora_a, lora_b = state[pair[0]], state[pair[1]]
+                value = value + (lora_alpha / r) * (lora_b @ lora_a)  # (out, r) @ (r, in) -> (out, in)
+            key = key.replace(".base_layer.", ".")
+        folded[key.removeprefix("base_model.model.")] = value
+    return folded
+
