@@ -125,19 +125,31 @@ def _quiet_mesh_warning():
         mesh_logger.setLevel(level)
 
 
+def dtensor_classes() -> list:
+    """The classes a pickled DTensor names, and nothing else: DTensor, its DeviceMesh (and the mesh layout
+    classes of recent torch), its spec and the placements. torch.distributed.tensor registers the same set
+    for weights_only loads when imported; listing them keeps older torch releases working too."""
+    import torch.distributed.device_mesh as device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, _dtensor_spec
+
+    optional = [getattr(module, name) for module, name in (
+        (_dtensor_spec, "DTensorSpec"), (_dtensor_spec, "TensorMeta"), (_dtensor_spec, "ShardOrderEntry"),
+        (device_mesh, "_MeshLayout"), (device_mesh, "_FlatLayout")) if hasattr(module, name)]
+    return [DTensor, device_mesh.DeviceMesh, Shard, Replicate, Partial] + optional
+
+
 def load_shard(path: Path) -> dict:
     """One rank's state dict, memory-mapped, with ``weights_only=True``: tensors and DTensors only."""
     import pickle
     import zipfile
 
     import torch
-    import torch.distributed.tensor  # noqa: F401 - registers DTensor, DeviceMesh, placements as safe globals
 
     if not zipfile.is_zipfile(path):
         raise ReasonlensError(f"{path} is truncated or not a torch.save file (no zip directory at its end); "
                               "copy this shard again from the run.")
     try:
-        with _quiet_mesh_warning():
+        with _quiet_mesh_warning(), torch.serialization.safe_globals(dtensor_classes()):
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0][:200]
