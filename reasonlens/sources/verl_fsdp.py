@@ -12,9 +12,8 @@ The merge follows verl's own merger (verl/model_merger/fsdp_model_merger.py): ea
 local tensors joined along ``dim`` in rank order, ``Replicate`` taken once, meshes ``("fsdp",)`` and
 ``("ddp", "fsdp")`` (whose replicated first dimension is dropped); FSDP+TP and ``Partial`` refused, as there.
 Departures: shards are opened with ``torch.load(weights_only=True)`` (the merger uses ``weights_only=False``,
-which runs any code in the pickle); the only classes allowed besides tensors are the DTensor ones that
-``torch.distributed.tensor`` registers for this purpose (DTensor, DeviceMesh, its layout, the spec and the
-placements). Shards are read one at a time, memory-mapped, into tensors allocated at their full size, so
+which runs any code in the pickle); the only classes allowed besides tensors are DTensor's own
+(``dtensor_classes``: DTensor, DeviceMesh and its layout, the spec, the placements). Shards are read one at a time, memory-mapped, into tensors allocated at their full size, so
 the peak is one merged model plus one shard (the merger holds every shard at once); the stored dtype is
 kept (the merger casts to bf16) unless the caller asks for another; plain tensors identical on every rank
 are taken once (the merger concatenates them along dim 0, which it still does when they differ).
