@@ -23,8 +23,7 @@ from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor
 _STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)(_hf)?$")
 LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, global_step_N/ (verl) or "
            "global_stepN_hf/ (OpenRLHF) subfolders, each a Hugging Face model folder or PEFT adapter; a reasonlens "
-           "training run "
-           "(RUN/checkpoints/step_N/); a single model folder (config.json or adapter_config.json); "
+           "training run (RUN/checkpoints/step_N/); a single model folder (config.json or adapter_config.json); "
            "or a .gguf file")
 SKIP_HINT = "Fix or remove them, or use --skip-bad to continue without them."
 
