@@ -334,16 +334,24 @@ def test_cli_analyze_on_the_unmodified_verl_series(verl_run, tmp_path):
     assert not any(p.name.startswith(("model.", "adapter")) for p in verl_run["series"].rglob("*"))
 
 
-def test_vllm_backends_refuse_unmerged_shards(verl_run, tmp_path):
-    from typer.testing import CliRunner
+def test_vllm_gets_the_merged_checkpoint_as_a_cached_folder(verl_run, tmp_path, monkeypatch):
+    """vLLM reads folders only: the merged shards are written once into the cache, not into the run."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
 
-    from reasonlens.cli import app
+    from reasonlens.models.verl import verl_model_folder
 
-    result = CliRunner().invoke(app, ["analyze", str(verl_run["series"]), "--out", str(tmp_path / "o"),
-                                      "--backend", "vllm-server", "--vllm-command", "true"])
-    assert result.exit_code == 1
-    assert "global_step_1, global_step_2, global_step_3 are PEFT adapters, .gguf files or verl FSDP shards" in \
-        " ".join(result.output.split())
+    monkeypatch.setenv("REASONLENS_CACHE", str(tmp_path / "cache"))
+    actor = verl_run["series"] / "global_step_2" / "actor"
+    folder = verl_model_folder(actor)
+    assert folder.is_relative_to(tmp_path / "cache" / "verl-merged")
+    assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    written, original = load_file(folder / "model.safetensors"), load_file(verl_run["sources"][2] / "model.safetensors")
+    assert all(torch.equal(written[k], original[k]) for k in original)
+    AutoModelForCausalLM.from_pretrained(folder)  # an ordinary HF folder
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert verl_model_folder(actor) == folder and (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_lora_shards_without_their_metadata_are_refused(verl_run, tmp_path, monkeypatch):

@@ -237,10 +237,10 @@ def _check_backend(config: AnalyzeConfig, series) -> None:
     if config.backend == "vllm-server" and shutil.which(config.vllm_command.split()[0]) is None:
         raise ReasonlensError(f"--vllm-command {config.vllm_command!r} is not an executable: point it at vLLM's CLI, "
                               "e.g. .venv-vllm/bin/vllm (make install-vllm builds it).")
-    unusable = [c.name for c in series.checkpoints if c.kind in ("peft", "gguf", "verl-fsdp")]
+    unusable = [c.name for c in series.checkpoints if c.kind in ("peft", "gguf")]
     if unusable:
         raise ReasonlensError(f"--backend {config.backend} loads full model folders only; {', '.join(unusable)} "
-                              "are PEFT adapters, .gguf files or verl FSDP shards: merge them into model folders, or use "
+                              "are PEFT adapters or .gguf files: merge them into model folders, or use "
                               "--backend transformers.")
 
 

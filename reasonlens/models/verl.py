@@ -2,10 +2,11 @@
 ``actor/huggingface`` (a PEFT model saved in full gets its LoRA folded into the weights), or LoRA-only
 shards written once as a PEFT adapter into the cache.
 
-The full model is never written anywhere: the merged tensors become the model's parameters (transformers'
-``from_pretrained(None, config=..., state_dict=...)`` assigns them without a copy when the dtype matches),
-so the peak is one merged model plus one shard. The small LoRA adapter is cached under
-``$REASONLENS_CACHE/verl-lora/`` keyed by the shards' names, sizes and mtimes, never in the run folder.
+For transformers the merged tensors become the model's parameters (``from_pretrained(None, config=...,
+state_dict=...)`` assigns them without a copy when the dtype matches), so the peak is one merged model plus
+one shard and nothing is written. vLLM reads folders only: for it the merged model is written once to
+``$REASONLENS_CACHE/verl-merged/``; LoRA adapters go to ``$REASONLENS_CACHE/verl-lora/``; both keyed by the
+shards' names, sizes and mtimes, never in the run folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.bundled import build_once, cache_dir
 from reasonlens.sources.integrity import fingerprint_files
-from reasonlens.sources.verl_fsdp import (HF_SUBDIR, ShardLayout, fold_lora, lora_meta, merge_shards,
+from reasonlens.sources.verl_fsdp import (HF_SUBDIR, ShardLayout, fold_lora, lora_meta, merge_shards, read_layout,
                                           write_lora_adapter)
 
 
@@ -32,10 +33,7 @@ def load_verl_fsdp(layout: ShardLayout, torch_dtype, trust_remote_code: bool):
                               f"{str(err)[:200]}); restore the huggingface/ folder verl saved with this "
                               "checkpoint.") from None
     model_class = causal_lm_class(config, hf, trust_remote_code)
-    state = merge_shards(layout, torch_dtype)
-    if any("lora_" in key for key in state):  # lora_rank > 0 without save_lora_only: the PEFT model in full
-        meta = lora_meta(layout.actor)
-        state = fold_lora(state, r=meta["r"], lora_alpha=meta["lora_alpha"])
+    state = merged_state(layout, torch_dtype)
     model, info = model_class.from_pretrained(None, config=config, state_dict=state, dtype=torch_dtype,
                                               output_loading_info=True)
     missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
@@ -44,6 +42,42 @@ def load_verl_fsdp(layout: ShardLayout, torch_dtype, trust_remote_code: bool):
                               f"{missing[:3]}, unexpected {unexpected[:3]}); restore the huggingface/ folder saved "
                               "with this checkpoint.")
     return model, tokenizer
+
+
+def merged_state(layout: ShardLayout, torch_dtype=None) -> dict:
+    """The plain model's full state dict from the shards (a PEFT model saved in full gets its LoRA folded)."""
+    state = merge_shards(layout, torch_dtype)
+    if any("lora_" in key for key in state):  # lora_rank > 0 without save_lora_only: the PEFT model in full
+        meta = lora_meta(layout.actor)
+        state = fold_lora(state, r=meta["r"], lora_alpha=meta["lora_alpha"])
+    return state
+
+
+def verl_model_folder(actor: Path) -> Path:
+    """The merged checkpoint as an HF folder in the cache, for engines that read folders only (vLLM): built
+    once per shard fingerprint (safetensors as stored, plus actor/huggingface's config and tokenizer files)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    layout = read_layout(actor, check_all=False)
+
+    def build(tmp: Path) -> None:
+        for item in (actor / HF_SUBDIR).iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        save_file({k: v.contiguous() for k, v in merged_state(layout).items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
+
+    return build_once(_cached(layout, "verl-merged"), build)
+
+
+def _cached(layout: ShardLayout, kind: str) -> Path:
+    """Where a folder derived from ``layout``'s files lives in the cache: keyed by their names, sizes, mtimes."""
+    from reasonlens.records import cache_key
+
+    files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in fingerprint_files(layout.actor)]
+    return cache_dir() / kind / cache_key(str(layout.actor.resolve()), files)[:24]
 
 
 def causal_lm_class(config, folder: Path, trust_remote_code: bool):
@@ -66,8 +100,4 @@ def causal_lm_class(config, folder: Path, trust_remote_code: bool):
 
 def verl_lora_adapter(layout: ShardLayout) -> Path:
     """The PEFT adapter folder of LoRA-only shards, built once into the cache."""
-    from reasonlens.records import cache_key
-
-    files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in fingerprint_files(layout.actor)]
-    target = cache_dir() / "verl-lora" / cache_key(str(layout.actor.resolve()), files)[:24]
-    return build_once(target, lambda tmp: write_lora_adapter(layout, tmp))
+    return build_once(_cached(layout, "verl-lora"), lambda tmp: write_lora_adapter(layout, tmp))
