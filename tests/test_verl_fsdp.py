@@ -364,3 +364,39 @@ def test_lora_shards_without_their_metadata_are_refused(verl_run, tmp_path, monk
     with pytest.raises(ReasonlensError, match=r"lora_train_meta\.json is missing or unreadable.*lora_alpha"):
         load_model(actor, device="cpu", dtype="fp32", adapter_base=str(verl_run["sources"][1]))
     assert not [p for p in (tmp_path / "cache" / "verl-lora").iterdir() if p.is_dir()]
+
+
+VLLM_CLI = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "vllm"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VLLM_CLI.exists(), reason="needs .venv-vllm (make install-vllm)")
+def test_vllm_server_analyses_an_unmodified_verl_checkpoint(tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """vLLM samples from the merged folder in the cache; our scorer re-merges the shards in memory."""
+    import pandas as pd
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from typer.testing import CliRunner
+
+    from reasonlens import columns as C
+    from reasonlens.cli import app
+
+    monkeypatch.setenv("REASONLENS_CACHE", str(tmp_path / "cache"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    torch.manual_seed(1)  # head_dim 64: vLLM's CPU attention rejects the suite's 16
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        initializer_range=0.1, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )).save_pretrained(tmp_path / "source")
+    tokenizer.save_pretrained(tmp_path / "source")
+    write_verl_fsdp([(tmp_path / "source", tmp_path / "run" / "global_step_5" / "actor", "fsdp2")])
+    result = CliRunner().invoke(app, [
+        "analyze", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--task", "basic_arithmetic",
+        "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "10", "--temperature", "1.0", "--device", "cpu",
+        "--dtype", "fp32", "--vllm-eager", "--no-report", "--backend", "vllm-server", "--vllm-command", str(VLLM_CLI)])
+    assert result.exit_code == 0, result.output
+    rollouts = pd.read_parquet(tmp_path / "out" / "rollouts.parquet")
+    assert len(rollouts) == 4 and (rollouts[C.CHECKPOINT] == "global_step_5").all()
+    assert all(len(e) == n > 0 for e, n in zip(rollouts[C.ENTROPIES], rollouts[C.N_TOKENS]))
+    assert [p.name for p in (tmp_path / "cache" / "verl-merged").iterdir() if p.is_dir()]
