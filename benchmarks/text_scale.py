@@ -33,31 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _corpus import champ_transcripts  # noqa: E402
+
 PER_STEP = 1000
-SAMPLES = 8
 REPO = Path(__file__).resolve().parents[1]
-
-
-def champ_conversations() -> list[dict]:
-    """One record per CHAMP conversation with a model answer: prompt (the user turn), response (the model
-    turns joined by a blank line), gold answer; grouped by problem in the package's order."""
-    from champ_dataset import BASE_FOLDER
-
-    data = json.loads((Path(str(BASE_FOLDER)) / "dataset_files" / "v0.json").read_text())
-    by_problem = []
-    for problem in data["problems"].values():
-        records = []
-        for conversation in problem["conversations"].values():
-            messages = conversation["messages"]
-            turns = [m["text"] for m in messages if m["role"].startswith("Model.") and m.get("text")]
-            users = [m["text"] for m in messages if m["role"] == "User" and m.get("text")]
-            if turns and users:
-                records.append({"prompt": users[0], "response": "\n\n".join(turns), "answer": problem["_answer"]})
-        by_problem.append(records)
-    # prompt groups of SAMPLES conversations of one problem, problems interleaved group by group
-    groups = [recs[i:i + SAMPLES] for recs in by_problem for i in range(0, len(recs) - SAMPLES + 1, SAMPLES)]
-    order = sorted(range(len(groups)), key=lambda g: (g % 9, g))
-    return [record for g in order for record in groups[g]]
 
 
 def write_dump(folder: Path, n: int, corpus: list[dict]) -> int:
@@ -170,7 +150,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--dumps", type=Path, default=Path(tempfile.gettempdir()) / "reasonlens_text_scale",
                         help="where the dumps are written once and reused")
     args = parser.parse_args(argv)
-    corpus = champ_conversations()
+    corpus = champ_transcripts()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         dump, chars = dump_for(n, args.dumps, corpus)
