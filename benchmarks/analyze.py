@@ -23,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     prompts, samples, tokens = (4, 2, 64) if args.quick else (8, 4, 128)
 
-    from reasonlens.config import AnalyzeConfig
-    from reasonlens.pipeline import analyze
+    from reasonlens.analysis.config import AnalyzeConfig
+    from reasonlens.analysis.run import analyze
 
     with tempfile.TemporaryDirectory() as tmp:
         config = AnalyzeConfig(path="smollm2", out=Path(tmp) / "out", task="gsm_symbolic", num_prompts=prompts,

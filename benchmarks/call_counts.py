@@ -73,8 +73,8 @@ def counting(counts: dict):
 
 def main() -> None:
     import reasonlens
-    from reasonlens.config import AnalyzeConfig
-    from reasonlens.pipeline import analyze
+    from reasonlens.analysis.config import AnalyzeConfig
+    from reasonlens.analysis.run import analyze
 
     with tempfile.TemporaryDirectory() as tmp:
         series = tiny_series(Path(tmp) / "series")

@@ -51,8 +51,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    from reasonlens.config import AnalyzeConfig
-    from reasonlens.pipeline import analyze
+    from reasonlens.analysis.config import AnalyzeConfig
+    from reasonlens.analysis.run import analyze
 
     with tempfile.TemporaryDirectory() as tmp:
         dump, series, model = verl_layout(args.run, Path(tmp))

@@ -10,11 +10,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AnalyzeConfig": "reasonlens.config",
-    "analyze": "reasonlens.pipeline",
-    "Analysis": "reasonlens.analysis",
-    "load_analysis": "reasonlens.analysis",
-    "compare": "reasonlens.compare",
+    "AnalyzeConfig": "reasonlens.analysis.config",
+    "analyze": "reasonlens.analysis.run",
+    "Analysis": "reasonlens.analysis.result",
+    "load_analysis": "reasonlens.analysis.result",
+    "compare": "reasonlens.analysis.compare",
     "TrainConfig": "reasonlens.train.config",
     "train_hicra": "reasonlens.train.run",
     "tag_rollouts": "reasonlens.hierarchy.tag",

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import sys
 import typing
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from reasonlens.config import AnalyzeConfig
+from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP, THREADS_HELP
 from reasonlens.train.config import TrainConfig
@@ -104,7 +105,7 @@ def _config_command(name: str, config_cls, run: Callable, *, arguments=(), requi
 
 def run_analysis(config: AnalyzeConfig):
     """Measure the two-phase dynamics of a checkpoint series, a training run, or a rollout log."""
-    from reasonlens.pipeline import analyze
+    from reasonlens.analysis.run import analyze
 
     analysis = analyze(config)
     summary = analysis.summary
@@ -133,6 +134,31 @@ _config_command("analyze", AnalyzeConfig, run_analysis, arguments=("path",))
 _config_command("train-hicra", TrainConfig, run_training, required=("out",))
 
 
+def read_text(text: str | None, file: Path | None) -> str:
+    """The text to tag: the argument, else the file, else stdin."""
+    if text is not None and file is not None:
+        raise ReasonlensError("tag got both TEXT and --file: expected one of them (or neither, to read stdin)")
+    if file is None:
+        return text if text is not None else sys.stdin.read()
+    if not Path(file).is_file():
+        raise ReasonlensError(f"--file {str(file)!r} does not exist: expected a UTF-8 text file")
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ReasonlensError(f"--file {str(file)!r} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                              "re-save it as UTF-8") from None
+
+
+def highlighted(result: dict):
+    """A rich Text of the result's text with the planning spans (union of all occurrences) styled."""
+    from rich.text import Text
+
+    out = Text(result["text"])
+    for span in result["spans"]:
+        out.stylize("bold magenta", span["start"], span["end"])
+    return out
+
+
 @app.command()
 @_friendly
 def tag(
@@ -148,9 +174,9 @@ def tag(
     """Highlight the strategic grams (planning spans) in TEXT, a --file, or stdin."""
     import json
 
-    from reasonlens.commands import highlighted, read_text, tag_result
+    from reasonlens.hierarchy.tag import tag_text
 
-    result = tag_result(read_text(text, file), lexicon=lexicon, tokenizer=tokenizer,
+    result = tag_text(read_text(text, file), lexicon=lexicon, tokenizer=tokenizer,
                         trust_remote_code=trust_remote_code)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
@@ -191,10 +217,10 @@ def mine_grams(
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
 ):
     """Mine a strategic-gram lexicon from the correct responses of a rollout file (paper section 2.1)."""
-    from reasonlens.commands import mine_grams_file
+    from reasonlens.hierarchy.mining import mine_file
 
-    options = {k: v for k, v in locals().items() if k not in ("rollouts", "out", "mine_grams_file")}
-    miner, report, n = mine_grams_file(rollouts, out, **options)
+    options = {k: v for k, v in locals().items() if k not in ("rollouts", "out", "mine_file")}
+    miner, report, n = mine_file(rollouts, out, **options)
     selected = int(miner.clusters_["selected"].sum())
     console.print(f"{n} correct responses, {miner.config_['n_ngrams_embedded']} n-grams, "
                   f"{len(miner.clusters_)} clusters, {selected} kept -> {len(miner.lexicon_)} phrases "
@@ -212,7 +238,7 @@ def compare(
                                                              "once per folder, in order (default: folder names).")] = None,
 ):
     """Overlay the dynamics curves of several analyses (GRPO vs HICRA, seeds) with a combined table."""
-    from reasonlens.compare import compare as run_compare
+    from reasonlens.analysis.compare import compare as run_compare
 
     out_dir = run_compare(analyses, out, labels=label)
     console.print(f"compared {len(analyses)} analyses: {escape(str(out_dir / 'comparison.csv'))}", highlight=False)

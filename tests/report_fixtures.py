@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.config import AnalyzeConfig
+from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.hierarchy.lexicon import load_lexicon, write_lexicon
 from reasonlens.hierarchy.tag import tag_rollouts
 from reasonlens.metrics import columns as dc

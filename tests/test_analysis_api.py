@@ -7,7 +7,7 @@ import re
 import pytest
 from report_fixtures import LEXICON, PHASES, STEPS, make_analysis_dir
 
-from reasonlens.analysis import load_analysis
+from reasonlens.analysis.result import load_analysis
 from reasonlens.errors import ReasonlensError
 
 

@@ -19,7 +19,7 @@ def test_no_room_imports_a_room_above_it_or_each_other():
 def test_the_check_catches_an_upward_import_and_a_cycle():
     rooms = runpy.run_path(str(ROOMS))
     found = rooms["violations"]([("reasonlens.metrics.dynamics", "reasonlens.report.figures", "m.py:1"),
-                                 ("reasonlens.pipeline", "reasonlens.analysis", "p.py:1"),
-                                 ("reasonlens.analysis", "reasonlens.pipeline", "a.py:1")])
+                                 ("reasonlens.analysis.run", "reasonlens.analysis.result", "p.py:1"),
+                                 ("reasonlens.analysis.result", "reasonlens.analysis.run", "a.py:1")])
     assert any(v.startswith("upward: m.py:1 (metrics) imports reasonlens.report.figures (report)") for v in found)
-    assert "cycle: top:analysis and top:pipeline import each other" in found
+    assert "cycle: reasonlens.analysis.result and reasonlens.analysis.run import each other" in found

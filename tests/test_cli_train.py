@@ -62,7 +62,7 @@ def test_cli_exposes_every_config_field():
     import click
 
     from reasonlens.cli import app as cli_app
-    from reasonlens.config import AnalyzeConfig
+    from reasonlens.analysis.config import AnalyzeConfig
     from reasonlens.train.config import TrainConfig
 
     commands = typer_commands(cli_app)

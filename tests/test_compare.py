@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from reasonlens.cli import app
 from reasonlens.errors import ReasonlensError
-from reasonlens.compare import compare
+from reasonlens.analysis.compare import compare
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def test_out_not_writable(tmp_path, out):
 def test_full_disk_is_one_line_and_leaves_no_summary(tmp_path, monkeypatch):
     import errno
 
-    from reasonlens import pipeline
+    from reasonlens.analysis import run as pipeline
 
     def no_space(path, frame):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -446,7 +446,7 @@ def test_mine_grams_out_over_its_input(tmp_path):
 
 
 def test_default_out_inside_a_model_folder_reuses_its_cache(tmp_path, tiny_model_dir, monkeypatch):
-    from reasonlens import rollouts
+    from reasonlens.analysis import generate as rollouts
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -469,7 +469,7 @@ def test_paths_with_console_markup_are_printed_literally(tmp_path):
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
-    from reasonlens import pipeline
+    from reasonlens.analysis import run as pipeline
 
     def boom(config, **kwargs):
         raise ZeroDivisionError("division by zero")

@@ -52,8 +52,8 @@ def _finish(args) -> subprocess.CompletedProcess:
 
 
 def test_analyze_survives_kill_9_and_matches_an_uninterrupted_run(tiny_series, tmp_path):
-    from reasonlens.config import AnalyzeConfig
-    from reasonlens.pipeline import analyze
+    from reasonlens.analysis.config import AnalyzeConfig
+    from reasonlens.analysis.run import analyze
 
     settings = ["--task", "basic_arithmetic", "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "40",
                 "--device", "cpu", "--dtype", "fp32", "--threads", "1"]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reasonlens import columns as C
-from reasonlens.commands import tag_result
+from reasonlens.hierarchy.tag import tag_text as tag_result
 from reasonlens.hierarchy.tag import tag_rollouts
 from reasonlens.hierarchy.tagger import PlanningTagger
 from reasonlens.models.offsets import DECODE_KWARGS, _prefix_offsets, _windowed_offsets, token_offsets

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from reasonlens import columns as C
-from reasonlens import pipeline, rollouts
-from reasonlens.config import AnalyzeConfig
+from reasonlens.analysis import generate, run as pipeline
+from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 
 SMALL = dict(task="basic_arithmetic", num_prompts=2, samples=2, max_new_tokens=8, batch_size=4,
@@ -52,7 +52,7 @@ def test_summary_records_configuration_and_origin(analyzed):
 
 
 def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path, monkeypatch):
-    real = rollouts.rollout_checkpoint
+    real = generate.rollout_checkpoint
     calls = []
 
     def dies_on_second(ckpt, *args, **kwargs):
@@ -61,7 +61,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
             raise KeyboardInterrupt  # the user pressed Ctrl-C during checkpoint 2
         return real(ckpt, *args, **kwargs)
 
-    monkeypatch.setattr(rollouts, "rollout_checkpoint", dies_on_second)
+    monkeypatch.setattr(generate, "rollout_checkpoint", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     done = sorted(p.name for p in (tmp_path / "rollouts").iterdir())
@@ -69,7 +69,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
     first = pd.read_parquet(tmp_path / "rollouts" / "step_000001.parquet")
 
     calls.clear()
-    monkeypatch.setattr(rollouts, "rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
+    monkeypatch.setattr(generate, "rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     assert calls == [2, 3]
     table = pd.read_parquet(tmp_path / "rollouts.parquet")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from reasonlens import columns as C
 from reasonlens.cli import app
-from reasonlens.rescoring import match_steps
+from reasonlens.analysis.rescore import match_steps
 
 runner = CliRunner()
 

@@ -258,3 +258,32 @@ class StrategicGramMiner:
                          else type(self.embedder).__name__),
             "n_responses": len(docs), "n_ngrams_embedded": len(grams), "n_clusters_found": k,
         }
+
+
+def mine_file(rollouts: Path, out: Path, *, reward_threshold: float = 0.5, threads: int | None = None,
+                    **miner_options):
+    """Mine a lexicon from a rollout file; write ``out`` and ``<out stem>.clusters.csv``.
+
+    Returns (miner, report_path, n_responses).
+    """
+    from reasonlens.hierarchy.lexicon import write_lexicon
+    from reasonlens.sources.logs import read_correct_responses
+    from reasonlens.models.hardware import runtime, set_threads
+    from reasonlens.records import write_csv
+
+    out, report = Path(out), Path(out).with_name(Path(out).stem + ".clusters.csv")
+    if any(p.resolve() == Path(rollouts).resolve() for p in (out, report)):
+        raise ReasonlensError(f"mine-grams: --out {out} would overwrite the input {rollouts}; choose another file.")
+    if out.is_dir():
+        raise ReasonlensError(f"mine-grams: --out {out} is a folder; give the lexicon file to write, e.g. mined.txt.")
+    responses = read_correct_responses(rollouts, reward_threshold)
+    if not responses:
+        raise ReasonlensError(f"rollout file {str(rollouts)!r} has no correct responses: nothing to mine from")
+    threads = set_threads(threads)
+    miner = StrategicGramMiner(**miner_options).fit(responses)
+    write_lexicon(out, miner.lexicon_, {"source": str(rollouts),
+                                        "method": "arXiv 2509.03646 section 2.1 (reasonlens mine-grams)",
+                                        "config": miner.config_, "runtime": runtime("cpu", "fp32", threads)})
+    table = miner.clusters_.assign(members=miner.clusters_["members"].map(" | ".join))
+    write_csv(report, table)
+    return miner, report, len(responses)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.batch import tag_batch
 from reasonlens.hierarchy.lexicon import Lexicon, LexiconSpec, load_lexicon
-from reasonlens.hierarchy.tagger import Match, PlanningTagger, leftmost_longest, overlap_mask, span_union
+from reasonlens.hierarchy.tagger import Match, PlanningTagger, gram_counts, leftmost_longest, overlap_mask, span_union
 
 TAG_VERSION = 1  # bump when the content of a tag column changes
 NEXT_WORDS = 3   # the "next non-SG word 3-gram" of the conditional procedural entropy
@@ -155,3 +156,30 @@ def tag_rollouts(rollouts: pd.DataFrame, lexicon: LexiconSpec = "paper") -> pd.D
 
 TAG_COLUMNS = [C.PLANNING_SPANS, C.GRAMS, C.GRAM_NEXT, C.N_WORDS, C.N_PLANNING_WORDS, C.N_REFLECTIONS]
 """The columns `tag_rollouts` always writes (``planning_mask`` too, for rows with token offsets)."""
+
+
+def tag_text(text: str, *, lexicon="paper", tokenizer=None, trust_remote_code: bool = False) -> dict:
+    """{"text", "lexicon": {name, hash}, "spans": [...], "counts": {...}} plus "tokens" with a tokenizer.
+
+    ``tokenizer`` is a tokenizer object, or a spec for ``reasonlens.models.loading.load_tokenizer``
+    ("smollm2", a folder, a .gguf file). With one, the text is its tokens' text (a lower-casing
+    tokenizer such as WordPiece returns its own normalised text) and each token is labelled.
+    """
+    lexicon = load_lexicon(lexicon)
+    offsets = None
+    if tokenizer is not None:
+        from reasonlens.models.offsets import token_offsets
+
+        if isinstance(tokenizer, (str, Path)):
+            from reasonlens.models.loading import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
+        text, offsets = token_offsets(tokenizer, tokenizer.encode(text, add_special_tokens=False))
+    found = PlanningTagger(lexicon).find(text)  # every occurrence, for the spans shown
+    result = {"text": text, "lexicon": {"name": lexicon.name, "hash": lexicon.hash},
+              "spans": [m._asdict() for m in found], "counts": gram_counts(found)}
+    if offsets is not None:
+        mask = tag_response(text, lexicon, offsets)[C.PLANNING_MASK]
+        result["tokens"] = [{"text": text[s:e], "start": s, "end": e, "planning": bool(p)}
+                            for (s, e), p in zip(offsets, mask)]
+    return result

@@ -254,3 +254,26 @@ def _fill_ids(df: pd.DataFrame) -> pd.DataFrame:
     if C.SAMPLE_ID not in df.columns:
         df[C.SAMPLE_ID] = df.groupby([C.STEP, C.PROMPT_ID]).cumcount()
     return df
+
+
+def read_correct_responses(path: Path, reward_threshold: float = 0.5) -> list[str]:
+    """Responses marked correct (``correct``, else ``reward`` > threshold) of a Parquet/JSONL file, parsed strictly."""
+    records = read_records(path, "rollout file", '{"response": ..., "correct": true}')
+    names = set().union(*(fields for _, fields in records))
+    if C.RESPONSE not in names:
+        raise ReasonlensError(f"rollout file {str(path)!r} has no {C.RESPONSE!r} column (has {sorted(names)})")
+    label = C.CORRECT if C.CORRECT in names else C.REWARD if C.REWARD in names else None
+    if label is None:
+        raise ReasonlensError(f"rollout file {str(path)!r} has neither {C.CORRECT!r} nor {C.REWARD!r}: mining uses "
+                              "correct responses only; add one of these columns")
+    keep = []
+    for where, fields in records:
+        try:
+            ok = parse_bool(fields.get(C.CORRECT)) if label == C.CORRECT else \
+                parse_reward(fields.get(C.REWARD)) > reward_threshold
+        except ValueError as err:
+            raise ReasonlensError(f"rollout file {path} {where}: {label} = {fields.get(label)!r} is {err}. Fix "
+                                  "that value and rerun.") from None
+        if ok and isinstance(fields.get(C.RESPONSE), str):
+            keep.append(fields[C.RESPONSE])
+    return keep

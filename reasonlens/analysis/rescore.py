@@ -18,7 +18,7 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.plan import Inputs, Plan
+from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.records import cache_key, read_cached, step_file, text_digest, write_cached
 
 RESCORE_VERSION = 1  # bump when the content of a re-scored step file changes
@@ -55,7 +55,7 @@ def match_steps(log_steps, checkpoint_steps, *, strict: bool = False) -> tuple[d
 def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> Inputs:
     """``log`` (the --rollouts table) with token ids, offsets, logprobs and entropies from each step's checkpoint."""
     from reasonlens.models.hardware import resolve_device, resolve_dtype_name, runtime, set_threads
-    from reasonlens.rollouts import tokenizer_spec, weights_fingerprint
+    from reasonlens.analysis.generate import tokenizer_spec, weights_fingerprint
 
     config = plan.config
     by_step = {c.step: c for c in plan.series.checkpoints}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reasonlens.analysis import load_analysis
+from reasonlens.analysis.result import load_analysis
 from reasonlens.errors import ReasonlensError
 from reasonlens.records import write_csv, write_text
 from reasonlens.report import figures

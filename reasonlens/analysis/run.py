@@ -19,8 +19,8 @@ from typing import Any, Optional, TypedDict
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.config import AnalyzeConfig
-from reasonlens.plan import Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.config import AnalyzeConfig
+from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
 from reasonlens.progress import progress_bar
 from reasonlens.records import (cache_key, provenance, read_cached, step_file, text_digest, write_cached, write_csv,
                                 write_json, write_parquet)
@@ -81,16 +81,16 @@ def read_inputs(plan: Plan, bar) -> Inputs:
         with plan.timed("read"):
             return _read_training_run(plan)
     if plan.mode == "rescored":
-        from reasonlens.rescoring import rescore_log
+        from reasonlens.analysis.rescore import rescore_log
 
         with plan.timed("read"):
             log = read_text_log(plan)
         return rescore_log(plan, log, bar)
     if plan.config.ray:
-        from reasonlens.distributed import rollout_series_ray
+        from reasonlens.analysis.distributed import rollout_series_ray
 
         return rollout_series_ray(plan, bar)
-    from reasonlens.rollouts import rollout_series
+    from reasonlens.analysis.generate import rollout_series
 
     return rollout_series(plan, bar)
 
@@ -177,7 +177,7 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
     from reasonlens.metrics.phases import detect_phases
-    from reasonlens.analysis import Analysis
+    from reasonlens.analysis.result import Analysis
 
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written

@@ -18,7 +18,7 @@ import dataclasses
 import os
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.plan import Inputs, Plan
+from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.progress import progress_bar
 
 
@@ -26,7 +26,7 @@ def rollout_series_ray(plan: Plan, bar) -> Inputs:
     """Like `rollouts.rollout_series`, with the uncached checkpoints computed as Ray tasks."""
     import ray
 
-    from reasonlens.rollouts import checkpoint_keys, series_inputs
+    from reasonlens.analysis.generate import checkpoint_keys, series_inputs
 
     config = plan.config
     address = config.ray_address or os.environ.get("RAY_ADDRESS")
@@ -72,7 +72,7 @@ def _portable(plan: Plan) -> Plan:
 def _run_checkpoint(plan: Plan, ckpt, key: str, device: str, dtype: str, threads: int) -> dict:
     """On a worker: generate, score and write one checkpoint's step file; return its stage timings."""
     from reasonlens.models.hardware import set_threads
-    from reasonlens.rollouts import rollout_checkpoint, write_step
+    from reasonlens.analysis.generate import rollout_checkpoint, write_step
 
     set_threads(threads)
     with progress_bar(False) as quiet:

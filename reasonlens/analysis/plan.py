@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from reasonlens.config import AnalyzeConfig
+from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 from reasonlens.records import remove_stale_temporaries
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.config import AnalyzeConfig
-from reasonlens.plan import Inputs, Plan
+from reasonlens.analysis.config import AnalyzeConfig
+from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.records import cache_key, read_cached, step_file, write_cached
 
 STAGE_VERSION = 2  # bump when the content of a rollouts/step_*.parquet file changes
