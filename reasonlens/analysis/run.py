@@ -22,8 +22,7 @@ from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
 from reasonlens.progress import progress_bar
-from reasonlens.records import (cache_key, provenance, read_cached, step_file, text_digest, write_cached, write_csv,
-                                write_json, write_parquet)
+from reasonlens.records import provenance, write_csv, write_json, write_parquet
 
 
 class Summary(TypedDict, total=False):
@@ -47,7 +46,9 @@ class Summary(TypedDict, total=False):
     n_responses: int
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
-    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report
+    stage_seconds: dict        # plan, read, load, generate, score, grade, tag, metrics, write, report; summed
+                               # over steps (and over workers: more than `seconds` when they overlap)
+    workers: Any               # text-only: processes that ran the steps (an int, or "ray")
     peak_rss_mb: float         # this process's peak resident memory
 
 
@@ -63,6 +64,12 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     started = time.time()
     plan = make_plan(config)
     plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
+    if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory
+        from reasonlens.analysis.stream import finish_stream, stream_log
+
+        with progress_bar(progress) as bar:
+            inputs, aggregates = stream_log(plan, bar)
+        return finish_stream(plan, inputs, aggregates, started)
     with progress_bar(progress) as bar:
         inputs = read_inputs(plan, bar)
         rollouts = tag_stage(inputs, plan, bar)
@@ -73,10 +80,7 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
 
 
 def read_inputs(plan: Plan, bar) -> Inputs:
-    """The rollout table of the plan's source: a text log, a training run's logs, or generated rollouts."""
-    if plan.mode == "text-only":
-        with plan.timed("read"):
-            return _read_text_log(plan)
+    """The rollout table of the plan's source: a training run's logs, re-scored or generated rollouts."""
     if plan.mode == "training-run":
         with plan.timed("read"):
             return _read_training_run(plan)
@@ -95,35 +99,14 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     return rollout_series(plan, bar)
 
 
-def _read_text_log(plan: Plan) -> Inputs:
-    """Text only: token arrays and old tags a log may carry are dropped so nothing is mixed in;
-    with a tokenizer, length is counted in its tokens; with gold answers and no verdicts, graded."""
-    rollouts = read_text_log(plan)
-    if plan.tokenizer is not None:
-        rollouts[C.N_TOKENS] = [len(plan.tokenizer(r, add_special_tokens=False)["input_ids"])
-                                for r in rollouts[C.RESPONSE]]
-    return Inputs(rollouts, tokenizer=plan.config.tokenizer)
-
-
 def read_text_log(plan: Plan) -> pd.DataFrame:
     """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds."""
-    from reasonlens.hierarchy.tag import TAG_COLUMNS
+    from reasonlens.analysis.steps import graded_note, prepare_text_log
     from reasonlens.sources.logs import read_rollout_log
 
-    rollouts = read_rollout_log(plan.config.rollouts)
-    rollouts = rollouts.drop(columns=[c for c in C.TOKEN_ARRAY_COLUMNS + TAG_COLUMNS + [C.PROMPT_TOKEN_IDS]
-                                      if c in rollouts])
-    answers = plan.config.answer_field if plan.config.answer_field in rollouts else C.ANSWER
-    if C.CORRECT not in rollouts and answers in rollouts:
-        from reasonlens.sources.tasks import grade_log
-
-        with plan.timed("grade"):
-            scores = grade_log(rollouts[C.RESPONSE], rollouts[answers])
-        rollouts[C.CORRECT] = [s.correct for s in scores]
-        rollouts[C.PRED] = [s.pred for s in scores]
-        if C.REWARD not in rollouts:  # a logged score stays the reward
-            rollouts[C.REWARD] = [s.reward for s in scores]
-        plan.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
+    rollouts, graded = prepare_text_log(read_rollout_log(plan.config.rollouts), plan.config.answer_field, plan.seconds)
+    if graded:
+        plan.graded = graded_note(graded)
     return rollouts
 
 
@@ -145,25 +128,15 @@ def _read_training_run(plan: Plan) -> Inputs:
 
 def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
     """The rollout table with the tag columns, tagging only steps no cache file holds for this lexicon."""
-    from reasonlens.hierarchy.tag import TAG_COLUMNS, TAG_VERSION, tag_rollouts
+    from reasonlens.analysis.steps import tag_step
 
     rollouts = inputs.rollouts
     if inputs.tagged_with == plan.lexicon.hash:
         return rollouts  # a training run tagged with this very lexicon: its logged mask is kept
     frames = []
     steps = bar.add_task("tag", total=rollouts[C.STEP].nunique())
-    for step, frame in rollouts.groupby(C.STEP, sort=True):
-        frame = frame.reset_index(drop=True)
-        offsets = frame[C.TOKEN_OFFSETS] if C.TOKEN_OFFSETS in frame else None
-        key = cache_key("tags", TAG_VERSION, plan.lexicon.hash, text_digest(frame[C.RESPONSE], offsets))
-        table = step_file(plan.out, int(step), stage="tags")
-        tags = read_cached(table, key)
-        if tags is None or len(tags) != len(frame):
-            with plan.timed("tag"):
-                tagged = tag_rollouts(frame, plan.lexicon)
-            tags = tagged[[c for c in TAG_COLUMNS + [C.PLANNING_MASK] if c in tagged]]
-            write_cached(table, key, tags, step=int(step), lexicon=plan.lexicon.hash, n_responses=len(frame))
-        frames.append(frame.drop(columns=[c for c in tags.columns if c in frame]).join(tags))
+    for _, frame in rollouts.groupby(C.STEP, sort=True):
+        frames.append(tag_step(frame.reset_index(drop=True), plan.out, plan.lexicon, plan.seconds))
         bar.advance(steps)
     bar.remove_task(steps)
     return pd.concat(frames, ignore_index=True)
@@ -184,7 +157,8 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     with plan.timed("metrics"):
         dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
         phases = detect_phases(dynamics)
-    summary = _summary(plan, inputs, rollouts, phases, started)
+    tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
+    summary = _summary(plan, inputs, len(rollouts), tokens, phases, started)
     with plan.timed("write"):
         write_parquet(out / "rollouts.parquet", rollouts)
         write_csv(out / "dynamics.csv", dynamics)
@@ -203,11 +177,10 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
 
 
-def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
+def _summary(plan: Plan, inputs: Inputs, n_responses: int, tokens: int, phases: dict, started: float) -> Summary:
     from reasonlens.hierarchy.tag import TAG_VERSION
 
     lexicon = plan.lexicon
-    tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
     return Summary(
         mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
         runtime=plan.runtime,
@@ -215,6 +188,6 @@ def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, s
         tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
         checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
         run_config=plan.run_config, graded=plan.graded, step_checkpoints=plan.step_checkpoints,
-        phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
+        phases=phases, n_responses=n_responses, tokens_scored=tokens,
         seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

@@ -124,7 +124,12 @@ def read_rollout_log(path) -> pd.DataFrame:
     if not path.exists():
         raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
                               "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
-    table = pd.concat([_read_one(f) for f in log_files(path)], ignore_index=True)
+    return read_log_files(log_files(path))
+
+
+def read_log_files(files) -> pd.DataFrame:
+    """The rollout table of some files of one log (those of one step, say): `read_rollout_log` on just them."""
+    table = pd.concat([_read_one(Path(f)) for f in files], ignore_index=True)
     _warn_duplicates(table)
     table = _fill_ids(table.drop(columns=[_WHERE]))
     return table.sort_values([C.STEP, C.PROMPT_ID, C.SAMPLE_ID], kind="stable").reset_index(drop=True)
@@ -203,10 +208,38 @@ def _read_raw(file: Path) -> pd.DataFrame:
         frame = read_parquet(file, "rollout log")
         return frame.assign(**{_WHERE: [f"row {i}" for i in range(len(frame))]})
     if suffix in (".jsonl", ".json"):
+        fast = _read_jsonl_columnar(file)
+        if fast is not None:
+            return fast
         records = read_records(file, "rollout log", '{"step": 0, "prompt": ..., "response": ...}')
         frame = pd.DataFrame([fields for _, fields in records], dtype=object)  # values as written: null stays None
         return frame.assign(**{_WHERE: [where for where, _ in records]})
     raise ReasonlensError(f"{file}: unknown rollout log format '{suffix}': expected .parquet or .jsonl.")
+
+
+_SCALAR_JSON = ("string", "int64", "double", "bool", "null")
+
+
+def _read_jsonl_columnar(file: Path) -> pd.DataFrame | None:
+    """A JSON-lines log through pyarrow's JSON reader (C++, columnar), with the values `read_records` gives
+    (Python str/int/float/bool/None, object columns); None where the strict line reader must run instead: a
+    blank line (rows would not be line numbers), a nested or date-like value, anything pyarrow refuses
+    (that reader's message then names the line)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    data = file.read_bytes()
+    if not data.strip() or data.startswith(b"\n") or b"\n\n" in data or b"\r" in data:
+        return None
+    try:  # one block for the whole file: a line longer than the block size would fail
+        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
+        return None
+    frame = pd.DataFrame({name: pd.Series(table.column(name).to_pylist(), dtype=object)
+                          for name in table.column_names})
+    return frame.assign(**{_WHERE: [f"line {i}" for i in range(1, len(frame) + 1)]})
 
 
 def _from_trl(raw: pd.DataFrame, file: Path) -> pd.DataFrame:

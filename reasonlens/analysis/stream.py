@@ -1,0 +1,269 @@
+"""Text-only analysis of a rollout log step by step: every core (or a Ray cluster), bounded memory.
+
+The log is cut into units of work, one per step (``{step}.jsonl``, ``step_N.parquet``,
+``completions_N.parquet``; a single-file log is one unit), and each unit runs
+`steps.run_step_task` (read, grade, tag, per-step metrics, write the step's part) in a worker: a
+process of a pool (``--workers N``, default the usable cores, one thread each) or a Ray task
+(``--ray``). The driver holds only what the steps hand back (one dynamics row, prompt-group sizes,
+top grams per step), so peak memory follows the largest step, not the run:
+
+- the dynamics table is assembled from the per-step rows: the pass@k grid and ``pass_k`` come from
+  the group sizes of all steps, the ratios to the first step are taken last, exactly as
+  `metrics.dynamics.dynamics_table` does over the whole table (tested equal);
+- ``rollouts.parquet`` is written from the steps' parts, one row group per step, under a temporary
+  name then renamed; the report's example responses are read back from the row groups of the steps
+  it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks from
+  the whole table.
+Results do not depend on the number of workers (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from reasonlens import columns as C
+from reasonlens.analysis.plan import Inputs, Plan
+from reasonlens.analysis.steps import StepResult, StepTask, graded_note, run_step_task
+from reasonlens.errors import ReasonlensError
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), the default ``--workers``."""
+    return len(os.sched_getaffinity(0))
+
+
+def step_units(files: list[Path]) -> list[tuple[Path, ...]]:
+    """The log's files grouped by the step number in their names (last integer: ``12.jsonl``,
+    ``step_000012.parquet``); a file without one is a unit of its own."""
+    units: dict = {}
+    for file in files:
+        numbers = re.findall(r"\d+", file.stem)
+        units.setdefault(int(numbers[-1]) if numbers else str(file), []).append(file)
+    return [tuple(group) for group in units.values()]
+
+
+def step_tasks(plan: Plan) -> list[StepTask]:
+    """One `StepTask` per unit of the plan's --rollouts log."""
+    from reasonlens.sources.logs import log_files
+
+    config = plan.config
+    return [StepTask(files, plan.out, plan.lexicon, config.answer_field, config.tokenizer,
+                     config.trust_remote_code, config.high_entropy_quantile)
+            for files in step_units(log_files(Path(config.rollouts)))]
+
+
+def run_tasks(tasks: list[StepTask], workers: int, ray_address=None, use_ray: bool = False) -> Iterator[StepResult]:
+    """Each task's result, in task order: in this process (one worker), a spawned process pool, or Ray."""
+    if use_ray:
+        yield from _on_ray(tasks, ray_address)
+    elif workers <= 1 or len(tasks) <= 1:
+        yield from map(run_step_task, tasks)
+    else:
+        yield from _on_pool(tasks, workers)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """``os.environ`` with ``values`` set (for the processes started inside), restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _on_pool(tasks: list[StepTask], workers: int) -> Iterator[StepResult]:
+    """Tasks on ``workers`` spawned processes (one BLAS/tokenizer thread each); results in task order."""
+    with _environment(ONE_THREAD), ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_step_task, task) for task in tasks]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _on_ray(tasks: list[StepTask], address) -> Iterator[StepResult]:
+    """Tasks as Ray tasks (one CPU each) on the cluster at ``address`` (else RAY_ADDRESS, else a local one),
+    as `analysis.distributed` runs checkpoints; the output folder must be on storage every node shares."""
+    import ray
+
+    from reasonlens.analysis.distributed import _cause
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+             **({} if address else {"num_cpus": usable_cores()}))
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_step_task)
+    refs = [remote.options(runtime_env={"env_vars": ONE_THREAD}).remote(task) for task in tasks]
+    for ref, task in zip(refs, tasks):
+        try:
+            yield ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, ReasonlensError):
+                raise cause from None
+            raise ReasonlensError(f"step task on Ray failed for {', '.join(map(str, task.files))}: {_cause(err)}. "
+                                  "Fix the cause and rerun (finished steps are cached).") from None
+
+
+def assemble_dynamics(rows: list[dict], group_sizes: Counter) -> pd.DataFrame:
+    """The dynamics table from `step_metrics` rows of every step and the prompt-group sizes of all steps:
+    what `dynamics_table` gives on the whole rollout table (pass@k grid, ``pass_k``, ratios to the first step)."""
+    from reasonlens.metrics import columns as dc
+    from reasonlens.metrics.dynamics import RELATIVE
+    from reasonlens.metrics.outcomes import powers_of_two_upto
+    from reasonlens.metrics.token_stats import relative_to_first
+
+    most = max(group_sizes.values())
+    ks = powers_of_two_upto(max(group_sizes))
+    pass_k = powers_of_two_upto(max(size for size, n in group_sizes.items() if n == most))[-1]
+    passes = [dc.pass_at_column(k) for k in ks]
+    table = pd.DataFrame([{**row, **{p: row.get(p, math.nan) for p in passes}, dc.PASS_K: pass_k,
+                           dc.PASS_AT_K: row.get(dc.pass_at_column(pass_k), math.nan)}
+                          for row in sorted(rows, key=lambda r: r[dc.STEP])])
+    for relative, column in RELATIVE.items():
+        table[relative] = relative_to_first(table[column])
+    extra = [p for p in passes if p not in dc.DYNAMICS_COLUMNS]
+    extra += [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS and c not in extra]
+    return table[dc.DYNAMICS_COLUMNS + extra]
+
+
+def stream_log(plan: Plan, bar) -> tuple[Inputs, dict]:
+    """Run every step task of the plan's log; returns (Inputs without rows, the aggregates for `finish_stream`)."""
+    config = plan.config
+    tasks = step_tasks(plan)
+    workers = config.workers or usable_cores()
+    rows, sizes, top, parts, messages = [], Counter(), [], [], []
+    progress = bar.add_task("steps", total=len(tasks))
+    seen: dict[int, tuple] = {}
+    for task, result in zip(tasks, run_tasks(tasks, workers, config.ray_address, config.ray)):
+        for step, _, _ in result.parts:
+            if step in seen:
+                raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and in "
+                                      f"{task.files[0]}; a step's rows must be in one file (or files named after "
+                                      "it). Merge them, or fix the step numbers.")
+            seen[step] = task.files
+        rows += result.rows
+        sizes.update(result.group_sizes)
+        top += result.top_grams
+        parts += result.parts
+        messages += result.warnings
+        for stage, seconds in result.seconds.items():
+            plan.seconds[stage] = plan.seconds.get(stage, 0.0) + seconds
+        if result.graded:
+            plan.graded = graded_note(result.graded)
+        bar.advance(progress)
+    bar.remove_task(progress)
+    _warn_once(messages)
+    parts.sort()
+    ran = "ray" if config.ray else 1 if len(tasks) <= 1 else min(workers, len(tasks))
+    return Inputs(rollouts=None, tokenizer=config.tokenizer), {
+        "rows": rows, "sizes": sizes, "parts": parts, "workers": ran,
+        "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}
+
+
+def _warn_once(messages: list[str]) -> None:
+    """The steps' warnings, each distinct text once (a log's repeated rows are reported per step)."""
+    counts = Counter(re.sub(r"\d+", "N", m) for m in messages)
+    shown = set()
+    for message in messages:
+        shape = re.sub(r"\d+", "N", message)
+        if shape not in shown:
+            shown.add(shape)
+            more = counts[shape] - 1
+            warnings.warn(message + (f" (and the same in {more} more step(s))" if more else ""), stacklevel=3)
+
+
+def write_rollouts(path: Path, parts: list[tuple[int, Path, int]]) -> Path:
+    """``rollouts.parquet`` from the steps' part files, one row group per step, in step order; written under a
+    temporary name then renamed; the parts are removed after."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reasonlens.records import atomic_path
+
+    schemas = [pq.read_schema(part) for _, part, _ in parts]
+    same = all(s.equals(schemas[0], check_metadata=False) for s in schemas)
+    schema = schemas[0] if same else pa.unify_schemas([s.remove_metadata() for s in schemas],
+                                                       promote_options="permissive")
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for _, part, n in parts:
+            table = pq.read_table(part)
+            if not same:
+                table = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(n, f.type)
+                                  for f in schema}).cast(schema)
+            writer.write_table(table, row_group_size=max(n, 1))
+    if parts:
+        shutil.rmtree(parts[0][1].parent, ignore_errors=True)
+    return path
+
+
+def example_rows(path: Path, parts: list[tuple[int, Path, int]], phases: dict) -> pd.DataFrame:
+    """The rows of the steps the report shows examples of (`report.highlight.example_steps`), read from their
+    row groups of ``rollouts.parquet``: `examples_html` picks the same responses from them as from all rows."""
+    import pyarrow.parquet as pq
+
+    from reasonlens.report.highlight import example_steps
+
+    steps = [step for step, _, _ in parts]
+    boundaries = [p.get("step") for p in (phases or {}).values() if isinstance(p, dict) and p.get("detected")]
+    shown = set(example_steps(steps, boundaries, 4))
+    groups = [i for i, step in enumerate(steps) if step in shown]
+    return pq.ParquetFile(path).read_row_groups(groups).to_pandas() if groups else pd.DataFrame(columns=[C.STEP])
+
+
+def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float):
+    """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts."""
+    from reasonlens.analysis.result import Analysis
+    from reasonlens.analysis.run import _summary
+    from reasonlens.hierarchy.lexicon import write_lexicon
+    from reasonlens.metrics.phases import detect_phases
+    from reasonlens.records import write_csv, write_json, write_parquet
+
+    out = plan.out
+    (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
+    with plan.timed("metrics"):
+        dynamics = assemble_dynamics(aggregates["rows"], aggregates["sizes"])
+        phases = detect_phases(dynamics)
+    parts = aggregates["parts"]
+    summary = _summary(plan, inputs, sum(n for _, _, n in parts), 0, phases, started)
+    summary["workers"] = aggregates["workers"]
+    with plan.timed("write"):
+        write_rollouts(out / "rollouts.parquet", parts)
+        write_csv(out / "dynamics.csv", dynamics)
+        write_parquet(out / "dynamics.parquet", dynamics)
+        write_lexicon(out / "lexicon.txt", plan.lexicon)
+    if plan.config.report:
+        from reasonlens.report.figures import save_figures
+        from reasonlens.report.html import write_report
+
+        with plan.timed("report"):
+            figures = save_figures(out, dynamics, aggregates["top_grams"], summary["phases"])
+            examples = example_rows(out / "rollouts.parquet", parts, summary["phases"])
+            write_report(out, summary=summary, dynamics=dynamics, rollouts=examples, figures=figures)
+    summary["seconds"] = round(time.time() - started, 2)
+    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
+    write_json(out / "summary.json", summary)
+    return Analysis(out, dynamics, None, summary, plan.lexicon.phrases)
