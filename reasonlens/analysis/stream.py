@@ -145,8 +145,8 @@ def assemble_dynamics(rows: list[dict], group_sizes: Counter) -> pd.DataFrame:
                           for row in sorted(rows, key=lambda r: r[dc.STEP])])
     for relative, column in RELATIVE.items():
         table[relative] = relative_to_first(table[column])
-    extra = [p for p in passes if p not in dc.DYNAMICS_COLUMNS]
-    extra += [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS and c not in extra]
+    widest = max(rows, key=len)  # a step with the largest groups has every pass_at column, in dynamics_table's order
+    extra = [c for c in dict.fromkeys([*widest, *table.columns]) if c not in dc.DYNAMICS_COLUMNS]
     return table[dc.DYNAMICS_COLUMNS + extra]
 
 
