@@ -2,7 +2,7 @@
 against the floor (read the log + the bare `PlanningTagger.find` over every response, one core), same run.
 
 Run: OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/text_scale.py [--sizes 20000,80000,320000]
-     [--tree DIR] [--analyze-args "--workers 2"] [--dumps DIR]
+     [--tree DIR] [--baseline-tree DIR] [--analyze-args "--workers 2"] [--dumps DIR]
 
 Corpus: real reasoning text, the CHAMP transcripts of the ``champ-dataset`` package (dev extra; Mao et
 al. 2024: GPT-3.5/4, PaLM 2 and Llama 2 solving competition problems): one response is the model turns
@@ -15,10 +15,12 @@ response's last 300 characters: a stand-in, the log has gold answers (``gts``) s
 
 For each size: the floor (pyarrow's JSON reader + ``PlanningTagger.find`` over every response, this
 process pinned to one core), then ``python -m reasonlens.cli analyze --rollouts DUMP`` in a subprocess
-whose source tree is ``--tree`` (default: this checkout; pass a copy of older code to compare), with
-its wall time, the peak RSS of its process tree (sampled every 50 ms, summed over the analyze process
-and its workers; also ``ru_maxrss`` of the analyze process from wait4) and its summary.json's
-stage_seconds. The last line printed is JSON.
+whose source tree is ``--baseline-tree`` (a copy of older code, if given), then ``--tree`` (default: this
+checkout), each with its wall time, its CPU time (user + system of the analyze process and its workers,
+from wait4), the peak RSS of its process tree (sampled every 50 ms, summed over the analyze process
+and its workers; also ``ru_maxrss`` from wait4) and its summary.json's stage_seconds. Ratios to the
+floor are given for wall time and for CPU time: on a shared, loaded machine the CPU ratio is the
+steadier one. The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ def dump_for(n: int, root: Path, corpus: list[dict]) -> tuple[Path, int]:
     return folder, chars
 
 
-def floor_seconds(dump: Path) -> float:
-    """Seconds to read every step with pyarrow's JSON reader and run ``PlanningTagger.find`` over each
-    response (paper lexicon), pinned to one core."""
+def floor_seconds(dump: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds to read every step with pyarrow's JSON reader and run ``PlanningTagger.find`` over
+    each response (paper lexicon), pinned to one core."""
     import pyarrow.json as pj
 
     from reasonlens.hierarchy.tagger import PlanningTagger
@@ -77,11 +79,11 @@ def floor_seconds(dump: Path) -> float:
     os.sched_setaffinity(0, {min(allowed)})
     try:
         find = PlanningTagger("paper").fit().find
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for file in sorted(dump.glob("*.jsonl")):
             for text in pj.read_json(file).column("output").to_pylist():
                 find(text)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
     finally:
         os.sched_setaffinity(0, allowed)
 
@@ -109,7 +111,8 @@ def _tree_rss_kb(root: int) -> int:
 
 
 def run_analyze(dump: Path, out: Path, tree: Path, extra: list[str]) -> dict:
-    """Wall seconds, peak tree RSS and ru_maxrss (MB) of one text-only analyze in a subprocess."""
+    """Wall and CPU seconds (the analyze process and its workers), peak tree RSS and ru_maxrss (MB) of one
+    text-only analyze in a subprocess."""
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "reasonlens.cli", "analyze", "--rollouts", str(dump), "--out", str(out), *extra]
     log = out.parent / "analyze.log"
@@ -129,7 +132,7 @@ def run_analyze(dump: Path, out: Path, tree: Path, extra: list[str]) -> dict:
         sys.exit(f"analyze failed ({proc.returncode}): {log.read_text(errors='replace')[-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
     maxrss = usage.ru_maxrss / 1024
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(max(peak_kb / 1024, maxrss), 1),
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(max(peak_kb / 1024, maxrss), 1),
             "analyze_maxrss_mb": round(maxrss, 1), "stage_seconds": summary["stage_seconds"],
             "n_responses": summary["n_responses"]}
 
@@ -146,29 +149,38 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,80000,320000", help="responses per dump, comma-separated")
     parser.add_argument("--tree", type=Path, default=REPO, help="source tree whose reasonlens analyzes")
-    parser.add_argument("--analyze-args", default="", help="extra analyze options, e.g. '--workers 2'")
+    parser.add_argument("--baseline-tree", type=Path, default=None,
+                        help="also analyze each dump with this source tree (older code), after the same floor")
+    parser.add_argument("--analyze-args", default="", help="extra analyze options for --tree, e.g. '--workers 2'")
     parser.add_argument("--dumps", type=Path, default=Path(tempfile.gettempdir()) / "reasonlens_text_scale",
                         help="where the dumps are written once and reused")
     args = parser.parse_args(argv)
     corpus = champ_transcripts()
+    trees = {"new": (args.tree.resolve(), args.analyze_args.split())}
+    if args.baseline_tree:
+        trees = {"baseline": (args.baseline_tree.resolve(), []), **trees}
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         dump, chars = dump_for(n, args.dumps, corpus)
-        floor = floor_seconds(dump)
-        with tempfile.TemporaryDirectory() as tmp:
-            run = run_analyze(dump, Path(tmp) / "out", args.tree.resolve(), args.analyze_args.split())
-        row = {"n_responses": n, "n_chars": chars, "floor_s": round(floor, 2),
-               "floor_chars_per_s": round(chars / floor), **run,
-               "chars_per_s": round(chars / run["wall_s"]), "ratio_to_floor": round(run["wall_s"] / floor, 2)}
-        print(f"{n:7d} responses {chars / 1e6:7.1f} M chars: wall {row['wall_s']:7.1f} s, floor {floor:6.1f} s "
-              f"({row['ratio_to_floor']:.2f}x), peak {row['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.2f}",
-              flush=True)
+        floor, floor_cpu = floor_seconds(dump)
+        row = {"n_responses": n, "n_chars": chars, "floor_s": round(floor, 2), "floor_cpu_s": round(floor_cpu, 2),
+               "floor_chars_per_s": round(chars / floor)}
+        for name, (tree, extra) in trees.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                run = run_analyze(dump, Path(tmp) / "out", tree, extra)
+            row[name] = {**run, "chars_per_s": round(chars / run["wall_s"]),
+                         "ratio_to_floor": round(run["wall_s"] / floor, 2),
+                         "cpu_ratio_to_floor": round(run["cpu_s"] / floor_cpu, 2), "loadavg_after": os.getloadavg()}
+            print(f"{name:8s} {n:7d} responses {chars / 1e6:6.1f} M chars: wall {run['wall_s']:7.1f} s, floor "
+                  f"{floor:6.1f} s ({row[name]['ratio_to_floor']:.2f}x), CPU {run['cpu_s']:7.1f} s vs {floor_cpu:5.1f} s "
+                  f"({row[name]['cpu_ratio_to_floor']:.2f}x), peak {run['peak_rss_mb']:.0f} MB, "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
         results.append(row)
     by_n = {r["n_responses"]: r for r in results}
-    growth = (round(by_n[80000]["peak_rss_mb"] / by_n[20000]["peak_rss_mb"], 2)
+    growth = ({name: round(by_n[80000][name]["peak_rss_mb"] / by_n[20000][name]["peak_rss_mb"], 2) for name in trees}
               if {20000, 80000} <= set(by_n) else None)
-    result = {"tree": str(args.tree.resolve()), "analyze_args": args.analyze_args, "per_step": PER_STEP,
-              "sizes": results, "peak_rss_80k_over_20k": growth, "machine": machine()}
+    result = {"trees": {name: str(tree) for name, (tree, _) in trees.items()}, "analyze_args": args.analyze_args,
+              "per_step": PER_STEP, "sizes": results, "peak_rss_80k_over_20k": growth, "machine": machine()}
     print(json.dumps(result))
     return result
 

@@ -95,8 +95,8 @@ def find_batch(grams: BatchAutomaton, text: str) -> tuple[np.ndarray, np.ndarray
     # (M, 2): index of the last character, phrase index
     last, index = hits[:, 0], hits[:, 1]
     start = last - grams.lengths[index] + 1
-    alnum = is_alnum(code_points(norm))  # norm ends with a space: alnum[start - 1] at 0 reads it
-    ok = ~(grams.head[index] & alnum[start - 1]) & ~(grams.tail[index] & alnum[last + 1])
+    codes = code_points(norm)  # norm ends with a space: codes[start - 1] at 0 reads it
+    ok = ~(grams.head[index] & is_alnum(codes[start - 1])) & ~(grams.tail[index] & is_alnum(codes[last + 1]))
     start, end, index = start[ok], last[ok] + 1, index[ok]
     if kept:
         kept_arr, shift_arr = np.array(kept), np.array(shifts)
@@ -176,16 +176,9 @@ def next_words(text: str, counted_ends: np.ndarray, owner: np.ndarray, free_star
 
 
 def word_texts(text: str, starts: np.ndarray, ends: np.ndarray) -> list[str]:
-    """``text[a:b].lower()`` for each (a, b), slicing one lower-cased copy where that is the same."""
-    low = text.lower()
-    if len(low) != len(text):  # a character whose lower case is longer (U+0130): lower each word
-        return [text[a:b].lower() for a, b in zip(starts.tolist(), ends.tolist())]
-    out = [low[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-    if "\u03a3" in text:  # a capital sigma lowers by its word's edges (final sigma): those words alone
-        sigmas = np.flatnonzero(code_points(text) == 0x3A3)
-        for k in np.flatnonzero(np.searchsorted(sigmas, starts) < np.searchsorted(sigmas, ends)).tolist():
-            out[k] = text[starts[k]:ends[k]].lower()
-    return out
+    """``text[a:b].lower()`` for each (a, b): each word lowered on its own, as the reference does (a final
+    sigma depends on the word's edges), and only the words asked for (lowering the whole text costs more)."""
+    return [text[a:b].lower() for a, b in zip(starts.tolist(), ends.tolist())]
 
 
 def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray, reflection: np.ndarray,
