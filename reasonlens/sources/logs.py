@@ -171,10 +171,18 @@ def _read_one(file: Path) -> pd.DataFrame:
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
-    if df[C.PROMPT].map(_is_conversation).any():  # kept whole: re-scoring applies the chat template to it
+    if not _all_text(df[C.PROMPT]) and df[C.PROMPT].map(_is_conversation).any():
+        # kept whole: re-scoring applies the chat template to it
         df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
-    df[C.PROMPT], df[C.RESPONSE] = df[C.PROMPT].map(cell_text), df[C.RESPONSE].map(cell_text)
+    for column in (C.PROMPT, C.RESPONSE):
+        if not _all_text(df[column]):
+            df[column] = df[column].map(cell_text)
     return df
+
+
+def _all_text(series: pd.Series) -> bool:
+    """Every cell is already a str (the common case: `cell_text` would return each unchanged)."""
+    return pd.api.types.infer_dtype(series, skipna=False) == "string"
 
 
 def _is_conversation(value) -> bool:
@@ -265,7 +273,7 @@ def _step_from_name(file: Path) -> int:
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Warn when rows repeat an earlier row in every scalar column (a log appended twice?)."""
-    scalar = [c for c in table.columns if c != _WHERE and not table[c].map(_is_container).any()]
+    scalar = [c for c in table.columns if c != _WHERE and not any(map(_is_container, table[c].tolist()))]
     repeats = table.duplicated(subset=scalar, keep="first")
     if repeats.any():
         first = table[repeats].iloc[0]
