@@ -6,51 +6,22 @@ each file written atomically with a JSON sidecar holding its key: ``OUT/rollouts
 (generation or re-scoring; `rollouts`, `rescoring`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
 lexicon hash and the step's text). A killed run resumes where it stopped, a changed setting recomputes
 instead of mixing results, and a fully cached rerun loads no model and runs no tagger.
-``summary.json`` is written last: an analysis folder without it is unfinished.
+``summary.json`` is written last: an analysis folder without it is unfinished. A --rollouts log alone
+(text-only) goes step by step through `analysis.stream` instead: every core, bounded memory, the same tables.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import resource
 import time
-from typing import Any, Optional, TypedDict
 
 import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.summary import build_summary
 from reasonlens.progress import progress_bar
-from reasonlens.records import provenance, write_csv, write_json, write_parquet
-
-
-class Summary(TypedDict, total=False):
-    """Layout of OUT/summary.json: the numbers' origin sits next to them."""
-
-    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "rescored"
-    config: dict[str, Any]     # dataclasses.asdict(AnalyzeConfig), as given
-    out: str                   # the output folder actually used
-    provenance: dict[str, Any]  # reasonlens version, git hash, library versions, date
-    runtime: Optional[dict]    # device, dtype, threads that actually ran (None: no model was loaded)
-    lexicon: dict[str, Any]    # {"name", "hash", "size", "file"}: the phrases are in lexicon.txt
-    tag_version: int           # hierarchy.tag.TAG_VERSION of the tag columns
-    tokenizer: Optional[str]   # what decodes token_ids (load_tokenizer spec); None for plain text
-    problems: Optional[dict]   # {"task", "seed", "n", "held_out_of_run_seed"} for generated rollouts
-    checkpoints: list[dict]    # [{"step", "name", "path", "kind"}] in step order
-    skipped: list[dict]        # [{"path", "reason"}] left out by --skip-bad
-    run_config: Optional[dict]  # a training run's config.json (training-run and eval modes)
-    graded: Optional[str]      # text logs graded here (no verdicts, gold answers): how
-    step_checkpoints: Optional[list]  # rescored: [{"step", "checkpoint", "checkpoint_step", "exact"}], skipped steps
-    phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
-    n_responses: int
-    tokens_scored: int
-    seconds: float             # wall time of the whole analysis
-    stage_seconds: dict        # plan, read, load, generate, score, grade, tag, metrics, write, report; summed
-                               # over steps (and over workers: more than `seconds` when they overlap)
-    workers: Any               # text-only: processes that ran the steps (an int, or "ray")
-    peak_rss_mb: float         # this process's peak resident memory
-
+from reasonlens.records import write_csv, write_json, write_parquet
 
 def analyze(config: AnalyzeConfig, *, progress: bool = True):
     """Run the whole analysis described by ``config``; return the `Analysis` (its ``.path`` is the folder).
@@ -158,7 +129,7 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
         dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
         phases = detect_phases(dynamics)
     tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
-    summary = _summary(plan, inputs, len(rollouts), tokens, phases, started)
+    summary = build_summary(plan, inputs, len(rollouts), tokens, phases, started)
     with plan.timed("write"):
         write_parquet(out / "rollouts.parquet", rollouts)
         write_csv(out / "dynamics.csv", dynamics)
@@ -175,19 +146,3 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
-
-
-def _summary(plan: Plan, inputs: Inputs, n_responses: int, tokens: int, phases: dict, started: float) -> Summary:
-    from reasonlens.hierarchy.tag import TAG_VERSION
-
-    lexicon = plan.lexicon
-    return Summary(
-        mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
-        runtime=plan.runtime,
-        lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
-        tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
-        checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
-        run_config=plan.run_config, graded=plan.graded, step_checkpoints=plan.step_checkpoints,
-        phases=phases, n_responses=n_responses, tokens_scored=tokens,
-        seconds=round(time.time() - started, 2),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

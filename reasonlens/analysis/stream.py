@@ -27,7 +27,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -237,7 +237,7 @@ def example_rows(path: Path, parts: list[tuple[int, Path, int]], phases: dict) -
 def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float):
     """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts."""
     from reasonlens.analysis.result import Analysis
-    from reasonlens.analysis.run import _summary
+    from reasonlens.analysis.summary import build_summary
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.phases import detect_phases
     from reasonlens.records import write_csv, write_json, write_parquet
@@ -248,7 +248,7 @@ def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float):
         dynamics = assemble_dynamics(aggregates["rows"], aggregates["sizes"])
         phases = detect_phases(dynamics)
     parts = aggregates["parts"]
-    summary = _summary(plan, inputs, sum(n for _, _, n in parts), 0, phases, started)
+    summary = build_summary(plan, inputs, sum(n for _, _, n in parts), 0, phases, started)
     summary["workers"] = aggregates["workers"]
     with plan.timed("write"):
         write_rollouts(out / "rollouts.parquet", parts)
