@@ -241,12 +241,12 @@ def _read_jsonl_columnar(file: Path) -> pd.DataFrame | None:
         return None
     try:  # one block for the whole file: a line longer than the block size would fail
         table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
+            return None
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
-        return None
-    frame = pd.DataFrame({name: pd.Series(table.column(name).to_pylist(), dtype=object)
-                          for name in table.column_names})
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
     return frame.assign(**{_WHERE: [f"line {i}" for i in range(1, len(frame) + 1)]})
 
 
