@@ -89,7 +89,7 @@ def top_grams_frame() -> pd.DataFrame:
 
 
 def summary_dict(text_only: bool = False, root: Path = Path("/runs/grpo-smollm2")) -> dict:
-    """A summary.json with every key of `analysis.summary.Summary`, as analyze writes it."""
+    """A summary.json with every key of `pipeline.Summary`, as analyze writes it."""
     config = AnalyzeConfig(rollouts=root / "log.jsonl") if text_only else AnalyzeConfig(path=root, samples=3)
     return {"mode": "text-only" if text_only else "checkpoints", "config": dataclasses.asdict(config),
             "out": str(root / "reasonlens"), "provenance": provenance(),

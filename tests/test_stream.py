@@ -17,7 +17,7 @@ from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.run import analyze
 from reasonlens.analysis.steps import prepare_text_log
-from reasonlens.analysis.stream import assemble_dynamics, step_units
+from reasonlens.analysis.stream import assemble_dynamics
 from reasonlens.cli import app
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.tag import tag_response
@@ -120,11 +120,6 @@ def test_a_step_split_over_two_files_is_refused(tmp_path):
     (log / "1.jsonl").write_text(rows)
     with pytest.raises(ReasonlensError, match=r"step 0 is in .*0\.jsonl.* and in .*1\.jsonl"):
         analyze(AnalyzeConfig(rollouts=log, out=tmp_path / "out", workers=1, report=False), progress=False)
-
-
-def test_step_units_group_files_by_step_number():
-    files = [Path("d/3.jsonl"), Path("d/step_000003.parquet"), Path("d/10.jsonl"), Path("d/notes.jsonl")]
-    assert step_units(files) == [(files[0], files[1]), (files[2],), (files[3],)]
 
 
 def test_workers_must_be_positive():

@@ -21,7 +21,8 @@ class AnalyzeConfig:
 
     # --- what comes in -----------------------------------------------------------------
     path: Optional[Path] = option(None, "Checkpoint series, single model folder, .gguf file or `train-hicra` run.")
-    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, JSONL). Alone: "
+    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, prime-rl, NeMo-RL, "
+                                            "AReaL, ROLL, slime, JSONL; docs/layouts.md). Alone: "
                                             "text-only, no model is loaded. With PATH: every logged step is "
                                             "re-scored by its checkpoint (no generation).")
     strict_steps: bool = option(False, "With PATH and --rollouts: refuse a logged step that has no checkpoint of "
@@ -71,15 +72,37 @@ class AnalyzeConfig:
                                           "steps (default: the usable cores; 1 = this process only).")
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
-    tokenizer: Optional[str] = option(None, "Text-only mode: measure length in this tokenizer's tokens.")
+    tokenizer: Optional[str] = option(None, "With --rollouts: decode a token-level log (prime-rl token exports, "
+                                            "NeMo-RL train data, slime dumps) to use its logged token scores; "
+                                            "for a text log, measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.")
     report: bool = option(True, "Write figures and report.html.")
+    # --- trackers and live mode ------------------------------------------------------------
+    report_to: str = option("none", "Also send the dynamics to experiment trackers: none, or a comma-separated "
+                                    "list of tensorboard, trackio, wandb (pip install 'reasonlens[trackers]').")
+    tensorboard_dir: Optional[Path] = option(None, "--report-to tensorboard: event-file folder (default "
+                                                   "OUT/tensorboard; a folder inside the training run's own "
+                                                   "log dir shows as a sibling run).")
+    trackio_project: str = option("reasonlens", "--report-to trackio: project of the local run (under "
+                                                "TRACKIO_DIR, default $HF_HOME/trackio).")
+    wandb_run: Optional[str] = option(None, "--report-to wandb: attach to this run, ENTITY/PROJECT/ID (default: a "
+                                            "new run in project 'reasonlens', reused by reruns). WANDB_MODE "
+                                            "applies (offline: nothing leaves the machine).")
+    watch: bool = option(False, "Follow an input still being written (a training run, a log or checkpoint "
+                                "folder): analyse each new step once complete, until Ctrl-C, SIGTERM or "
+                                "--watch-idle; both finish cleanly (exit 0).")
+    watch_interval: float = option(5.0, "--watch: seconds between looks at the input.")
+    watch_settle: float = option(30.0, "--watch: a step with no later step and no STABLE marker counts as "
+                                       "complete once its files are unchanged this many seconds (reasonlens "
+                                       "runs write atomically: complete at once).")
+    watch_idle: Optional[float] = option(None, "--watch: stop after this many seconds without a new step "
+                                               "(default: never).")
 
     def __post_init__(self):
         if self.path is None and self.rollouts is None:
             raise ReasonlensError("analyze needs an input: a PATH (checkpoints or a training run), --rollouts "
                                   "FILE_OR_DIR (text-only), or both (re-score the log with its checkpoints).")
-        for name in ("path", "rollouts", "out", "prompts_file"):
+        for name in ("path", "rollouts", "out", "prompts_file", "tensorboard_dir"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         check_positive(self, "num_prompts", "samples", "max_new_tokens", "batch_size")
@@ -94,6 +117,14 @@ class AnalyzeConfig:
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
                                       f"{', '.join(choices)}.")
+        from reasonlens.report.trackers import parse_report_to, parse_wandb_run
+
+        parse_report_to(self.report_to)
+        parse_wandb_run(self.wandb_run)
+        for name in ("watch_interval", "watch_settle", "watch_idle"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ReasonlensError(f"{name}={value!r} must be a number of seconds >= 0.")
         if self.ray_address:
             self.ray = True
         if self.workers is not None:

@@ -6,25 +6,59 @@ each file written atomically with a JSON sidecar holding its key: ``OUT/rollouts
 (generation or re-scoring; `rollouts`, `rescoring`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
 lexicon hash and the step's text). A killed run resumes where it stopped, a changed setting recomputes
 instead of mixing results, and a fully cached rerun loads no model and runs no tagger.
-``summary.json`` is written last: an analysis folder without it is unfinished. A --rollouts log alone
-(text-only) goes step by step through `analysis.stream` instead: every core, bounded memory, the same tables.
+``summary.json`` is written last: an analysis folder without it is unfinished.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import resource
 import time
+from typing import Any, Optional, TypedDict
 
 import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
-from reasonlens.analysis.summary import build_summary
 from reasonlens.progress import progress_bar
-from reasonlens.records import write_csv, write_json, write_parquet
+from reasonlens.records import provenance, write_csv, write_json, write_parquet
 
-def analyze(config: AnalyzeConfig, *, progress: bool = True):
+
+class Summary(TypedDict, total=False):
+    """Layout of OUT/summary.json: the numbers' origin sits next to them."""
+
+    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "token-log" | "rescored"
+    config: dict[str, Any]     # dataclasses.asdict(AnalyzeConfig), as given
+    out: str                   # the output folder actually used
+    provenance: dict[str, Any]  # reasonlens version, git hash, library versions, date
+    runtime: Optional[dict]    # device, dtype, threads that actually ran (None: no model was loaded)
+    lexicon: dict[str, Any]    # {"name", "hash", "size", "file"}: the phrases are in lexicon.txt
+    tag_version: int           # hierarchy.tag.TAG_VERSION of the tag columns
+    tokenizer: Optional[str]   # what decodes token_ids (load_tokenizer spec); None for plain text
+    problems: Optional[dict]   # {"task", "seed", "n", "held_out_of_run_seed"} for generated rollouts
+    checkpoints: list[dict]    # [{"step", "name", "path", "kind"}] in step order
+    skipped: list[dict]        # [{"path", "reason"}] left out by --skip-bad
+    run_config: Optional[dict]  # a training run's config.json (training-run and eval modes)
+    graded: Optional[str]      # text logs graded here (no verdicts, gold answers): how
+    log: Optional[dict]        # --rollouts: framework, reward/correctness sources, unavailable metrics, gaps
+    step_checkpoints: Optional[list]  # rescored: [{"step", "checkpoint", "checkpoint_step", "exact"}], skipped steps
+    phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
+    n_responses: int
+    tokens_scored: int
+    seconds: float             # wall time of the whole analysis
+    stage_seconds: dict        # plan, read, load, generate, score, grade, tag, metrics, write, report, trackers;
+                               # summed over steps (over workers too: then more than `seconds`)
+    trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
+    workers: Any               # text-only: the processes that ran the steps (a number, or "ray")
+    peak_rss_mb: float         # this process's peak resident memory
+
+
+def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     """Run the whole analysis described by ``config``; return the `Analysis` (its ``.path`` is the folder).
+
+    ``trackers`` is an open `report.trackers.TrackerSession` (the `--watch` loop keeps one open across
+    calls); without it one is opened and closed here when ``config.report_to`` names trackers.
 
     Examples
     --------
@@ -35,23 +69,28 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     started = time.time()
     plan = make_plan(config)
     plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
-    if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory
+    if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory (`analysis.stream`)
         from reasonlens.analysis.stream import finish_stream, stream_log
 
         with progress_bar(progress) as bar:
             inputs, aggregates = stream_log(plan, bar)
-        return finish_stream(plan, inputs, aggregates, started)
+        return finish_stream(plan, inputs, aggregates, started, summarize=_summary, export=export_trackers,
+                             trackers=trackers)
     with progress_bar(progress) as bar:
         inputs = read_inputs(plan, bar)
         rollouts = tag_stage(inputs, plan, bar)
-    return finish(plan, inputs, rollouts, started)
+    return finish(plan, inputs, rollouts, started, trackers)
 
 
 # --- read or generate --------------------------------------------------------------------------
 
 
 def read_inputs(plan: Plan, bar) -> Inputs:
-    """The rollout table of the plan's source: a training run's logs, re-scored or generated rollouts."""
+    """The rollout table of the plan's source: a token-level log, a training run's logs, re-scored or generated
+    rollouts (a text log streams instead: `analysis.stream`)."""
+    if plan.mode == "token-log":
+        with plan.timed("read"):
+            return Inputs(read_text_log(plan, token_scores=True), tokenizer=plan.config.tokenizer)
     if plan.mode == "training-run":
         with plan.timed("read"):
             return _read_training_run(plan)
@@ -70,12 +109,18 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     return rollout_series(plan, bar)
 
 
-def read_text_log(plan: Plan) -> pd.DataFrame:
-    """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds."""
+def read_text_log(plan: Plan, *, token_scores: bool = False) -> pd.DataFrame:
+    """The --rollouts log as a rollout table without tags, graded when it has golds; without token arrays
+    unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
     from reasonlens.analysis.steps import graded_note, prepare_text_log
     from reasonlens.sources.logs import read_rollout_log
 
-    rollouts, graded = prepare_text_log(read_rollout_log(plan.config.rollouts), plan.config.answer_field, plan.seconds)
+    rollouts = read_rollout_log(plan.config.rollouts, trust_remote_code=plan.config.trust_remote_code)
+    if token_scores:
+        from reasonlens.analysis.logs import decode_responses
+
+        rollouts = decode_responses(rollouts, plan.tokenizer)
+    rollouts, graded = prepare_text_log(rollouts, plan.config.answer_field, plan.seconds, keep_tokens=token_scores)
     if graded:
         plan.graded = graded_note(graded)
     return rollouts
@@ -116,8 +161,9 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
 # --- aggregate, detect, render -----------------------------------------------------------------
 
 
-def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
-    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html and summary.json last."""
+def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
+    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html, the trackers' new steps
+    and summary.json last."""
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
     from reasonlens.metrics.phases import detect_phases
@@ -128,8 +174,7 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
     with plan.timed("metrics"):
         dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
         phases = detect_phases(dynamics)
-    tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
-    summary = build_summary(plan, inputs, len(rollouts), tokens, phases, started)
+    summary = _summary(plan, inputs, rollouts, phases, started)
     with plan.timed("write"):
         write_parquet(out / "rollouts.parquet", rollouts)
         write_csv(out / "dynamics.csv", dynamics)
@@ -142,7 +187,50 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
         with plan.timed("report"):
             figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
+    summary["trackers"] = export_trackers(plan, dynamics, rollouts, summary["phases"], trackers)
     summary["seconds"] = round(time.time() - started, 2)
     summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
+
+
+def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, phases: dict, session=None):
+    """Send the steps the --report-to trackers have not had yet; return where each wrote (None: no tracker)."""
+    from reasonlens.report.trackers import TrackerSession, parse_report_to
+
+    names = parse_report_to(plan.config.report_to)
+    if session is None and not names:
+        return None
+    config, own = plan.config, session is None
+    with plan.timed("trackers"):
+        if own:
+            session = TrackerSession(names, plan.out, tensorboard_dir=config.tensorboard_dir,
+                                     trackio_project=config.trackio_project, wandb_run=config.wandb_run)
+        try:
+            session.export(dynamics, rollouts, phases)
+            return session.destinations
+        finally:
+            if own:
+                session.close()
+
+
+def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
+    from reasonlens.hierarchy.tag import TAG_VERSION
+
+    lexicon = plan.lexicon
+    tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
+    log = None
+    if plan.log is not None:
+        from reasonlens.analysis.logs import log_summary
+
+        log = log_summary(plan.log, rollouts, plan.graded, rescored=plan.mode == "rescored")
+    return Summary(
+        mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
+        runtime=plan.runtime,
+        lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
+        tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
+        checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
+        run_config=plan.run_config, graded=plan.graded, log=log, step_checkpoints=plan.step_checkpoints,
+        phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
+        seconds=round(time.time() - started, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

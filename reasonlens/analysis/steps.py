@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 
@@ -26,13 +27,16 @@ from reasonlens.records import cache_key, read_cached, step_file, text_digest, w
 
 TOP_GRAMS = 12  # grams per step in the report's heatmap
 PARTS = "parts"  # OUT/parts/step_NNNNNN.parquet: a step's tagged rows until rollouts.parquet is written
+OUTCOME_COLUMNS = [C.STEP, C.REWARD, C.CORRECT, C.PRED]  # all the summary's log entry reads of the rows
 
 
 @dataclasses.dataclass(frozen=True)
 class StepTask:
-    """One unit of work: the log files holding one step (or a single-file log), and the settings."""
+    """One unit of work: part ``part`` of the log at ``source`` (`sources.logs.detect_layout`: one step's
+    files, or one file), and the settings."""
 
-    files: tuple[Path, ...]
+    source: Path
+    part: int
     out: Path
     lexicon: object                  # hierarchy.lexicon.Lexicon
     answer_field: str = C.ANSWER
@@ -52,6 +56,7 @@ class StepResult:
     seconds: dict             # read, grade, tag, metrics, write: this task's wall time per stage
     graded: Optional[str] = None  # the gold-answer field responses were graded against here, if any
     warnings: list[str] = dataclasses.field(default_factory=list)
+    outcomes: Optional[pd.DataFrame] = None  # step, reward, correct, pred of each row (summary.json's log entry)
 
 
 @contextlib.contextmanager
@@ -64,20 +69,20 @@ def timed(seconds: dict, stage: str):
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
-def run_step_task(task: StepTask, reader: Optional[Callable] = None) -> StepResult:
-    """Read, grade, tag, measure and write the step(s) of ``task.files``; ``reader(files) -> DataFrame``
-    reads a rollout table (default: `sources.logs.read_log_files`)."""
+def run_step_task(task: StepTask) -> StepResult:
+    """Read, grade, tag, measure and write the step(s) of part ``task.part`` of the log."""
     from reasonlens.metrics.dynamics import _prompt_key, step_metrics, top_grams
+    from reasonlens.sources.logs import join_parts
 
-    if reader is None:
-        from reasonlens.sources.logs import read_log_files as reader
     seconds: dict = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with timed(seconds, "read"):
-            table = reader(list(task.files))
+            step, files = log_layout(task.source, task.trust_remote_code).parts[task.part]
+            table = join_parts([log_layout(task.source, task.trust_remote_code).read_part(files, step)], task.source)
         table, graded = prepare_text_log(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
-    result = StepResult([], Counter(), [], [], seconds, graded, [str(w.message) for w in caught])
+    outcomes = table[[c for c in OUTCOME_COLUMNS if c in table]]
+    result = StepResult([], Counter(), [], [], seconds, graded, [str(w.message) for w in caught], outcomes)
     for step, frame in table.groupby(C.STEP, sort=True):
         frame = frame.reset_index(drop=True)
         tagged = tag_step(frame, task.out, task.lexicon, seconds)
@@ -91,15 +96,23 @@ def run_step_task(task: StepTask, reader: Optional[Callable] = None) -> StepResu
     return result
 
 
+@functools.lru_cache(maxsize=4)
+def log_layout(source: Path, trust_remote_code: bool):
+    """`sources.logs.detect_layout` of the log, once per process (a layout's reader need not pickle)."""
+    from reasonlens.sources.logs import detect_layout
+
+    return detect_layout(source, trust_remote_code=trust_remote_code)
+
+
 def prepare_text_log(rollouts: pd.DataFrame, answer_field: str, seconds: dict, tokenizer: Optional[str] = None,
-                     trust_remote_code: bool = False) -> tuple[pd.DataFrame, Optional[str]]:
-    """A log's rows as text: token arrays and old tags dropped (nothing is mixed in); graded against gold
-    answers when the log has no verdicts; lengths in ``tokenizer`` tokens. Returns (table, the gold field
-    graded against or None)."""
+                     trust_remote_code: bool = False, *, keep_tokens: bool = False) -> tuple[pd.DataFrame, Optional[str]]:
+    """A log's rows as text: old tags and (unless ``keep_tokens``) token arrays dropped, so nothing is mixed
+    in; graded against gold answers when the log has no verdicts; lengths in ``tokenizer`` tokens. Returns
+    (table, the gold field graded against or None)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
 
-    rollouts = rollouts.drop(columns=[c for c in C.TOKEN_ARRAY_COLUMNS + TAG_COLUMNS + [C.PROMPT_TOKEN_IDS]
-                                      if c in rollouts])
+    arrays = [] if keep_tokens else C.TOKEN_ARRAY_COLUMNS + [C.PROMPT_TOKEN_IDS]
+    rollouts = rollouts.drop(columns=[c for c in arrays + TAG_COLUMNS if c in rollouts])
     answers = answer_field if answer_field in rollouts else C.ANSWER
     graded = answers if C.CORRECT not in rollouts and answers in rollouts else None
     if graded:

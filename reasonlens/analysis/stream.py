@@ -1,7 +1,7 @@
 """Text-only analysis of a rollout log step by step: every core (or a Ray cluster), bounded memory.
 
-The log is cut into units of work, one per step (``{step}.jsonl``, ``step_N.parquet``,
-``completions_N.parquet``; a single-file log is one unit), and each unit runs
+The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step
+file: ``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a single-file log is one), and each runs
 `steps.run_step_task` (read, grade, tag, per-step metrics, write the step's part) in a worker: a
 process of a pool (``--workers N``, default the usable cores, one thread each) or a Ray task
 (``--ray``). The driver holds only what the steps hand back (one dynamics row, prompt-group sizes,
@@ -48,24 +48,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def step_units(files: list[Path]) -> list[tuple[Path, ...]]:
-    """The log's files grouped by the step number in their names (last integer: ``12.jsonl``,
-    ``step_000012.parquet``); a file without one is a unit of its own."""
-    units: dict = {}
-    for file in files:
-        numbers = re.findall(r"\d+", file.stem)
-        units.setdefault(int(numbers[-1]) if numbers else str(file), []).append(file)
-    return [tuple(group) for group in units.values()]
-
-
 def step_tasks(plan: Plan) -> list[StepTask]:
-    """One `StepTask` per unit of the plan's --rollouts log."""
-    from reasonlens.sources.logs import log_files
-
+    """One `StepTask` per part of the plan's --rollouts log (`plan.log`, a `sources.logs.LogLayout`)."""
     config = plan.config
-    return [StepTask(files, plan.out, plan.lexicon, config.answer_field, config.tokenizer,
+    return [StepTask(Path(config.rollouts), part, plan.out, plan.lexicon, config.answer_field, config.tokenizer,
                      config.trust_remote_code, config.high_entropy_quantile)
-            for files in step_units(log_files(Path(config.rollouts)))]
+            for part in range(len(plan.log.parts))]
 
 
 def run_tasks(tasks: list[StepTask], workers: int, ray_address=None, use_ray: bool = False) -> Iterator[StepResult]:
@@ -124,7 +112,7 @@ def _on_ray(tasks: list[StepTask], address) -> Iterator[StepResult]:
             cause = getattr(err, "cause", None)
             if isinstance(cause, ReasonlensError):
                 raise cause from None
-            raise ReasonlensError(f"step task on Ray failed for {', '.join(map(str, task.files))}: {_cause(err)}. "
+            raise ReasonlensError(f"step task on Ray failed for part {task.part} of {task.source}: {_cause(err)}. "
                                   "Fix the cause and rerun (finished steps are cached).") from None
 
 
@@ -155,21 +143,23 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict]:
     config = plan.config
     tasks = step_tasks(plan)
     workers = config.workers or usable_cores()
-    rows, sizes, top, parts, messages = [], Counter(), [], [], []
+    rows, sizes, top, parts, messages, outcomes = [], Counter(), [], [], [], []
     progress = bar.add_task("steps", total=len(tasks))
-    seen: dict[int, tuple] = {}
+    seen: dict[int, list] = {}
     for task, result in zip(tasks, run_tasks(tasks, workers, config.ray_address, config.ray)):
         for step, _, _ in result.parts:
+            files = plan.log.parts[task.part][1]
             if step in seen:
                 raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and in "
-                                      f"{task.files[0]}; a step's rows must be in one file (or files named after "
+                                      f"{files[0]}; a step's rows must be in one file (or files named after "
                                       "it). Merge them, or fix the step numbers.")
-            seen[step] = task.files
+            seen[step] = files
         rows += result.rows
         sizes.update(result.group_sizes)
         top += result.top_grams
         parts += result.parts
         messages += result.warnings
+        outcomes.append(result.outcomes)
         for stage, seconds in result.seconds.items():
             plan.seconds[stage] = plan.seconds.get(stage, 0.0) + seconds
         if result.graded:
@@ -180,7 +170,7 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict]:
     parts.sort()
     ran = "ray" if config.ray else 1 if len(tasks) <= 1 else min(workers, len(tasks))
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
-        "rows": rows, "sizes": sizes, "parts": parts, "workers": ran,
+        "rows": rows, "sizes": sizes, "parts": parts, "workers": ran, "outcomes": pd.concat(outcomes, ignore_index=True),
         "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}
 
 
@@ -234,21 +224,22 @@ def example_rows(path: Path, parts: list[tuple[int, Path, int]], phases: dict) -
     return pq.ParquetFile(path).read_row_groups(groups).to_pandas() if groups else pd.DataFrame(columns=[C.STEP])
 
 
-def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float):
-    """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts."""
+def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float, *, summarize, export, trackers=None):
+    """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts.
+    ``summarize`` and ``export`` are `run._summary` and `run.export_trackers`, given the rows' outcome columns
+    (step, reward, correct, pred): all they read of a text log."""
     from reasonlens.analysis.result import Analysis
-    from reasonlens.analysis.summary import build_summary
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.phases import detect_phases
     from reasonlens.records import write_csv, write_json, write_parquet
 
-    out = plan.out
+    out, outcomes = plan.out, aggregates["outcomes"]
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
     with plan.timed("metrics"):
         dynamics = assemble_dynamics(aggregates["rows"], aggregates["sizes"])
         phases = detect_phases(dynamics)
     parts = aggregates["parts"]
-    summary = build_summary(plan, inputs, sum(n for _, _, n in parts), 0, phases, started)
+    summary = summarize(plan, inputs, outcomes, phases, started)
     summary["workers"] = aggregates["workers"]
     with plan.timed("write"):
         write_rollouts(out / "rollouts.parquet", parts)
@@ -263,6 +254,7 @@ def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float):
             figures = save_figures(out, dynamics, aggregates["top_grams"], summary["phases"])
             examples = example_rows(out / "rollouts.parquet", parts, summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=examples, figures=figures)
+    summary["trackers"] = export(plan, dynamics, outcomes, summary["phases"], trackers)
     summary["seconds"] = round(time.time() - started, 2)
     summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)

@@ -51,6 +51,7 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
                               "lower --prompts-per-step or load more problems.")
     _check_model(config)
     _check_vllm(config)
+    _check_trackers(config)
     from accelerate import PartialState
 
     device = resolve_device("auto")
@@ -94,6 +95,12 @@ def _check_model(config: TrainConfig) -> None:
         raise ReasonlensError(f"model {config.model}: {problem}.")
 
 
+def _check_trackers(config: TrainConfig) -> None:
+    from reasonlens.report.trackers import check_installed
+
+    check_installed(tracker_names(config))
+
+
 def _check_vllm(config: TrainConfig) -> None:
     if config.vllm != "off" and importlib.util.find_spec("vllm") is None:
         raise ReasonlensError(f"--vllm {config.vllm} needs vLLM in this environment (pip install -e '.[vllm]' on a "
@@ -106,7 +113,7 @@ def _build_trainer(config, model, tokenizer, problems, examples, lexicon, device
     from transformers.trainer_callback import PrinterCallback
 
     from reasonlens.sources.tasks import chat_prompt
-    from reasonlens.train.recording import ProgressBar, RunRecorder
+    from reasonlens.train.recording import LiveDynamics, ProgressBar, RunRecorder
     from reasonlens.train.rewards import TaskReward, format_reward
     from reasonlens.train.trainer import HicraTrainer
 
@@ -114,12 +121,16 @@ def _build_trainer(config, model, tokenizer, problems, examples, lexicon, device
              "answer": p.answer} for p in problems]
     schedule = prompt_schedule(len(rows), config.steps * config.prompts_per_step, config.seed)
     task_reward = TaskReward(problems)
-    callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else [])
+    trackers = tracker_names(config)
+    live = LiveDynamics(config.out, trackers) if trackers else None
+    callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else []) + \
+        ([live] if live else [])
     trainer = HicraTrainer(
         model=model, processing_class=tokenizer, args=grpo_args(config, device, weights, len(extra_rewards)),
         train_dataset=Dataset.from_list([rows[i] for i in schedule]),
         reward_funcs=[task_reward, *extra_rewards] + ([format_reward] if config.format_reward else []),
-        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, lexicon=lexicon)
+        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, lexicon=lexicon,
+        live=live)
     trainer.remove_callback(PrinterCallback)  # metrics.csv and the progress bar report each step
     return trainer
 
@@ -174,8 +185,7 @@ def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
         raise ReasonlensError(f"prompts_per_step*num_generations={batch} completions per step cannot be split over "
                               f"{world} process(es) x grad_accum={config.grad_accum}: make it a multiple of "
                               f"{config.grad_accum * world}.")
-    reporters = ([name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name)]
-                 if config.report_to == "auto" else config.report_to.split(","))
+    reporters = reporters_of(config)
     mapped = {trl_name: getattr(config, name) for name, trl_name in GRPO_FIELDS.items()}
     return GRPOConfig(
         **mapped, output_dir=str(config.out / "trl"), data_seed=config.seed,
@@ -188,6 +198,21 @@ def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
         use_vllm=config.vllm != "off", vllm_mode="colocate" if config.vllm == "off" else config.vllm,
         use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1,
         save_strategy="steps", save_total_limit=2, report_to=reporters or "none", disable_tqdm=True)
+
+
+def reporters_of(config: TrainConfig) -> list[str]:
+    """TRL's report_to: the named ones, or for 'auto' TensorBoard when installed (local files; W&B and trackio
+    only when named, since W&B without credentials stops the run)."""
+    if config.report_to == "auto":
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    return [] if config.report_to == "none" else [n.strip() for n in config.report_to.split(",") if n.strip()]
+
+
+def tracker_names(config: TrainConfig) -> tuple[str, ...]:
+    """The reporters that also get reasonlens' per-step dynamics (`report.trackers.TRACKERS`)."""
+    from reasonlens.report.trackers import TRACKERS
+
+    return tuple(name for name in reporters_of(config) if name in TRACKERS)
 
 
 def world_size() -> int:
