@@ -78,8 +78,9 @@ def run_step_task(task: StepTask) -> StepResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with timed(seconds, "read"):
-            step, files = log_layout(task.source, task.trust_remote_code).parts[task.part]
-            table = join_parts([log_layout(task.source, task.trust_remote_code).read_part(files, step)], task.source)
+            layout = log_layout(task.source, task.trust_remote_code)
+            step, files = layout.parts[task.part]
+            table = join_parts([layout.read_part(files, step)], task.source)
         table, graded = prepare_text_log(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
     outcomes = table[[c for c in OUTCOME_COLUMNS if c in table]]
     result = StepResult([], Counter(), [], [], seconds, graded, [str(w.message) for w in caught], outcomes)
