@@ -2,7 +2,6 @@
 the same for any number of workers, one row group per step, no torch, JSONL through pyarrow."""
 
 import json
-from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +16,10 @@ from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.run import analyze
 from reasonlens.analysis.steps import prepare_text_log
-from reasonlens.analysis.stream import assemble_dynamics
 from reasonlens.cli import app
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.tag import tag_response
-from reasonlens.metrics.columns import DYNAMICS_COLUMNS
-from reasonlens.metrics.dynamics import dynamics_table
+from reasonlens.metrics.dynamics import dynamics_table, pass_grid
 from reasonlens.sources import logs
 
 RESPONSES = [
@@ -54,7 +51,8 @@ def reference_dynamics(log: Path) -> pd.DataFrame:
     """Today's route: the whole log read, graded, tagged row by row with tag_response, dynamics_table over it."""
     table, _ = prepare_text_log(logs.read_rollout_log(log), C.ANSWER, {})
     tags = pd.DataFrame([tag_response(t, "paper") for t in table[C.RESPONSE]], index=table.index)
-    return dynamics_table(table.join(tags))
+    defaults = AnalyzeConfig(rollouts=log)
+    return dynamics_table(table.join(tags), bootstrap=defaults.bootstrap, seed=defaults.seed)
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +99,11 @@ def test_analysis_reads_rollouts_lazily(runs):
     assert len(analysis.rollouts) == 54 and C.GRAMS in analysis.rollouts
 
 
-def test_assemble_dynamics_pass_grid_by_hand():
-    # two steps: step 0 has groups of 4 (3 of them), step 1 groups of 2 (5 of them): sizes {4: 3, 2: 5};
-    # the grid goes to 4 (the largest group), pass_k is 2 (the most common size); step 1 has no pass_at_4;
-    # rel_ppl_planning is each step's ppl_planning over step 0's: 2/2, 3/2
-    base = dict.fromkeys(DYNAMICS_COLUMNS, np.nan)
-    rows = [{**base, "step": 0, "pass_at_1": 0.5, "pass_k": 4, "pass_at_2": 0.6, "pass_at_4": 0.9, "ppl_planning": 2.0},
-            {**base, "step": 1, "pass_at_1": 0.4, "pass_k": 2, "pass_at_2": 0.7, "ppl_planning": 3.0}]
-    table = assemble_dynamics(rows[::-1], Counter({4: 3, 2: 5}))
-    assert table["step"].tolist() == [0, 1] and list(table.columns[-3:]) == ["pass_k", "pass_at_2", "pass_at_4"]
-    assert table["pass_k"].tolist() == [2, 2] and table["pass_at_k"].tolist() == [0.6, 0.7]
-    assert np.isnan(table["pass_at_4"].iloc[1]) and table["rel_ppl_planning"].tolist() == [1.0, 1.5]
+def test_pass_grid_by_hand():
+    # groups of 4 samples (3 of them) and of 2 (5 of them): the grid goes to 4 (the largest group), pass_k is 2
+    # (the most common size; ties go to the larger)
+    assert pass_grid(pd.Series([4, 4, 4, 2, 2, 2, 2, 2])) == ([1, 2, 4], 2)
+    assert pass_grid(pd.Series([4, 4, 2, 2, 8])) == ([1, 2, 4, 8], 4)
 
 
 def test_a_step_split_over_two_files_is_refused(tmp_path):

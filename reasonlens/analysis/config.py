@@ -76,6 +76,8 @@ class AnalyzeConfig:
                                             "NeMo-RL train data, slime dumps) to use its logged token scores; "
                                             "for a text log, measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.")
+    bootstrap: int = option(200, "Bootstrap replicates (prompts resampled with their samples, seeded by --seed) "
+                                 "for the 95% interval of every per-step metric; 0 = no intervals.")
     report: bool = option(True, "Write figures and report.html.")
     # --- trackers and live mode ------------------------------------------------------------
     report_to: str = option("none", "Also send the dynamics to experiment trackers: none, or a comma-separated "
@@ -111,6 +113,9 @@ class AnalyzeConfig:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.score_temperature <= 0:
             raise ReasonlensError(f"temperature={self.temperature} must be >= 0, top_p={self.top_p} in (0, 1], "
                                   f"score_temperature={self.score_temperature} > 0.")
+        if self.bootstrap < 0:
+            raise ReasonlensError(f"bootstrap={self.bootstrap} must be >= 0 (replicates, e.g. 200; 0 turns the "
+                                  "intervals off).")
         if not 0 < self.high_entropy_quantile < 1:
             raise ReasonlensError(f"high_entropy_quantile={self.high_entropy_quantile} must be in (0, 1).")
         for name, choices in (("backend", BACKENDS), ("scoring", SCORERS)):

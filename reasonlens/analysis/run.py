@@ -47,8 +47,9 @@ class Summary(TypedDict, total=False):
     n_responses: int
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
-    stage_seconds: dict        # plan, read, load, generate, score, grade, tag, metrics, write, report, trackers;
-                               # summed over steps (over workers too: then more than `seconds`)
+    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
+                               # trackers; bootstrap: the part of metrics spent on the intervals (not added again);
+                               # a streamed log sums each stage over its steps and workers
     trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
     workers: Any               # text-only: the processes that ran the steps (a number, or "ray")
     peak_rss_mb: float         # this process's peak resident memory
@@ -172,7 +173,8 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, t
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
     with plan.timed("metrics"):
-        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
+        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile,
+                                  bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=plan.seconds)
         phases = detect_phases(dynamics)
     summary = _summary(plan, inputs, rollouts, phases, started)
     with plan.timed("write"):

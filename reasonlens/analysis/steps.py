@@ -49,7 +49,6 @@ class StepTask:
 class StepResult:
     """What a step hands back to the driver: small, whatever the step's size."""
 
-    rows: list[dict]          # step_metrics of each step in the files, in step order
     group_sizes: Counter      # samples per (step, prompt) group -> number of groups (pass@k grid)
     top_grams: list[dict]     # {"step", "gram", "count"}, TOP_GRAMS per step
     parts: list[tuple[int, Path, int]]  # (step, part file, rows)
@@ -71,7 +70,7 @@ def timed(seconds: dict, stage: str):
 
 def run_step_task(task: StepTask) -> StepResult:
     """Read, grade, tag, measure and write the step(s) of part ``task.part`` of the log."""
-    from reasonlens.metrics.dynamics import _prompt_key, step_metrics, top_grams
+    from reasonlens.metrics.dynamics import _prompt_key, top_grams
     from reasonlens.sources.logs import join_parts
 
     seconds: dict = {}
@@ -83,18 +82,40 @@ def run_step_task(task: StepTask) -> StepResult:
             table = join_parts([layout.read_part(files, step)], task.source)
         table, graded = prepare_text_log(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
     outcomes = table[[c for c in OUTCOME_COLUMNS if c in table]]
-    result = StepResult([], Counter(), [], [], seconds, graded, [str(w.message) for w in caught], outcomes)
+    result = StepResult(Counter(), [], [], seconds, graded, [str(w.message) for w in caught], outcomes)
     for step, frame in table.groupby(C.STEP, sort=True):
         frame = frame.reset_index(drop=True)
         tagged = tag_step(frame, task.out, task.lexicon, seconds)
         with timed(seconds, "metrics"):
-            result.rows.append(step_metrics(tagged, high_entropy_quantile=task.high_entropy_quantile))
             result.group_sizes.update(tagged.groupby(_prompt_key(tagged)).size().tolist())
             result.top_grams += top_grams(tagged, n=TOP_GRAMS).to_dict("records")
         with timed(seconds, "write"):
             part = write_parquet(step_file(task.out, int(step), stage=PARTS), tagged)
         result.parts.append((int(step), part, len(tagged)))
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsTask:
+    """The second pass over a step: its tagged part file and the settings every step shares."""
+
+    part: Path
+    ks: tuple[int, ...]   # the pass@k grid of the whole log (`metrics.dynamics.pass_grid`)
+    pass_k: int
+    quantile: float
+    bootstrap: int
+    seed: int
+
+
+def run_metrics_task(task: MetricsTask):
+    """`metrics.dynamics.step_result` of one step's tagged rows (its dynamics row, bootstrap replicates)."""
+    from reasonlens.metrics.dynamics import _correctness, _prompt_key, step_result
+    from reasonlens.sources.answers import answers_equivalent
+
+    tagged = pd.read_parquet(task.part)
+    rows = tagged.assign(_prompt=_prompt_key(tagged), _correct=_correctness(tagged))
+    return step_result(rows, list(task.ks), task.pass_k, quantile=task.quantile, equivalent=answers_equivalent,
+                       bootstrap=task.bootstrap, seed=task.seed)
 
 
 @functools.lru_cache(maxsize=4)

@@ -4,12 +4,12 @@ The log is cut into units of work, the parts `sources.logs.detect_layout` lists 
 file: ``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a single-file log is one), and each runs
 `steps.run_step_task` (read, grade, tag, per-step metrics, write the step's part) in a worker: a
 process of a pool (``--workers N``, default the usable cores, one thread each) or a Ray task
-(``--ray``). The driver holds only what the steps hand back (one dynamics row, prompt-group sizes,
-top grams per step), so peak memory follows the largest step, not the run:
+(``--ray``). The driver holds only what the steps hand back (prompt-group sizes, top grams, the rows'
+outcome columns, one dynamics row per step), so peak memory follows the largest step, not the run:
 
-- the dynamics table is assembled from the per-step rows: the pass@k grid and ``pass_k`` come from
-  the group sizes of all steps, the ratios to the first step are taken last, exactly as
-  `metrics.dynamics.dynamics_table` does over the whole table (tested equal);
+- the dynamics table comes from a second pass over the steps' tagged parts, `metrics.dynamics.step_result`
+  of each with the pass@k grid of all steps, gathered by `dynamics_from_steps` (the ratios to the first
+  step and their bootstrap intervals): what `dynamics_table` gives on the whole table (tested equal);
 - ``rollouts.parquet`` is written from the steps' parts, one row group per step, under a temporary
   name then renamed; the report's example responses are read back from the row groups of the steps
   it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks from
@@ -20,7 +20,7 @@ Results do not depend on the number of workers (tested).
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import os
 import re
 import shutil
@@ -32,11 +32,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.plan import Inputs, Plan
-from reasonlens.analysis.steps import StepResult, StepTask, graded_note, run_step_task
+from reasonlens.analysis.steps import StepTask, graded_note, run_step_task
 from reasonlens.errors import ReasonlensError
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -56,14 +57,17 @@ def step_tasks(plan: Plan) -> list[StepTask]:
             for part in range(len(plan.log.parts))]
 
 
-def run_tasks(tasks: list[StepTask], workers: int, ray_address=None, use_ray: bool = False) -> Iterator[StepResult]:
-    """Each task's result, in task order: in this process (one worker), a spawned process pool, or Ray."""
+@contextlib.contextmanager
+def task_runner(workers: int, use_ray: bool = False, address=None):
+    """A ``run(fn, tasks)`` giving ``fn(task)`` of each task in task order: in this process (one worker), on a
+    pool of spawned processes (one BLAS/tokenizer thread each, shared by both passes), or as Ray tasks."""
     if use_ray:
-        yield from _on_ray(tasks, ray_address)
-    elif workers <= 1 or len(tasks) <= 1:
-        yield from map(run_step_task, tasks)
+        yield functools.partial(_on_ray, address=address)
+    elif workers <= 1:
+        yield lambda fn, tasks: map(fn, tasks)
     else:
-        yield from _on_pool(tasks, workers)
+        with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            yield functools.partial(_on_pool, pool)
 
 
 @contextlib.contextmanager
@@ -81,21 +85,20 @@ def _environment(values: dict):
                 os.environ[key] = value
 
 
-def _on_pool(tasks: list[StepTask], workers: int) -> Iterator[StepResult]:
-    """Tasks on ``workers`` spawned processes (one BLAS/tokenizer thread each); results in task order."""
-    with _environment(ONE_THREAD), ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_step_task, task) for task in tasks]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+def _on_pool(pool: ProcessPoolExecutor, fn, tasks: list) -> Iterator:
+    """``fn`` of each task on the pool; results in task order (the others keep running meanwhile)."""
+    futures = [pool.submit(fn, task) for task in tasks]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
-def _on_ray(tasks: list[StepTask], address) -> Iterator[StepResult]:
-    """Tasks as Ray tasks (one CPU each) on the cluster at ``address`` (else RAY_ADDRESS, else a local one),
-    as `analysis.distributed` runs checkpoints; the output folder must be on storage every node shares."""
+def _on_ray(fn, tasks: list, address=None) -> Iterator:
+    """``fn`` of each task as a Ray task (one CPU) on the cluster at ``address`` (else RAY_ADDRESS, else a local
+    one), as `analysis.distributed` runs checkpoints; the output folder must be on storage every node shares."""
     import ray
 
     from reasonlens.analysis.distributed import _cause
@@ -103,75 +106,68 @@ def _on_ray(tasks: list[StepTask], address) -> Iterator[StepResult]:
     address = address or os.environ.get("RAY_ADDRESS")
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
              **({} if address else {"num_cpus": usable_cores()}))
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_step_task)
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
     refs = [remote.options(runtime_env={"env_vars": ONE_THREAD}).remote(task) for task in tasks]
-    for ref, task in zip(refs, tasks):
+    for ref in refs:
         try:
             yield ray.get(ref)
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, ReasonlensError):
                 raise cause from None
-            raise ReasonlensError(f"step task on Ray failed for part {task.part} of {task.source}: {_cause(err)}. "
-                                  "Fix the cause and rerun (finished steps are cached).") from None
+            raise ReasonlensError(f"a step task failed on Ray: {_cause(err)}. Fix the cause and rerun (tagged "
+                                  "steps are cached).") from None
 
 
-def assemble_dynamics(rows: list[dict], group_sizes: Counter) -> pd.DataFrame:
-    """The dynamics table from `step_metrics` rows of every step and the prompt-group sizes of all steps:
-    what `dynamics_table` gives on the whole rollout table (pass@k grid, ``pass_k``, ratios to the first step)."""
-    from reasonlens.metrics import columns as dc
-    from reasonlens.metrics.dynamics import RELATIVE
-    from reasonlens.metrics.outcomes import powers_of_two_upto
-    from reasonlens.metrics.token_stats import relative_to_first
+def dynamics_of(run, parts: list, sizes: Counter, plan: Plan) -> pd.DataFrame:
+    """The dynamics table from the steps' part files: `metrics.dynamics.step_result` of each (a second pass,
+    with the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them."""
+    from reasonlens.analysis.steps import MetricsTask, run_metrics_task
+    from reasonlens.metrics.dynamics import dynamics_from_steps, pass_grid
 
-    most = max(group_sizes.values())
-    ks = powers_of_two_upto(max(group_sizes))
-    pass_k = powers_of_two_upto(max(size for size, n in group_sizes.items() if n == most))[-1]
-    passes = [dc.pass_at_column(k) for k in ks]
-    table = pd.DataFrame([{**row, **{p: row.get(p, math.nan) for p in passes}, dc.PASS_K: pass_k,
-                           dc.PASS_AT_K: row.get(dc.pass_at_column(pass_k), math.nan)}
-                          for row in sorted(rows, key=lambda r: r[dc.STEP])])
-    for relative, column in RELATIVE.items():
-        table[relative] = relative_to_first(table[column])
-    widest = max(rows, key=len)  # a step with the largest groups has every pass_at column, in dynamics_table's order
-    extra = [c for c in dict.fromkeys([*widest, *table.columns]) if c not in dc.DYNAMICS_COLUMNS]
-    return table[dc.DYNAMICS_COLUMNS + extra]
+    config = plan.config
+    ks, pass_k = pass_grid(pd.Series(np.repeat(list(sizes), list(sizes.values()))))
+    tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed)
+             for _, part, _ in parts]
+    return dynamics_from_steps(run(run_metrics_task, tasks), bootstrap=config.bootstrap, seconds=plan.seconds)
 
 
 def stream_log(plan: Plan, bar) -> tuple[Inputs, dict]:
-    """Run every step task of the plan's log; returns (Inputs without rows, the aggregates for `finish_stream`)."""
+    """Both passes over the plan's log (read, grade, tag, write each step; then its metrics); returns (Inputs
+    without rows, the aggregates for `finish_stream`)."""
     config = plan.config
     tasks = step_tasks(plan)
-    workers = config.workers or usable_cores()
-    rows, sizes, top, parts, messages, outcomes = [], Counter(), [], [], [], []
+    workers = 1 if len(tasks) <= 1 else min(config.workers or usable_cores(), len(tasks))
+    sizes, top, parts, messages, outcomes = Counter(), [], [], [], []
     progress = bar.add_task("steps", total=len(tasks))
     seen: dict[int, list] = {}
-    for task, result in zip(tasks, run_tasks(tasks, workers, config.ray_address, config.ray)):
-        for step, _, _ in result.parts:
-            files = plan.log.parts[task.part][1]
-            if step in seen:
-                raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and in "
-                                      f"{files[0]}; a step's rows must be in one file (or files named after "
-                                      "it). Merge them, or fix the step numbers.")
-            seen[step] = files
-        rows += result.rows
-        sizes.update(result.group_sizes)
-        top += result.top_grams
-        parts += result.parts
-        messages += result.warnings
-        outcomes.append(result.outcomes)
-        for stage, seconds in result.seconds.items():
-            plan.seconds[stage] = plan.seconds.get(stage, 0.0) + seconds
-        if result.graded:
-            plan.graded = graded_note(result.graded)
-        bar.advance(progress)
-    bar.remove_task(progress)
-    _warn_once(messages)
-    parts.sort()
-    ran = "ray" if config.ray else 1 if len(tasks) <= 1 else min(workers, len(tasks))
+    with task_runner(workers, config.ray, config.ray_address) as run:
+        for task, result in zip(tasks, run(run_step_task, tasks)):
+            for step, _, _ in result.parts:
+                files = plan.log.parts[task.part][1]
+                if step in seen:
+                    raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and "
+                                          f"in {files[0]}; a step's rows must be in one file (or files named "
+                                          "after it). Merge them, or fix the step numbers.")
+                seen[step] = files
+            sizes.update(result.group_sizes)
+            top += result.top_grams
+            parts += result.parts
+            messages += result.warnings
+            outcomes.append(result.outcomes)
+            for stage, seconds in result.seconds.items():
+                plan.seconds[stage] = plan.seconds.get(stage, 0.0) + seconds
+            if result.graded:
+                plan.graded = graded_note(result.graded)
+            bar.advance(progress)
+        bar.remove_task(progress)
+        _warn_once(messages)
+        parts.sort()
+        with plan.timed("metrics"):
+            dynamics = dynamics_of(run, parts, sizes, plan)
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
-        "rows": rows, "sizes": sizes, "parts": parts, "workers": ran, "outcomes": pd.concat(outcomes, ignore_index=True),
-        "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}
+        "dynamics": dynamics, "parts": parts, "workers": "ray" if config.ray else workers,
+        "outcomes": pd.concat(outcomes, ignore_index=True), "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}
 
 
 def _warn_once(messages: list[str]) -> None:
@@ -235,8 +231,8 @@ def finish_stream(plan: Plan, inputs: Inputs, aggregates: dict, started: float, 
 
     out, outcomes = plan.out, aggregates["outcomes"]
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
+    dynamics = aggregates["dynamics"]
     with plan.timed("metrics"):
-        dynamics = assemble_dynamics(aggregates["rows"], aggregates["sizes"])
         phases = detect_phases(dynamics)
     parts = aggregates["parts"]
     summary = summarize(plan, inputs, outcomes, phases, started)
