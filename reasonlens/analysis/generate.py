@@ -150,6 +150,10 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
 
     config = plan.config
     folder = bundled_model_dir() if model_source(ckpt.path)[0] == "bundled" else ckpt.path
+    if ckpt.kind == "verl-fsdp":  # vLLM reads folders: the merged shards, written once into the cache
+        from reasonlens.models.verl import verl_model_folder
+
+        folder = verl_model_folder(ckpt.path)
     tokenizer = load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
     try:
         generation_config = GenerationConfig.from_pretrained(folder)
