@@ -1,12 +1,13 @@
-"""Synthetic math-reasoning responses for the benchmarks: templated sentences, random numbers and names.
-
-Roughly the mix of a GSM-style chain of thought: mostly execution (arithmetic, restating), with
-planning phrases (paper lexicon and paraphrases) at a realistic rate, plus distractor chatter.
+"""Math-reasoning responses for the benchmarks and tests: synthetic ones (templated sentences, random
+numbers and names; roughly the mix of a GSM-style chain of thought: mostly execution, planning phrases
+at a realistic rate, distractor chatter), and real ones (`champ_transcripts`, from the champ-dataset package).
 """
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 NAMES = ["Tom", "Ava", "Liam", "Mia", "Noah", "Zoe", "Omar", "Ines", "Kenji", "Sara"]
 ITEMS = ["apples", "marbles", "books", "cookies", "stickers", "pencils", "coins", "cards"]
@@ -89,3 +90,26 @@ def long_chains_of_thought(n: int, seed: int = 0, paragraphs: tuple[int, int] = 
     return ["\n\n".join(" ".join(_fill(rng.choice(THINKING), rng) for _ in range(rng.randint(1, 4)))
                         for _ in range(rng.randint(*paragraphs)))
             for _ in range(n)]
+
+
+# ---- real transcripts: CHAMP (Mao et al. 2024), the champ-dataset package (dev extra) --------
+def champ_transcripts(samples: int = 8) -> list[dict]:
+    """Real model solutions: one record per CHAMP conversation (GPT-3.5/4, PaLM 2, Llama 2 on competition
+    problems), ``{"prompt", "response", "answer"}``; the response is the model turns joined by a blank line
+    (~1.9 k characters). Groups of ``samples`` conversations of one problem follow each other (the samples
+    of a prompt), problems interleaved group by group; ~19 k records, in a fixed order."""
+    from champ_dataset import BASE_FOLDER
+
+    data = json.loads((Path(str(BASE_FOLDER)) / "dataset_files" / "v0.json").read_text(encoding="utf-8"))
+    groups = []
+    for problem in data["problems"].values():
+        records = []
+        for conversation in problem["conversations"].values():
+            messages = conversation["messages"]
+            turns = [m["text"] for m in messages if m["role"].startswith("Model.") and m.get("text")]
+            users = [m["text"] for m in messages if m["role"] == "User" and m.get("text")]
+            if turns and users:
+                records.append({"prompt": users[0], "response": "\n\n".join(turns), "answer": problem["_answer"]})
+        groups.append([records[i:i + samples] for i in range(0, len(records) - samples + 1, samples)])
+    rounds = max(map(len, groups))
+    return [record for r in range(rounds) for problem in groups if r < len(problem) for record in problem[r]]

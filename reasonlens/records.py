@@ -178,6 +178,11 @@ def git_hash() -> str | None:
 
 
 def library_versions() -> dict[str, str | None]:
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str | None]:
     versions = {}
     for name in _LIBRARIES:
         try:

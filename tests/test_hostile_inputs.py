@@ -252,11 +252,11 @@ def test_out_not_writable(tmp_path, out):
 def test_full_disk_is_one_line_and_leaves_no_summary(tmp_path, monkeypatch):
     import errno
 
-    from reasonlens.analysis import run as pipeline
+    from reasonlens.analysis import stream
 
-    def no_space(path, frame):
+    def no_space(path, parts):  # a text log's rollouts.parquet is written from its steps' parts
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(pipeline, "write_parquet", no_space)
+    monkeypatch.setattr(stream, "write_rollouts", no_space)
     log = _log(tmp_path)
     refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"],
             names=["No space left on device", tmp_path / "out" / "rollouts.parquet"], inputs=[log], out=tmp_path / "out")

@@ -5,7 +5,7 @@ import pytest
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.hierarchy import tagger as tagger_module
+from reasonlens.hierarchy import batch as batch_module
 from reasonlens.hierarchy.tag import TAG_COLUMNS, next_word_ngrams, tag_response, tag_rollouts, word_spans
 from reasonlens.hierarchy.tagger import PlanningTagger, leftmost_longest, span_union
 
@@ -45,14 +45,14 @@ def test_reflection_markers():
     assert counts == [2, 2, 0]
 
 
-def test_tag_rollouts_one_find_per_response(monkeypatch):
+def test_tag_rollouts_one_matcher_pass(monkeypatch):
     calls = []
-    real = tagger_module.PlanningTagger.find
-    monkeypatch.setattr(tagger_module.PlanningTagger, "find", lambda self, text: calls.append(text) or real(self, text))
+    real = batch_module.find_batch
+    monkeypatch.setattr(batch_module, "find_batch", lambda grams, text: calls.append(text) or real(grams, text))
     df = pd.DataFrame({C.STEP: [0, 0], C.RESPONSE: ["so, wait", "nothing"],
                        C.TOKEN_OFFSETS: [[[0, 2], [2, 8]], [[0, 7]]]})
     tagged = tag_rollouts(df, LEXICON)
-    assert calls == ["so, wait", "nothing"]
+    assert calls == ["so, wait\x00nothing"]  # one automaton pass over the batch, responses joined by NUL
     assert set(TAG_COLUMNS + [C.PLANNING_MASK]) <= set(tagged.columns)
     assert tagged[C.PLANNING_MASK].tolist() == [[True, True], [False]]
     assert tagged[C.GRAMS].tolist() == [["so", "wait"], []]

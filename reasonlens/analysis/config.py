@@ -61,8 +61,8 @@ class AnalyzeConfig:
     vllm_command: str = option("vllm", "--backend vllm-server: how to run vLLM's CLI (another venv's vllm).")
     vllm_eager: bool = option(False, "vLLM backends: skip vLLM's compilation (starts in seconds, not minutes; "
                                      "generates slower: worth it for small runs and on CPUs).")
-    ray: bool = option(False, "Generate the checkpoints as Ray tasks, one per checkpoint (the `ray` extra); "
-                              "a local cluster unless --ray-address or RAY_ADDRESS names one.")
+    ray: bool = option(False, "Run on Ray (the `ray` extra): checkpoints, one task each; a --rollouts log alone, "
+                              "one task per step. A local cluster unless --ray-address or RAY_ADDRESS names one.")
     ray_address: Optional[str] = option(None, "Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")
     scoring: str = option("auto", "Token scores: auto (transformers: from the logits each token is sampled "
                                   "from, no extra pass; otherwise our teacher-forced scorer, a fused Triton "
@@ -70,6 +70,8 @@ class AnalyzeConfig:
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", DTYPE_HELP)
     threads: Optional[int] = option(None, THREADS_HELP)
+    workers: Optional[int] = option(None, "A --rollouts log alone: processes that read, grade, tag and measure its "
+                                          "steps (default: the usable cores; 1 = this process only).")
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
     tokenizer: Optional[str] = option(None, "With --rollouts: decode a token-level log (prime-rl token exports, "
@@ -132,8 +134,8 @@ class AnalyzeConfig:
                 raise ReasonlensError(f"{name}={value!r} must be a number of seconds >= 0.")
         if self.ray_address:
             self.ray = True
-        if self.ray and self.path is None:
-            raise ReasonlensError("--ray distributes generation over checkpoints: it needs a PATH of checkpoints.")
+        if self.workers is not None:
+            check_positive(self, "workers")
         from reasonlens.models.hardware import check_dtype
 
         self.dtype = check_dtype(self.dtype)

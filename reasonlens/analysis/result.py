@@ -31,17 +31,30 @@ class Analysis:
     >>> a.entropy_figure()                          # doctest: +SKIP
     """
 
-    def __init__(self, path, dynamics: pd.DataFrame, rollouts: pd.DataFrame, summary: dict,
+    def __init__(self, path, dynamics: pd.DataFrame, rollouts: pd.DataFrame | None, summary: dict,
                  phrases: tuple[str, ...] = ()):
         self.path = Path(path)
         self.dynamics = dynamics
-        self.rollouts = rollouts
+        self._rollouts = rollouts  # None: read from PATH/rollouts.parquet on first use (it can be GBs)
         self.summary = summary
         self.phrases = tuple(phrases)
 
+    @property
+    def rollouts(self) -> pd.DataFrame:
+        """The tagged rollout table, one row per response (``rollouts.parquet``, read on first use)."""
+        if self._rollouts is None:
+            file = self.path / "rollouts.parquet"
+            self._rollouts = _table(file) if file.is_file() else pd.DataFrame(columns=[C.STEP])
+        return self._rollouts
+
+    @rollouts.setter
+    def rollouts(self, table: pd.DataFrame) -> None:
+        self._rollouts = table
+
     def __repr__(self) -> str:
+        n = len(self._rollouts) if self._rollouts is not None else self.summary.get("n_responses", "?")
         return (f"Analysis({str(self.path)!r}, steps={len(self.dynamics)}, "
-                f"responses={len(self.rollouts)}, lexicon={self.lexicon.get('name')!r})")
+                f"responses={n}, lexicon={self.lexicon.get('name')!r})")
 
     @property
     def phases(self) -> dict:
@@ -126,11 +139,9 @@ def load_analysis(out_dir) -> Analysis:
         raise ReasonlensError(f"load_analysis: {str(path)!r} is not a finished analysis folder ({what}); "
                               "pass the output folder of `reasonlens analyze` (its --out), or rerun it to finish.")
     summary = _read_summary(path)
-    rollouts_file = path / "rollouts.parquet"
-    rollouts = _table(rollouts_file) if rollouts_file.is_file() else pd.DataFrame(columns=[C.STEP])
     dynamics = _table(path / "dynamics.parquet") if (path / "dynamics.parquet").is_file() else \
         _table(path / "dynamics.csv")
-    return Analysis(path, dynamics, rollouts, summary, _phrases(path, summary))
+    return Analysis(path, dynamics, None, summary, _phrases(path, summary))
 
 
 def _read_summary(path: Path) -> dict:

@@ -25,8 +25,7 @@ from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
 from reasonlens.analysis.record import Record
 from reasonlens.progress import progress_bar
-from reasonlens.records import (cache_key, provenance, read_cached, step_file, text_digest, write_cached, write_csv,
-                                write_json, write_parquet)
+from reasonlens.records import provenance, write_csv, write_json, write_parquet
 
 
 class Summary(TypedDict, total=False):
@@ -52,8 +51,10 @@ class Summary(TypedDict, total=False):
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
     stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
-                               # trackers; bootstrap: the part of metrics spent on the intervals (not added again)
+                               # trackers; bootstrap: the part of metrics spent on the intervals (not added again);
+                               # a streamed log sums each stage over its steps and workers
     trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
+    workers: Any               # text-only: the processes that ran the steps (a number, or "ray")
     peak_rss_mb: float         # this process's peak resident memory
 
 
@@ -73,6 +74,13 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     record = Record()
     with record.timed("plan"):  # discovery, problems, lexicon, output checks
         plan = make_plan(config)
+    if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory (`analysis.stream`)
+        from reasonlens.analysis.stream import finish_stream, stream_log
+
+        with progress_bar(progress) as bar:
+            inputs, aggregates, streamed = stream_log(plan, bar)
+        return finish_stream(plan, record.merge(streamed), inputs, aggregates, started, summarize=_summary,
+                             export=export_trackers, trackers=trackers)
     with progress_bar(progress) as bar:
         inputs, ran = read_inputs(plan, bar)
         record = record.merge(ran)
@@ -84,12 +92,9 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
 
 
 def read_inputs(plan: Plan, bar) -> tuple[Inputs, Record]:
-    """The rollout table of the plan's source (a text log, a training run's logs, or generated rollouts)
-    and the record of what read, generated or scored it."""
+    """The rollout table of the plan's source (a token-level log, a training run's logs, re-scored or generated
+    rollouts; a text log streams instead: `analysis.stream`) and the record of what read, generated or scored it."""
     record = Record()
-    if plan.mode == "text-only":
-        with record.timed("read"):
-            return _read_text_log(plan, record), record
     if plan.mode == "token-log":
         with record.timed("read"):
             return Inputs(read_text_log(plan, record, token_scores=True), tokenizer=plan.config.tokenizer), record
@@ -112,40 +117,20 @@ def read_inputs(plan: Plan, bar) -> tuple[Inputs, Record]:
     return rollout_series(plan, bar)
 
 
-def _read_text_log(plan: Plan, record: Record) -> Inputs:
-    """Text only: token arrays and old tags a log may carry are dropped so nothing is mixed in;
-    with a tokenizer, length is counted in its tokens; with gold answers and no verdicts, graded."""
-    rollouts = read_text_log(plan, record)
-    if plan.tokenizer is not None:
-        rollouts[C.N_TOKENS] = [len(plan.tokenizer(r, add_special_tokens=False)["input_ids"])
-                                for r in rollouts[C.RESPONSE]]
-    return Inputs(rollouts, tokenizer=plan.config.tokenizer)
-
-
 def read_text_log(plan: Plan, record: Record, *, token_scores: bool = False) -> pd.DataFrame:
     """The --rollouts log as a rollout table without tags, graded when it has golds (how: ``record.graded``);
     without token arrays unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
-    from reasonlens.hierarchy.tag import TAG_COLUMNS
+    from reasonlens.analysis.steps import graded_note, prepare_text_log
     from reasonlens.sources.logs import read_rollout_log
 
     rollouts = read_rollout_log(plan.config.rollouts, trust_remote_code=plan.config.trust_remote_code)
-    arrays = [] if token_scores else C.TOKEN_ARRAY_COLUMNS + [C.PROMPT_TOKEN_IDS]
-    rollouts = rollouts.drop(columns=[c for c in arrays + TAG_COLUMNS if c in rollouts])
     if token_scores:
         from reasonlens.analysis.logs import decode_responses
 
         rollouts = decode_responses(rollouts, plan.tokenizer)
-    answers = plan.config.answer_field if plan.config.answer_field in rollouts else C.ANSWER
-    if C.CORRECT not in rollouts and answers in rollouts:
-        from reasonlens.sources.tasks import grade_log
-
-        with record.timed("grade"):
-            scores = grade_log(rollouts[C.RESPONSE], rollouts[answers])
-        rollouts[C.CORRECT] = [s.correct for s in scores]
-        rollouts[C.PRED] = [s.pred for s in scores]
-        if C.REWARD not in rollouts:  # a logged score stays the reward
-            rollouts[C.REWARD] = [s.reward for s in scores]
-        record.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
+    rollouts, graded = prepare_text_log(rollouts, plan.config.answer_field, record.seconds, keep_tokens=token_scores)
+    if graded:
+        record.graded = graded_note(graded)
     return rollouts
 
 
@@ -167,25 +152,15 @@ def _read_training_run(plan: Plan) -> Inputs:
 
 def tag_stage(inputs: Inputs, plan: Plan, record: Record, bar) -> pd.DataFrame:
     """The rollout table with the tag columns, tagging only steps no cache file holds for this lexicon."""
-    from reasonlens.hierarchy.tag import TAG_COLUMNS, TAG_VERSION, tag_rollouts
+    from reasonlens.analysis.steps import tag_step
 
     rollouts = inputs.rollouts
     if inputs.tagged_with == plan.lexicon.hash:
         return rollouts  # a training run tagged with this very lexicon: its logged mask is kept
     frames = []
     steps = bar.add_task("tag", total=rollouts[C.STEP].nunique())
-    for step, frame in rollouts.groupby(C.STEP, sort=True):
-        frame = frame.reset_index(drop=True)
-        offsets = frame[C.TOKEN_OFFSETS] if C.TOKEN_OFFSETS in frame else None
-        key = cache_key("tags", TAG_VERSION, plan.lexicon.hash, text_digest(frame[C.RESPONSE], offsets))
-        table = step_file(plan.out, int(step), stage="tags")
-        tags = read_cached(table, key)
-        if tags is None or len(tags) != len(frame):
-            with record.timed("tag"):
-                tagged = tag_rollouts(frame, plan.lexicon)
-            tags = tagged[[c for c in TAG_COLUMNS + [C.PLANNING_MASK] if c in tagged]]
-            write_cached(table, key, tags, step=int(step), lexicon=plan.lexicon.hash, n_responses=len(frame))
-        frames.append(frame.drop(columns=[c for c in tags.columns if c in frame]).join(tags))
+    for _, frame in rollouts.groupby(C.STEP, sort=True):
+        frames.append(tag_step(frame.reset_index(drop=True), plan.out, plan.lexicon, record.seconds))
         bar.advance(steps)
     bar.remove_task(steps)
     return pd.concat(frames, ignore_index=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -74,14 +74,24 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
         raise ReasonlensError(f"bootstrap={bootstrap} must be >= 0 (replicates; 0 turns intervals off).")
     equivalent = cached_equivalence(equivalent)  # one memo shared by all steps: answers repeat
     df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
-    sizes = df.groupby([rc.STEP, "_prompt"]).size()
-    ks = powers_of_two_upto(int(sizes.max()))
-    pass_k = powers_of_two_upto(int(sizes.mode().max()))[-1]
+    ks, pass_k = pass_grid(df.groupby([rc.STEP, "_prompt"]).size())
+    results = (step_result(g, ks, pass_k, quantile=high_entropy_quantile, equivalent=equivalent,
+                           bootstrap=bootstrap, seed=seed) for _, g in df.groupby(rc.STEP, sort=True))
+    return dynamics_from_steps(results, bootstrap=bootstrap, seconds=seconds)
+
+
+def pass_grid(sizes: pd.Series) -> tuple[list[int], int]:
+    """(the k of every pass@k column, ``pass_k``) from the samples per (step, prompt) group of all steps."""
+    return powers_of_two_upto(int(sizes.max())), powers_of_two_upto(int(sizes.mode().max()))[-1]
+
+
+def dynamics_from_steps(results: Iterable["StepResult"], *, bootstrap: int = 0,
+                        seconds: dict | None = None) -> pd.DataFrame:
+    """The dynamics table from the `step_result` of each step, in step order (computed anywhere: a loop that
+    streams steps passes them as they come; only the first step's replicates are kept, for the ratios)."""
     rows, first = [], None
-    for step, g in df.groupby(rc.STEP, sort=True):
-        result = step_result(g, ks, pass_k, quantile=high_entropy_quantile, equivalent=equivalent,
-                             bootstrap=bootstrap, seed=seed)
-        first = first or result  # streaming: only the first step's replicates are kept for the ratios
+    for result in results:
+        first = first or result
         started = time.perf_counter()
         rows.append(result.row | ratio_intervals(result.replicates, first.replicates, RELATIVE,
                                                  min(result.n_prompts, first.n_prompts)))

@@ -6,6 +6,7 @@ elsewhere (reward functions in worker threads) we call it with its timeouts swit
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -46,11 +47,13 @@ def _balanced(text: str, start: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def answers_equivalent(gold: str | None, pred: str | None) -> bool:
     r"""Whether ``pred`` states the same answer as ``gold``, by math-verify (gold first: it is asymmetric).
 
     Bare answers are wrapped in ``\boxed{}`` so math-verify reads them as LaTeX (``x+1`` alone
-    would not parse). Safe to call from any thread.
+    would not parse). Safe to call from any thread. Remembered per process: logs repeat (gold, answer)
+    pairs across steps, and a step worker grades many steps (one check can take a second).
 
     Examples
     --------

@@ -174,10 +174,18 @@ def _read_one(file: Path) -> pd.DataFrame:
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
-    if df[C.PROMPT].map(_is_conversation).any():  # kept whole: re-scoring applies the chat template to it
+    if not _all_text(df[C.PROMPT]) and df[C.PROMPT].map(_is_conversation).any():
+        # kept whole: re-scoring applies the chat template to it
         df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
-    df[C.PROMPT], df[C.RESPONSE] = df[C.PROMPT].map(cell_text), df[C.RESPONSE].map(cell_text)
+    for column in (C.PROMPT, C.RESPONSE):
+        if not _all_text(df[column]):
+            df[column] = df[column].map(cell_text)
     return df
+
+
+def _all_text(series: pd.Series) -> bool:
+    """Every cell is already a str (the common case: `cell_text` would return each unchanged)."""
+    return pd.api.types.infer_dtype(series, skipna=False) == "string"
 
 
 def _is_conversation(value) -> bool:
@@ -211,10 +219,38 @@ def _read_raw(file: Path) -> pd.DataFrame:
         frame = read_parquet(file, "rollout log")
         return frame.assign(**{_WHERE: [f"row {i}" for i in range(len(frame))]})
     if suffix in (".jsonl", ".json"):
+        fast = _read_jsonl_columnar(file)
+        if fast is not None:
+            return fast
         records = read_records(file, "rollout log", '{"step": 0, "prompt": ..., "response": ...}')
         frame = pd.DataFrame([fields for _, fields in records], dtype=object)  # values as written: null stays None
         return frame.assign(**{_WHERE: [where for where, _ in records]})
     raise ReasonlensError(f"{file}: unknown rollout log format '{suffix}': expected .parquet or .jsonl.")
+
+
+_SCALAR_JSON = ("string", "int64", "double", "bool", "null")
+
+
+def _read_jsonl_columnar(file: Path) -> pd.DataFrame | None:
+    """A JSON-lines log through pyarrow's JSON reader (C++, columnar), with the values `read_records` gives
+    (Python str/int/float/bool/None, object columns); None where the strict line reader must run instead: a
+    blank line (rows would not be line numbers), a nested or date-like value, anything pyarrow refuses, text
+    that is not UTF-8 (that reader's message then names the line)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    data = file.read_bytes()
+    if not data.strip() or data.startswith(b"\n") or b"\n\n" in data or b"\r" in data:
+        return None
+    try:  # one block for the whole file: a line longer than the block size would fail
+        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
+        if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
+            return None
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    return frame.assign(**{_WHERE: [f"line {i}" for i in range(1, len(frame) + 1)]})
 
 
 def _from_trl(raw: pd.DataFrame, file: Path) -> pd.DataFrame:
@@ -240,7 +276,7 @@ def _step_from_name(file: Path) -> int:
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Warn when rows repeat an earlier row in every scalar column (a log appended twice?)."""
-    scalar = [c for c in table.columns if c != _WHERE and not table[c].map(_is_container).any()]
+    scalar = [c for c in table.columns if c != _WHERE and not any(map(_is_container, table[c].tolist()))]
     repeats = table.duplicated(subset=scalar, keep="first")
     if repeats.any():
         first = table[repeats].iloc[0]

@@ -1,0 +1,258 @@
+"""Text-only analysis of a rollout log step by step: every core (or a Ray cluster), bounded memory.
+
+The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step
+file: ``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a single-file log is one), and each runs
+`steps.run_step_task` (read, grade, tag, per-step metrics, write the step's part) in a worker: a
+process of a pool (``--workers N``, default the usable cores, one thread each) or a Ray task
+(``--ray``). The driver holds only what the steps hand back (prompt-group sizes, top grams, the rows'
+outcome columns, one dynamics row per step), so peak memory follows the largest step, not the run:
+
+- the dynamics table comes from a second pass over the steps' tagged parts, `metrics.dynamics.step_result`
+  of each with the pass@k grid of all steps, gathered by `dynamics_from_steps` (the ratios to the first
+  step and their bootstrap intervals): what `dynamics_table` gives on the whole table (tested equal);
+- ``rollouts.parquet`` is written from the steps' parts, one row group per step, under a temporary
+  name then renamed; the report's example responses are read back from the row groups of the steps
+  it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks from
+  the whole table.
+Results do not depend on the number of workers (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from reasonlens import columns as C
+from reasonlens.analysis.plan import Inputs, Plan
+from reasonlens.analysis.record import Record
+from reasonlens.analysis.steps import StepTask, graded_note, run_step_task
+from reasonlens.errors import ReasonlensError
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), the default ``--workers``."""
+    return len(os.sched_getaffinity(0))
+
+
+def step_tasks(plan: Plan) -> list[StepTask]:
+    """One `StepTask` per part of the plan's --rollouts log (`plan.log`, a `sources.logs.LogLayout`)."""
+    config = plan.config
+    return [StepTask(Path(config.rollouts), part, plan.out, plan.lexicon, config.answer_field, config.tokenizer,
+                     config.trust_remote_code, config.high_entropy_quantile)
+            for part in range(len(plan.log.parts))]
+
+
+@contextlib.contextmanager
+def task_runner(workers: int, use_ray: bool = False, address=None):
+    """A ``run(fn, tasks)`` giving ``fn(task)`` of each task in task order: in this process (one worker), on a
+    pool of spawned processes (one BLAS/tokenizer thread each, shared by both passes), or as Ray tasks."""
+    if use_ray:
+        yield functools.partial(_on_ray, address=address)
+    elif workers <= 1:
+        yield lambda fn, tasks: map(fn, tasks)
+    else:
+        with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            yield functools.partial(_on_pool, pool)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """``os.environ`` with ``values`` set (for the processes started inside), restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _on_pool(pool: ProcessPoolExecutor, fn, tasks: list) -> Iterator:
+    """``fn`` of each task on the pool; results in task order (the others keep running meanwhile)."""
+    futures = [pool.submit(fn, task) for task in tasks]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _on_ray(fn, tasks: list, address=None) -> Iterator:
+    """``fn`` of each task as a Ray task (one CPU) on the cluster at ``address`` (else RAY_ADDRESS, else a local
+    one), as `analysis.distributed` runs checkpoints; the output folder must be on storage every node shares."""
+    import ray
+
+    from reasonlens.analysis.distributed import _cause
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+             **({} if address else {"num_cpus": usable_cores()}))
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+    refs = [remote.options(runtime_env={"env_vars": ONE_THREAD}).remote(task) for task in tasks]
+    for ref in refs:
+        try:
+            yield ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, ReasonlensError):
+                raise cause from None
+            raise ReasonlensError(f"a step task failed on Ray: {_cause(err)}. Fix the cause and rerun (tagged "
+                                  "steps are cached).") from None
+
+
+def dynamics_of(run, parts: list, sizes: Counter, plan: Plan, record: Record) -> pd.DataFrame:
+    """The dynamics table from the steps' part files: `metrics.dynamics.step_result` of each (a second pass,
+    with the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them."""
+    from reasonlens.analysis.steps import MetricsTask, run_metrics_task
+    from reasonlens.metrics.dynamics import dynamics_from_steps, pass_grid
+
+    config = plan.config
+    ks, pass_k = pass_grid(pd.Series(np.repeat(list(sizes), list(sizes.values()))))
+    tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed)
+             for _, part, _ in parts]
+    return dynamics_from_steps(run(run_metrics_task, tasks), bootstrap=config.bootstrap, seconds=record.seconds)
+
+
+def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
+    """Both passes over the plan's log (read, grade, tag, write each step; then its metrics); returns (Inputs
+    without rows, the aggregates for `finish_stream`, the record of what ran)."""
+    config, record = plan.config, Record()
+    tasks = step_tasks(plan)
+    workers = 1 if len(tasks) <= 1 else min(config.workers or usable_cores(), len(tasks))
+    sizes, top, parts, messages, outcomes = Counter(), [], [], [], []
+    progress = bar.add_task("steps", total=len(tasks))
+    seen: dict[int, list] = {}
+    with task_runner(workers, config.ray, config.ray_address) as run:
+        for task, result in zip(tasks, run(run_step_task, tasks)):
+            for step, _, _ in result.parts:
+                files = plan.log.parts[task.part][1]
+                if step in seen:
+                    raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and "
+                                          f"in {files[0]}; a step's rows must be in one file (or files named "
+                                          "after it). Merge them, or fix the step numbers.")
+                seen[step] = files
+            sizes.update(result.group_sizes)
+            top += result.top_grams
+            parts += result.parts
+            messages += result.warnings
+            outcomes.append(result.outcomes)
+            record.add_seconds(result.seconds)
+            if result.graded:
+                record.graded = graded_note(result.graded)
+            bar.advance(progress)
+        bar.remove_task(progress)
+        _warn_once(messages)
+        parts.sort()
+        with record.timed("metrics"):
+            dynamics = dynamics_of(run, parts, sizes, plan, record)
+    return Inputs(rollouts=None, tokenizer=config.tokenizer), {
+        "dynamics": dynamics, "parts": parts, "workers": "ray" if config.ray else workers,
+        "outcomes": pd.concat(outcomes, ignore_index=True), "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}, record
+
+
+def _warn_once(messages: list[str]) -> None:
+    """The steps' warnings, each distinct text once (a log's repeated rows are reported per step)."""
+    counts = Counter(re.sub(r"\d+", "N", m) for m in messages)
+    shown = set()
+    for message in messages:
+        shape = re.sub(r"\d+", "N", message)
+        if shape not in shown:
+            shown.add(shape)
+            more = counts[shape] - 1
+            warnings.warn(message + (f" (and the same in {more} more step(s))" if more else ""), stacklevel=3)
+
+
+def write_rollouts(path: Path, parts: list[tuple[int, Path, int]]) -> Path:
+    """``rollouts.parquet`` from the steps' part files, one row group per step, in step order; written under a
+    temporary name then renamed; the parts are removed after."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reasonlens.records import atomic_path
+
+    schemas = [pq.read_schema(part) for _, part, _ in parts]
+    same = all(s.equals(schemas[0], check_metadata=False) for s in schemas)
+    schema = schemas[0] if same else pa.unify_schemas([s.remove_metadata() for s in schemas],
+                                                       promote_options="permissive")
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for _, part, n in parts:
+            table = pq.read_table(part)
+            if not same:
+                table = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(n, f.type)
+                                  for f in schema}).cast(schema)
+            writer.write_table(table, row_group_size=max(n, 1))
+    if parts:
+        shutil.rmtree(parts[0][1].parent, ignore_errors=True)
+    return path
+
+
+def example_rows(path: Path, parts: list[tuple[int, Path, int]], phases: dict) -> pd.DataFrame:
+    """The rows of the steps the report shows examples of (`report.highlight.example_steps`), read from their
+    row groups of ``rollouts.parquet``: `examples_html` picks the same responses from them as from all rows."""
+    import pyarrow.parquet as pq
+
+    from reasonlens.report.highlight import example_steps
+
+    steps = [step for step, _, _ in parts]
+    boundaries = [p.get("step") for p in (phases or {}).values() if isinstance(p, dict) and p.get("detected")]
+    shown = set(example_steps(steps, boundaries, 4))
+    groups = [i for i, step in enumerate(steps) if step in shown]
+    return pq.ParquetFile(path).read_row_groups(groups).to_pandas() if groups else pd.DataFrame(columns=[C.STEP])
+
+
+def finish_stream(plan: Plan, record: Record, inputs: Inputs, aggregates: dict, started: float, *, summarize, export,
+                  trackers=None):
+    """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts.
+    ``summarize`` and ``export`` are `run._summary` and `run.export_trackers`, given the rows' outcome columns
+    (step, reward, correct, pred): all they read of a text log."""
+    from reasonlens.analysis.result import Analysis
+    from reasonlens.hierarchy.lexicon import write_lexicon
+    from reasonlens.metrics.phases import detect_phases
+    from reasonlens.records import write_csv, write_json, write_parquet
+
+    out, outcomes = plan.out, aggregates["outcomes"]
+    (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
+    dynamics = aggregates["dynamics"]
+    with record.timed("metrics"):
+        phases = detect_phases(dynamics)
+    parts = aggregates["parts"]
+    summary = summarize(plan, record, inputs, outcomes, phases, started)
+    summary["workers"] = aggregates["workers"]
+    with record.timed("write"):
+        write_rollouts(out / "rollouts.parquet", parts)
+        write_csv(out / "dynamics.csv", dynamics)
+        write_parquet(out / "dynamics.parquet", dynamics)
+        write_lexicon(out / "lexicon.txt", plan.lexicon)
+    if plan.config.report:
+        from reasonlens.report.figures import save_figures
+        from reasonlens.report.html import write_report
+
+        with record.timed("report"):
+            figures = save_figures(out, dynamics, aggregates["top_grams"], summary["phases"])
+            examples = example_rows(out / "rollouts.parquet", parts, summary["phases"])
+            write_report(out, summary=summary, dynamics=dynamics, rollouts=examples, figures=figures)
+    summary["trackers"] = export(plan, record, dynamics, outcomes, summary["phases"], trackers)
+    summary["seconds"] = round(time.time() - started, 2)
+    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in record.seconds.items()}
+    write_json(out / "summary.json", summary)
+    return Analysis(out, dynamics, None, summary, plan.lexicon.phrases)

@@ -1,0 +1,159 @@
+"""Text-only analyze, streamed step by step (analysis.stream): the same numbers as the whole-table route,
+the same for any number of workers, one row group per step, no torch, JSONL through pyarrow."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reasonlens import columns as C
+from reasonlens.analysis.config import AnalyzeConfig
+from reasonlens.analysis.run import analyze
+from reasonlens.analysis.steps import prepare_text_log
+from reasonlens.cli import app
+from reasonlens.errors import ReasonlensError
+from reasonlens.hierarchy.tag import tag_response
+from reasonlens.metrics.dynamics import dynamics_table, pass_grid
+from reasonlens.sources import logs
+
+RESPONSES = [
+    "Let's break this down. First, 3 + 4 = 7. So the answer is \\boxed{7}.",
+    "Wait, let me check again: 3 + 4 = 7, but wait, hmm, I think it is \\boxed{8}.",
+    "Alternatively, we can count up. 3, 4, 5, 6, 7. Therefore \\boxed{7}.",
+    "The total is 7. Let me verify this by subtracting: 7 - 4 = 3. \\boxed{7}",
+    "Hmm, that's not right. On second thought the sum is \\boxed{6}.",
+]
+
+
+def write_verl_dump(folder: Path, steps=(0, 1, 2, 3, 4), seed=0) -> Path:
+    """A verl rollout dump ({step}.jsonl: input, output, gts, score, step); group sizes vary (4 or 2 samples,
+    3 prompts a step) so the pass@k grid and pass_k come from all steps, and the last step has fewer samples."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for step in steps:
+        lines = []
+        for prompt in range(3):
+            for _ in range(2 if step == steps[-1] else 4):
+                text = " ".join(rng.choice(RESPONSES, size=int(rng.integers(1, 4))))
+                lines.append({"input": f"Q{prompt}: what is 3 + 4?", "output": text, "gts": "7",
+                              "score": float(rng.random() > 0.5), "step": step})
+        (folder / f"{step}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return folder
+
+
+def reference_dynamics(log: Path) -> pd.DataFrame:
+    """Today's route: the whole log read, graded, tagged row by row with tag_response, dynamics_table over it."""
+    table, _ = prepare_text_log(logs.read_rollout_log(log), C.ANSWER, {})
+    tags = pd.DataFrame([tag_response(t, "paper") for t in table[C.RESPONSE]], index=table.index)
+    defaults = AnalyzeConfig(rollouts=log)
+    return dynamics_table(table.join(tags), bootstrap=defaults.bootstrap, seed=defaults.seed)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same dump analyzed with 1 and 2 workers (through the CLI, --workers)."""
+    root = tmp_path_factory.mktemp("stream")
+    log = write_verl_dump(root / "dump")
+    for workers in (1, 2):
+        result = CliRunner().invoke(app, ["analyze", "--rollouts", str(log), "--out", str(root / f"w{workers}"),
+                                          "--workers", str(workers)])
+        assert result.exit_code == 0, result.output
+    return root, log
+
+
+def test_dynamics_equal_the_whole_table_route(runs):
+    root, log = runs
+    streamed = pd.read_parquet(root / "w1" / "dynamics.parquet")
+    expected = reference_dynamics(log)
+    assert list(streamed.columns) == list(expected.columns)  # pass_at_4 on every step, same order
+    assert streamed["pass_k"].tolist() == [4] * 5 and np.isnan(streamed["pass_at_4"].iloc[-1])
+    pd.testing.assert_frame_equal(streamed, expected, check_exact=False, rtol=1e-12, atol=0, check_dtype=False)
+
+
+def test_two_workers_give_the_same_results(runs):
+    root, _ = runs
+    for name in ("dynamics.parquet", "rollouts.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(root / "w2" / name), pd.read_parquet(root / "w1" / name))
+    summaries = [json.loads((root / w / "summary.json").read_text()) for w in ("w1", "w2")]
+    assert [s["workers"] for s in summaries] == [1, 2] and summaries[0]["phases"] == summaries[1]["phases"]
+
+
+def test_rollouts_parquet_has_one_row_group_per_step(runs):
+    root, _ = runs
+    meta = pq.ParquetFile(root / "w2" / "rollouts.parquet").metadata
+    # 5 steps: 4 of 3 prompts x 4 samples, the last of 3 x 2
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [12, 12, 12, 12, 6]
+    assert not (root / "w2" / "parts").exists()  # the step parts are gone once it is written
+
+
+def test_analysis_reads_rollouts_lazily(runs):
+    root, _ = runs
+    analysis = analyze(AnalyzeConfig(rollouts=runs[1], out=root / "w1", workers=1, report=False), progress=False)
+    assert analysis._rollouts is None and "responses=54" in repr(analysis)
+    assert len(analysis.rollouts) == 54 and C.GRAMS in analysis.rollouts
+
+
+def test_pass_grid_by_hand():
+    # groups of 4 samples (3 of them) and of 2 (5 of them): the grid goes to 4 (the largest group), pass_k is 2
+    # (the most common size; ties go to the larger)
+    assert pass_grid(pd.Series([4, 4, 4, 2, 2, 2, 2, 2])) == ([1, 2, 4], 2)
+    assert pass_grid(pd.Series([4, 4, 2, 2, 8])) == ([1, 2, 4, 8], 4)
+
+
+def test_a_step_split_over_two_files_is_refused(tmp_path):
+    log = write_verl_dump(tmp_path / "dump", steps=(0, 1))
+    rows = (log / "1.jsonl").read_text().replace('"step": 1', '"step": 0')
+    (log / "1.jsonl").write_text(rows)
+    with pytest.raises(ReasonlensError, match=r"step 0 is in .*0\.jsonl.* and in .*1\.jsonl"):
+        analyze(AnalyzeConfig(rollouts=log, out=tmp_path / "out", workers=1, report=False), progress=False)
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ReasonlensError, match="workers"):
+        AnalyzeConfig(rollouts=Path("x"), workers=0)
+
+
+def test_text_only_analyze_imports_no_torch(runs, tmp_path):
+    code = ("import sys; from reasonlens.analysis.config import AnalyzeConfig; from reasonlens.analysis.run import "
+            f"analyze; analyze(AnalyzeConfig(rollouts={str(runs[1])!r}, out={str(tmp_path / 'o')!r}, workers=1), "
+            "progress=False); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_jsonl_columnar_reader_equals_the_line_reader(tmp_path):
+    # ints, floats, null, booleans, unicode: the pyarrow route gives the values json.loads gives
+    rows = [{"step": 0, "prompt": "p", "response": "caf\u00e9 \U0001d400", "score": 1, "correct": None},
+            {"step": 1, "prompt": "q", "response": "so", "score": 0.5, "correct": True}]
+    file = tmp_path / "log.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fast = logs._read_jsonl_columnar(file)
+    assert fast is not None and fast.to_dict("records") == [{**r, "_where": f"line {i + 1}"} for i, r in enumerate(rows)]
+    # a blank line (rows are no longer line numbers) or a nested value: the strict reader runs instead
+    file.write_text(json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
+    assert logs._read_jsonl_columnar(file) is None
+    file.write_text(json.dumps({**rows[0], "prompt": [{"role": "user", "content": "p"}]}) + "\n")
+    assert logs._read_jsonl_columnar(file) is None
+    file.write_text('{"step": 0, "prompt": "p"}\n{"step": "late"\n')
+    with pytest.raises(ReasonlensError, match="line 2 is not valid JSON"):
+        logs.read_rollout_log(file)
+
+
+@pytest.mark.slow
+def test_ray_steps_equal_the_pool(runs, tmp_path):
+    ray = pytest.importorskip("ray")
+    root, log = runs
+    try:
+        analyze(AnalyzeConfig(rollouts=log, out=tmp_path / "ray", ray=True, report=False), progress=False)
+    finally:
+        ray.shutdown()
+    for name in ("dynamics.parquet", "rollouts.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray" / name), pd.read_parquet(root / "w1" / name))
+    assert json.loads((tmp_path / "ray" / "summary.json").read_text())["workers"] == "ray"
