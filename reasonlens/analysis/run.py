@@ -20,10 +20,11 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
-from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.plan import OUTPUT_FILES, OUTPUT_FOLDERS, Inputs, Plan, make_plan, run_model
+from reasonlens.folders import writing
 from reasonlens.progress import progress_bar
-from reasonlens.records import (cache_key, provenance, read_cached, step_file, text_digest, write_cached, write_csv,
-                                write_json, write_parquet)
+from reasonlens.records import (cache_key, provenance, read_cached, remove_stale_temporaries, step_file, text_digest,
+                                write_cached, write_csv, write_json, write_parquet)
 
 
 class Summary(TypedDict, total=False):
@@ -63,10 +64,12 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
     started = time.time()
     plan = make_plan(config)
     plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
-    with progress_bar(progress) as bar:
-        inputs = read_inputs(plan, bar)
-        rollouts = tag_stage(inputs, plan, bar)
-    return finish(plan, inputs, rollouts, started)
+    with writing(plan.out, kind="analysis", covers=OUTPUT_FILES + OUTPUT_FOLDERS):  # one writer, marked as ours
+        remove_stale_temporaries(plan.out)  # half-written files of a killed run: never read, never kept
+        with progress_bar(progress) as bar:
+            inputs = read_inputs(plan, bar)
+            rollouts = tag_stage(inputs, plan, bar)
+        return finish(plan, inputs, rollouts, started)
 
 
 # --- read or generate --------------------------------------------------------------------------
