@@ -1,5 +1,6 @@
-"""The configuration of one `analyze` run: every field documented once (its help), checked in
-`__post_init__` without touching the file system; the `analyze` command is generated from it."""
+"""The configuration of one `analyze` run: every field documented once (its help), numbers bounded by the
+`Range` in their metadata (`options.check_options`), checked in `__post_init__` without touching the file
+system; the `analyze` command is generated from it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP,
-                                REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, option)
+from reasonlens.options import (BATCH, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP, PROBLEMS,
+                                PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SEED, TASK_HELP,
+                                TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options, option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
 SCORERS = ("auto", "torch", "triton")
@@ -38,19 +40,20 @@ class AnalyzeConfig:
     answer_field: str = option("answer", "Gold-answer field in --prompts-file, or in a --rollouts log without a "
                                          "'correct' field (its responses are then graded; verl's 'gts' is read "
                                          "as 'answer').")
-    num_prompts: int = option(8, "Number of problems per checkpoint.")
+    num_prompts: int = option(8, "Number of problems per checkpoint.", PROBLEMS)
     eval_task: Optional[str] = option(None, "For a training run: re-evaluate its checkpoints on this task, on "
                                             "problems it never trained on (drawn with a seed far from the run's, "
                                             "its training questions removed), instead of reading its logs.")
     fewshot: Optional[str] = option(None, FEWSHOT_HELP + " Default: the run's own with --eval-task, else none.")
     # --- sampling and scoring ----------------------------------------------------------
-    samples: int = option(4, "Samples per problem (K); pass@k is reported for powers of 2 up to K.")
-    max_new_tokens: int = option(256, "Generation budget per response; longer ones are flagged truncated.")
-    temperature: float = option(0.6, "Sampling temperature (0 = greedy). The paper evaluates at 0.6.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    score_temperature: float = option(1.0, "Temperature of the distribution whose entropy is measured.")
-    seed: int = option(0, "Seed for problems and sampling.")
-    batch_size: int = option(8, "Sequences per generation/scoring batch.")
+    samples: int = option(4, "Samples per problem (K); pass@k is reported for powers of 2 up to K.", SAMPLES)
+    max_new_tokens: int = option(256, "Generation budget per response; longer ones are flagged truncated.", TOKENS)
+    temperature: float = option(0.6, "Sampling temperature (0 = greedy). The paper evaluates at 0.6.", TEMPERATURE)
+    top_p: float = option(1.0, "Nucleus sampling threshold.", FRACTION)
+    score_temperature: float = option(1.0, "Temperature of the distribution whose entropy is measured.",
+                                      SCORE_TEMPERATURE)
+    seed: int = option(0, "Seed for problems and sampling.", SEED)
+    batch_size: int = option(8, "Sequences per generation/scoring batch.", BATCH)
     backend: str = option("transformers", "Generation engine: transformers; vllm (vLLM in this environment, "
                                           "one engine per checkpoint); vllm-server (a `vllm serve` process started "
                                           "per checkpoint from --vllm-command, e.g. .venv-vllm/bin/vllm). vLLM "
@@ -66,11 +69,12 @@ class AnalyzeConfig:
                                   "kernel on CUDA, chunked torch elsewhere), torch or triton (teacher-forced).")
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", DTYPE_HELP)
-    threads: Optional[int] = option(None, THREADS_HELP)
+    threads: Optional[int] = option(None, THREADS_HELP, THREADS)
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
     tokenizer: Optional[str] = option(None, "Text-only mode: measure length in this tokenizer's tokens.")
-    high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.")
+    high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.",
+                                          Range(0, 1, low_open=True, high_open=True))
     report: bool = option(True, "Write figures and report.html.")
 
     def __post_init__(self):
@@ -80,14 +84,7 @@ class AnalyzeConfig:
         for name in ("path", "rollouts", "out", "prompts_file"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
-        check_positive(self, "num_prompts", "samples", "max_new_tokens", "batch_size")
-        if self.threads is not None:
-            check_positive(self, "threads")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.score_temperature <= 0:
-            raise ReasonlensError(f"temperature={self.temperature} must be >= 0, top_p={self.top_p} in (0, 1], "
-                                  f"score_temperature={self.score_temperature} > 0.")
-        if not 0 < self.high_entropy_quantile < 1:
-            raise ReasonlensError(f"high_entropy_quantile={self.high_entropy_quantile} must be in (0, 1).")
+        check_options(self)
         for name, choices in (("backend", BACKENDS), ("scoring", SCORERS)):
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "

@@ -124,7 +124,10 @@ def read_rollout_log(path) -> pd.DataFrame:
     if not path.exists():
         raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
                               "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
-    table = pd.concat([_read_one(f) for f in log_files(path)], ignore_index=True)
+    frames = [_read_one(f) for f in log_files(path)]
+    if not any(len(frame) for frame in frames):
+        raise ReasonlensError(f"rollout log {path} holds no rows: pass a log with at least one response.")
+    table = pd.concat(frames, ignore_index=True)
     _warn_duplicates(table)
     table = _fill_ids(table.drop(columns=[_WHERE]))
     return table.sort_values([C.STEP, C.PROMPT_ID, C.SAMPLE_ID], kind="stable").reset_index(drop=True)
@@ -163,13 +166,44 @@ def _read_one(file: Path) -> pd.DataFrame:
                               f"'{C.STEP}', '{C.PROMPT}' and '{C.RESPONSE}' (or TRL's 'completion', or verl's "
                               "'input'/'output'). Rename the columns or add them.")
     for column, parse in ((C.STEP, parse_step), (C.SAMPLE_ID, parse_step), (C.N_TOKENS, parse_count),
+                          (C.PROMPT_ID, parse_id),
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
     if df[C.PROMPT].map(_is_conversation).any():  # kept whole: re-scoring applies the chat template to it
         df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
-    df[C.PROMPT], df[C.RESPONSE] = df[C.PROMPT].map(cell_text), df[C.RESPONSE].map(cell_text)
+    df[C.PROMPT], df[C.RESPONSE] = _parsed(df, C.PROMPT, parse_text, file), _parsed(df, C.RESPONSE, parse_text, file)
     return df
+
+
+def parse_id(value) -> str:
+    """A prompt id: text or an integer (``7``, ``7.0``), as text (missing: ""); a list, dict or other value
+    raises ValueError.
+
+    >>> parse_id("q7"), parse_id(7.0)
+    ('q7', '7')
+    """
+    if _is_missing(value):
+        return ""
+    if isinstance(value, str) or (isinstance(value, (int, float, np.integer, np.floating))
+                                  and not isinstance(value, (bool, np.bool_)) and float(value).is_integer()):
+        return cell_text(value.item() if hasattr(value, "item") else value)
+    raise ValueError(f"of type {type(value).__name__}, not an id (text or an integer)")
+
+
+def parse_text(value) -> str:
+    """A text cell: a string, a conversation (its last message's content) or None/NaN (""); a number, list,
+    dict or anything else raises ValueError, so it is never graded as its printed form.
+
+    >>> parse_text("so 4"), parse_text([{"role": "assistant", "content": "4"}]), parse_text(None)
+    ('so 4', '4', '')
+    """
+    conversation = _is_conversation(value) and isinstance(value[-1]["content"], str)
+    if isinstance(value, str) or _is_missing(value) or conversation:
+        return cell_text(value)
+    kind = ("an object (dict)" if isinstance(value, dict) else "a list that is not a conversation"
+            if _is_container(value) else f"of type {type(value).__name__}")
+    raise ValueError(f"{kind}, not text")
 
 
 def _is_conversation(value) -> bool:
@@ -189,9 +223,10 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
         try:
             values.append(parse(value))
         except ValueError as err:
-            raise ReasonlensError(f"{file} {where}: {column} = {value!r} is {err}. Fix that value (or drop the "
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise ReasonlensError(f"{file} {where}: {column} = {shown} is {err}. Fix that value (or drop the "
                                   f"'{column}' field) and rerun.") from None
-    if parse is parse_bool:
+    if parse in (parse_bool, parse_text, parse_id):
         return pd.Series(values, index=df.index, dtype=object)
     return pd.Series(values, index=df.index, dtype=int if parse is parse_step else float)
 
