@@ -94,3 +94,11 @@ def test_a_parquet_list_response_is_refused_not_graded(tmp_path):
     pd.DataFrame({"step": [0], "prompt": ["q"], "response": [["\\boxed{4}"]], "answer": ["4"]}).to_parquet(log)
     refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"],
             names=[log, "row 0: response", "is a list that is not a conversation"], inputs=[log])
+
+
+def test_compare_of_a_dynamics_table_without_integer_steps_names_file_and_column(tmp_path):
+    folder = _analysis(tmp_path)
+    (folder / "dynamics.parquet").unlink(missing_ok=True)
+    (folder / "dynamics.csv").write_text("step,accuracy\nfirst,0.5\n")
+    refused(["compare", folder, folder, "--out", tmp_path / "cmp"],
+            names=[folder / "dynamics.csv", "has no integer 'step' column"], inputs=[folder])

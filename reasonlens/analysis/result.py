@@ -129,8 +129,12 @@ def load_analysis(out_dir) -> Analysis:
     summary = _read_summary(path)
     rollouts_file = path / "rollouts.parquet"
     rollouts = _table(rollouts_file) if rollouts_file.is_file() else pd.DataFrame(columns=[C.STEP])
-    dynamics = _table(path / "dynamics.parquet") if (path / "dynamics.parquet").is_file() else \
-        _table(path / "dynamics.csv")
+    dynamics_file = path / "dynamics.parquet" if (path / "dynamics.parquet").is_file() else path / "dynamics.csv"
+    dynamics = _table(dynamics_file)
+    if C.STEP not in dynamics or not pd.api.types.is_integer_dtype(dynamics[C.STEP]):
+        raise AnalysisFolderError(f"load_analysis: {dynamics_file} has no integer {C.STEP!r} column (columns: "
+                                  f"{', '.join(map(str, dynamics.columns[:8]))}); the file was edited or damaged: "
+                                  "rerun `reasonlens analyze` to rewrite it.", dynamics_file, C.STEP)
     return Analysis(path, dynamics, rollouts, summary, _phrases(path, summary))
 
 
