@@ -161,3 +161,26 @@ def test_the_last_checkpoints_custom_tokenizer_is_refused_before_any_model(tmp_p
 def test_score_temperature_nan_fails_before_any_model(tmp_path, tiny_series, no_model_loads):
     refused(["analyze", tiny_series, "--out", tmp_path / "out", *SMALL, "--score-temperature", "nan"],
             names=["score_temperature=nan (--score-temperature) is invalid; expected a finite number in (0, 100]"])
+
+
+# --- 9. reporters checked before training, not by TRL after the model loaded ---------------------------
+
+
+@pytest.mark.parametrize("report_to, said", [
+    ("bogus", "--report-to bogus: 'bogus' is not a reporter transformers knows"),
+    ("wandb", "--report-to wandb needs"),
+], ids=["unknown", "wandb-without-login"])
+def test_report_to_is_checked_before_any_model(tmp_path, tiny_model_dir, monkeypatch, no_model_loads, report_to,
+                                                said):
+    import importlib.util
+
+    if report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        said = "--report-to wandb needs the wandb package installed"
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login either
+    train = [a for a in TRAIN if a not in ("--report-to", "none")]
+    refused(["train-hicra", "--model", tiny_model_dir, "--out", tmp_path / "run", *train, "--report-to", report_to],
+            names=[said])
+    assert not (tmp_path / "run").exists()

@@ -102,3 +102,32 @@ def test_compare_of_a_dynamics_table_without_integer_steps_names_file_and_column
     (folder / "dynamics.csv").write_text("step,accuracy\nfirst,0.5\n")
     refused(["compare", folder, folder, "--out", tmp_path / "cmp"],
             names=[folder / "dynamics.csv", "has no integer 'step' column"], inputs=[folder])
+
+
+# --- 9. user errors that ended in the catch-all "unexpected ..." message -------------------------------
+
+
+def test_an_empty_log_is_named(tmp_path):
+    log = tmp_path / "empty.parquet"
+    pd.DataFrame({"step": pd.Series([], dtype=int), "prompt": pd.Series([], dtype=str),
+                  "response": pd.Series([], dtype=str)}).to_parquet(log)
+    text = refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"], names=[log, "holds no rows"],
+                   inputs=[log])
+    assert "unexpected" not in text
+
+
+def test_a_prompt_id_that_is_an_object_is_named_with_row_and_column(tmp_path):
+    log = tmp_path / "pid.parquet"
+    pd.DataFrame({"step": [0, 1], "prompt": ["q", "q"], "response": ["a", "b"],
+                  "prompt_id": [{"a": 1}, {"b": 2}]}).to_parquet(log)
+    refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"],
+            names=[log, "row 0: prompt_id", "of type dict, not an id"], inputs=[log])
+
+
+def test_a_checkpoint_whose_config_is_not_an_object_is_named_at_discovery(tmp_path, tiny_model_dir):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "config.json").write_text("[]")
+    text = refused(["analyze", model, "--out", tmp_path / "out", *SMALL],
+                   names=["model: config.json is a JSON list, not an object"], inputs=[model])
+    assert "unexpected" not in text
