@@ -40,9 +40,9 @@ _KINDS = {"analysis": "an analysis folder (analyze --out)", "run": "a run folder
 _IGNORED = (MARKER, LOCK)  # present in a folder reasonlens merely checked or was killed in
 
 
-def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str | None]) -> Optional[dict]:
-    """Raise unless ``out`` may be written as a ``kind`` folder ("analysis" or "run"); return its marker
-    (None for a new or empty folder, a dict for one reasonlens owns, adopted or not)."""
+def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str | None]) -> None:
+    """Raise unless ``out`` may be written as a ``kind`` folder ("analysis" or "run"): new, empty, or
+    reasonlens' own of that kind (marked, or an earlier version's), and clear of every input."""
     target = Path(out).resolve()
     if target.exists() and not target.is_dir():
         raise ReasonlensError(f"{option} {out} is an existing file, not a folder: choose a folder for the {kind}.")
@@ -55,15 +55,15 @@ def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str 
             raise ReasonlensError(f"{option} {out} would overwrite the input {given} ({relation}): choose another "
                                   f"{option} outside the inputs (reasonlens never writes into its inputs).")
     if not target.exists():
-        return None
+        return
     marker = read_marker(target)
     if marker is not None:
         if marker.get("kind") != kind:
             raise ReasonlensError(f"{option} {out} is {_KINDS.get(marker.get('kind'), 'another reasonlens folder')}, "
                                   f"not {_KINDS[kind]}: choose another {option}.")
-        return marker
+        return
     if _legacy(target, kind):
-        return {"kind": kind, "adopted": True}
+        return  # adopted: `writing` adds the marker
     present = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
                      if p.name not in _IGNORED and ".tmp-" not in p.name and not p.name.startswith(".write-test"))
     if present:
@@ -71,7 +71,6 @@ def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str 
         raise ReasonlensError(f"{option} {out} is not empty and was not written by reasonlens (it holds {shown}): "
                               f"choose another {option} (a new or empty folder); reasonlens never deletes or "
                               "overwrites files it did not write.")
-    return None
 
 
 def _overlap(target: Path, source: Path) -> str | None:
