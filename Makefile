@@ -57,6 +57,20 @@ test: install-dev browser install-vllm
 clean:
 	rm -rf $(VENV) runs
 
+# The prepared GPU check (docs/performance.md). A lent GPU (Python 3.12, no network) lacks pyahocorasick (the
+# tagger) and liger-kernel (the comparison): their wheels go to benchmarks/wheels/ (git-ignored), which travels
+# with the tree and which benchmarks/gpu_check.sh installs from, offline. Then, there: bash benchmarks/gpu_check.sh
+GPU_PY      ?= 3.12
+GPU_WHEELS  := pyahocorasick==2.3.1 liger-kernel==0.8.5
+.PHONY: gpu-wheels gpu-check-dry
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d benchmarks/wheels $(GPU_WHEELS)
+
+gpu-check-dry: install-dev
+	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh --dry-run
+
 # vLLM's CPU build lives in its own venv (it needs transformers<5.20 and breaks with torchvision &
 # co. installed), with reasonlens and the bundled models beside it: `.venv-vllm/bin/reasonlens analyze
 # ... --backend vllm`, or from the main venv `--backend vllm-server --vllm-command .venv-vllm/bin/vllm`.

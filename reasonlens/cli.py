@@ -132,8 +132,12 @@ def _config_command(name: str, config_cls, run: Callable, *, arguments=(), requi
 def run_analysis(config: AnalyzeConfig):
     """Measure the two-phase dynamics of a checkpoint series, a training run, or a rollout log."""
     from reasonlens.analysis.run import analyze
+    from reasonlens.analysis.watch import watch
 
-    analysis = analyze(config)
+    say = functools.partial(_say, console)
+    analysis = watch(config, say=say) if config.watch else analyze(config)
+    if analysis is None:
+        return
     summary = analysis.summary
     for name, phase in summary["phases"].items():
         said = f"step {phase['step']}" if phase.get("detected") else f"not detected ({phase.get('reason', '')})"
@@ -144,6 +148,10 @@ def run_analysis(config: AnalyzeConfig):
                   f"{summary['seconds']:.0f} s{where}, peak memory {summary['peak_rss_mb']:.0f} MB", highlight=False)
     report = analysis.path / "report.html"
     typer.echo(str(report if report.exists() else analysis.path))
+
+
+def _say(out: Console, line: str) -> None:
+    out.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def run_training(config: TrainConfig):

@@ -14,7 +14,9 @@ Ownership rule (``check_out``), for the ``--out`` of `analyze` (an analysis fold
 
 reasonlens deletes or rewrites only the names the marker's ``covers`` lists. One process writes a
 folder at a time (``writing``): ``.reasonlens.lock`` holds the writer's pid and host; a second writer is
-refused, and a lock whose process is gone (same host) is taken over with a warning.
+refused, a lock whose process is gone (same host) is taken over with a warning, and the holder may take it
+again inside (``analyze --watch`` holds it around each analysis). ``OUT/.watch/``, the view `analyze
+--watch` links of the input it follows, is not an input of its own: the input it links is checked instead.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from reasonlens.records import process_alive, write_json
 MARKER = ".reasonlens.json"
 LOCK = ".reasonlens.lock"
 DEFAULT_SUBFOLDERS = ("reasonlens", "reasonlens-eval")
+WATCH_VIEWS = ".watch"  # OUT/.watch/: the complete steps of a followed input, linked by `analyze --watch`
 _KINDS = {"analysis": "an analysis folder (analyze --out)", "run": "a run folder (train-hicra --out)"}
 _IGNORED = (MARKER, LOCK)  # present in a folder reasonlens merely checked or was killed in
 
@@ -50,6 +53,8 @@ def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str 
         if given is None or not Path(given).exists():
             continue
         source = Path(given).resolve()
+        if target / WATCH_VIEWS in (source, *source.parents):
+            continue  # `analyze --watch`'s own view (symlinks to the input it follows), checked against the input
         relation = _overlap(target, source)
         if relation:
             raise ReasonlensError(f"{option} {out} would overwrite the input {given} ({relation}): choose another "
@@ -176,25 +181,28 @@ def folder_lock(folder: Path) -> Iterator[Path]:
     path = Path(folder) / LOCK
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
           "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    _acquire(path, me)
+    taken = _acquire(path, me)
     try:
         yield path
     finally:
-        if (_json(path) or {}).get("pid") == me["pid"]:
+        if taken and (_json(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
 
 
-def _acquire(path: Path, me: dict) -> None:
+def _acquire(path: Path, me: dict) -> bool:
+    """Take the lock (True), or find this process already holds it (False); refuse another live holder."""
     for _ in range(3):  # a stale lock removed, then retaken: at most a few rounds against a racing writer
         tmp = path.with_name(f"{LOCK}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(me), encoding="utf-8")
         try:
             os.link(tmp, path)  # atomic and exclusive: the lock appears whole or not at all
-            return
+            return True
         except FileExistsError:
             holder = _json(path) or {}
         finally:
             tmp.unlink(missing_ok=True)
+        if (holder.get("pid"), holder.get("host")) == (me["pid"], me["host"]):
+            return False  # this process holds it already (`analyze --watch` around each analysis)
         if _stale(holder, me["host"]):
             warnings.warn(f"{path.parent} was locked by process {holder.get('pid')} on {holder.get('host')}, "
                           "which is gone: taking the folder over.", stacklevel=4)

@@ -35,7 +35,7 @@ def no_model_loads(monkeypatch):
 @pytest.mark.parametrize("config", [AnalyzeConfig, TrainConfig], ids=["analyze", "train-hicra"])
 def test_every_numeric_option_has_a_range(config):
     hints = typing.get_type_hints(config)
-    numeric = [f.name for f in dataclasses.fields(config) if hints[f.name] in (int, float, typing.Optional[int])]
+    numeric = [f.name for f in dataclasses.fields(config) if hints[f.name] in (int, float, typing.Optional[int], typing.Optional[float])]
     assert numeric and all(f.metadata["range"] is not None for f in dataclasses.fields(config) if f.name in numeric)
 
 

@@ -111,7 +111,7 @@ def test_an_empty_log_is_named(tmp_path):
     log = tmp_path / "empty.parquet"
     pd.DataFrame({"step": pd.Series([], dtype=int), "prompt": pd.Series([], dtype=str),
                   "response": pd.Series([], dtype=str)}).to_parquet(log)
-    text = refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"], names=[log, "holds no rows"],
+    text = refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"], names=[log, "holds no response"],
                    inputs=[log])
     assert "unexpected" not in text
 

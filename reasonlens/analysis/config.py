@@ -10,8 +10,8 @@ from typing import Optional
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.options import (BATCH, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP, PROBLEMS,
-                                PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SEED, TASK_HELP,
-                                TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options, option)
+                                PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SECONDS, SEED,
+                                TASK_HELP, TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options, option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
 SCORERS = ("auto", "torch", "triton")
@@ -23,7 +23,8 @@ class AnalyzeConfig:
 
     # --- what comes in -----------------------------------------------------------------
     path: Optional[Path] = option(None, "Checkpoint series, single model folder, .gguf file or `train-hicra` run.")
-    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, JSONL). Alone: "
+    rollouts: Optional[Path] = option(None, "A rollout log (file or folder: reasonlens, TRL, verl, prime-rl, NeMo-RL, "
+                                            "AReaL, ROLL, slime, JSONL; docs/layouts.md). Alone: "
                                             "text-only, no model is loaded. With PATH: every logged step is "
                                             "re-scored by its checkpoint (no generation).")
     strict_steps: bool = option(False, "With PATH and --rollouts: refuse a logged step that has no checkpoint of "
@@ -72,16 +73,38 @@ class AnalyzeConfig:
     threads: Optional[int] = option(None, THREADS_HELP, THREADS)
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
-    tokenizer: Optional[str] = option(None, "Text-only mode: measure length in this tokenizer's tokens.")
+    tokenizer: Optional[str] = option(None, "With --rollouts: decode a token-level log (prime-rl token exports, "
+                                            "NeMo-RL train data, slime dumps) to use its logged token scores; "
+                                            "for a text log, measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.",
                                           Range(0, 1, low_open=True, high_open=True))
     report: bool = option(True, "Write figures and report.html.")
+    # --- trackers and live mode ------------------------------------------------------------
+    report_to: str = option("none", "Also send the dynamics to experiment trackers: none, or a comma-separated "
+                                    "list of tensorboard, trackio, wandb (pip install 'reasonlens[trackers]').")
+    tensorboard_dir: Optional[Path] = option(None, "--report-to tensorboard: event-file folder (default "
+                                                   "OUT/tensorboard; a folder inside the training run's own "
+                                                   "log dir shows as a sibling run).")
+    trackio_project: str = option("reasonlens", "--report-to trackio: project of the local run (under "
+                                                "TRACKIO_DIR, default $HF_HOME/trackio).")
+    wandb_run: Optional[str] = option(None, "--report-to wandb: attach to this run, ENTITY/PROJECT/ID (default: a "
+                                            "new run in project 'reasonlens', reused by reruns). WANDB_MODE "
+                                            "applies (offline: nothing leaves the machine).")
+    watch: bool = option(False, "Follow an input still being written (a training run, a log or checkpoint "
+                                "folder): analyse each new step once complete, until Ctrl-C, SIGTERM or "
+                                "--watch-idle; both finish cleanly (exit 0).")
+    watch_interval: float = option(5.0, "--watch: seconds between looks at the input.", SECONDS)
+    watch_settle: float = option(30.0, "--watch: a step with no later step and no STABLE marker counts as "
+                                       "complete once its files are unchanged this many seconds (reasonlens "
+                                       "runs write atomically: complete at once).", SECONDS)
+    watch_idle: Optional[float] = option(None, "--watch: stop after this many seconds without a new step "
+                                               "(default: never).", SECONDS)
 
     def __post_init__(self):
         if self.path is None and self.rollouts is None:
             raise ReasonlensError("analyze needs an input: a PATH (checkpoints or a training run), --rollouts "
                                   "FILE_OR_DIR (text-only), or both (re-score the log with its checkpoints).")
-        for name in ("path", "rollouts", "out", "prompts_file"):
+        for name in ("path", "rollouts", "out", "prompts_file", "tensorboard_dir"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         check_options(self)
@@ -89,6 +112,10 @@ class AnalyzeConfig:
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
                                       f"{', '.join(choices)}.")
+        from reasonlens.report.trackers import parse_report_to, parse_wandb_run
+
+        parse_report_to(self.report_to)
+        parse_wandb_run(self.wandb_run)
         if self.ray_address:
             self.ray = True
         if self.ray and self.path is None:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +24,7 @@ from reasonlens.folders import check_out, is_run_folder
 
 OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
                 "report.html")
-OUTPUT_FOLDERS = ("rollouts", "tags", "figures")
+OUTPUT_FOLDERS = ("rollouts", "tags", "figures", "tensorboard", ".watch")  # what an analysis folder's marker covers
 RAY_CONNECT_SECONDS = 10.0
 
 
@@ -41,7 +42,8 @@ class Plan:
     problem_info: Optional[dict] = None
     run: Optional[Path] = None
     run_config: Optional[dict] = None
-    tokenizer: Any = None             # text-only --tokenizer (token counts)
+    tokenizer: Any = None             # --tokenizer of a log: token counts, or decodes a token-level log
+    log: Any = None                   # sources.logs.LogLayout of --rollouts (framework, parts, outcome sources)
     runtime: Optional[dict] = None    # filled when a model runs
     graded: Optional[str] = None      # how a text log without verdicts was graded
     step_checkpoints: Optional[list] = None  # rescored: which checkpoint scored each logged step
@@ -77,12 +79,15 @@ def make_plan(config: AnalyzeConfig) -> Plan:
     lexicon = load_lexicon(config.lexicon)
     if config.ray:
         _check_ray(config.ray_address)
+    from reasonlens.report.trackers import check_installed, parse_report_to
+
+    check_installed(parse_report_to(config.report_to))
     if config.rollouts is not None and config.path is not None:
         plan = _rescore_plan(config, lexicon)
     elif config.rollouts is not None:
         plan = _text_plan(config, lexicon)
     elif is_training_run(config.path) and config.eval_task is None:
-        plan = Plan(config, "training-run", _out(config, config.path / "reasonlens"), lexicon, run=config.path,
+        plan = Plan(config, "training-run", output_folder(config), lexicon, run=config.path,
                     run_config=_run_config(config.path))
     else:
         plan = _generation_plan(config, lexicon)
@@ -119,25 +124,39 @@ def is_training_run(path) -> bool:
     return is_run_folder(Path(path))
 
 
-def _out(config: AnalyzeConfig, default: Path) -> Path:
-    return Path(config.out) if config.out is not None else default
+def output_folder(config: AnalyzeConfig) -> Path:
+    """--out, else next to the input: SOURCE/reasonlens for a log (its folder) or a checkpoint series or
+    training run, RUN/reasonlens-eval with --eval-task. Known before the input is read (--watch needs it)."""
+    if config.out is not None:
+        return Path(config.out)
+    if config.rollouts is not None:
+        source = Path(config.rollouts)
+        return (source if source.is_dir() else source.parent) / "reasonlens"
+    path = Path(config.path)
+    if config.eval_task is not None:
+        return path / "reasonlens-eval"
+    return (path if path.is_dir() else path.parent) / "reasonlens"
 
 
 def _text_plan(config: AnalyzeConfig, lexicon) -> Plan:
-    from reasonlens.sources.logs import log_files
+    """A --rollouts log alone: text only, or a token-level log (its logged scores) decoded with --tokenizer."""
+    from reasonlens.sources.logs import detect_layout
 
     source = Path(config.rollouts)
-    if not source.exists():
-        raise ReasonlensError(f"rollout log {source} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
-                              "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
-    log_files(source)  # an unknown layout fails here, not after the tokenizer loads
+    layout = detect_layout(source, trust_remote_code=config.trust_remote_code)  # fails before any load
+    if layout.needs_tokenizer and config.tokenizer is None:
+        raise ReasonlensError(f"--rollouts {source} is a {layout.framework} log of token ids without text: pass "
+                              "--tokenizer with the run's model (hub id or folder) to decode them.")
     tokenizer = None
     if config.tokenizer is not None:
         from reasonlens.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
-    default = (source if source.is_dir() else source.parent) / "reasonlens"
-    return Plan(config, "text-only", _out(config, default), lexicon, tokenizer=tokenizer)
+    elif layout.token_scores:
+        warnings.warn(f"--rollouts {source} ({layout.framework}) logs token ids and log-probabilities: pass "
+                      "--tokenizer to use them; without it the analysis is text only.", stacklevel=3)
+    mode = "token-log" if layout.token_scores and tokenizer is not None else "text-only"
+    return Plan(config, mode, output_folder(config), lexicon, tokenizer=tokenizer, log=layout)
 
 
 def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
@@ -146,6 +165,9 @@ def _rescore_plan(config: AnalyzeConfig, lexicon) -> Plan:
     from reasonlens.sources.checkpoints import discover_checkpoints
 
     text = _text_plan(config, lexicon)
+    if text.log.needs_tokenizer:
+        raise ReasonlensError(f"--rollouts {config.rollouts} ({text.log.framework}) already holds the trainer's own "
+                              "token scores and no text to re-score: analyze it without PATH, with --tokenizer.")
     root, base = Path(config.path), config.base
     if is_training_run(root):
         root, base = root / "checkpoints", base or run_model(root, _run_config(root))
@@ -202,9 +224,7 @@ def _generation_plan(config: AnalyzeConfig, lexicon) -> Plan:
                 "seed": config.seed, "n": len(problems), "held_out_of_run_seed": None}
     info |= {"fewshot": fewshot or "none", "examples": [list(e) for e in examples]}
     mode = "eval" if run is not None else "checkpoints"
-    default = (run / "reasonlens-eval") if run is not None else \
-        (Path(config.path) if Path(config.path).is_dir() else Path(config.path).parent) / "reasonlens"
-    return Plan(config, mode, _out(config, default), lexicon, series=series, problems=problems,
+    return Plan(config, mode, output_folder(config), lexicon, series=series, problems=problems,
                 problem_info=info, run=run, run_config=run_config, examples=examples)
 
 

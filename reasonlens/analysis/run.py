@@ -30,7 +30,7 @@ from reasonlens.records import (cache_key, provenance, read_cached, remove_stale
 class Summary(TypedDict, total=False):
     """Layout of OUT/summary.json: the numbers' origin sits next to them."""
 
-    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "rescored"
+    mode: str                  # "checkpoints" | "training-run" | "eval" | "text-only" | "token-log" | "rescored"
     config: dict[str, Any]     # dataclasses.asdict(AnalyzeConfig), as given
     out: str                   # the output folder actually used
     provenance: dict[str, Any]  # reasonlens version, git hash, library versions, date
@@ -43,17 +43,23 @@ class Summary(TypedDict, total=False):
     skipped: list[dict]        # [{"path", "reason"}] left out by --skip-bad
     run_config: Optional[dict]  # a training run's config.json (training-run and eval modes)
     graded: Optional[str]      # text logs graded here (no verdicts, gold answers): how
+    log: Optional[dict]        # --rollouts: framework, reward/correctness sources, unavailable metrics, gaps
     step_checkpoints: Optional[list]  # rescored: [{"step", "checkpoint", "checkpoint_step", "exact"}], skipped steps
     phases: dict[str, Any]     # detect_phases(): consolidation / exploration, with evidence
     n_responses: int
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
-    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report
+    stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
+                               # trackers
+    trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
     peak_rss_mb: float         # this process's peak resident memory
 
 
-def analyze(config: AnalyzeConfig, *, progress: bool = True):
+def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     """Run the whole analysis described by ``config``; return the `Analysis` (its ``.path`` is the folder).
+
+    ``trackers`` is an open `report.trackers.TrackerSession` (the `--watch` loop keeps one open across
+    calls); without it one is opened and closed here when ``config.report_to`` names trackers.
 
     Examples
     --------
@@ -69,7 +75,7 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True):
         with progress_bar(progress) as bar:
             inputs = read_inputs(plan, bar)
             rollouts = tag_stage(inputs, plan, bar)
-        return finish(plan, inputs, rollouts, started)
+        return finish(plan, inputs, rollouts, started, trackers)
 
 
 # --- read or generate --------------------------------------------------------------------------
@@ -80,6 +86,9 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     if plan.mode == "text-only":
         with plan.timed("read"):
             return _read_text_log(plan)
+    if plan.mode == "token-log":
+        with plan.timed("read"):
+            return Inputs(read_text_log(plan, token_scores=True), tokenizer=plan.config.tokenizer)
     if plan.mode == "training-run":
         with plan.timed("read"):
             return _read_training_run(plan)
@@ -108,14 +117,19 @@ def _read_text_log(plan: Plan) -> Inputs:
     return Inputs(rollouts, tokenizer=plan.config.tokenizer)
 
 
-def read_text_log(plan: Plan) -> pd.DataFrame:
-    """The --rollouts log as a rollout table without token arrays or tags, graded when it has golds."""
+def read_text_log(plan: Plan, *, token_scores: bool = False) -> pd.DataFrame:
+    """The --rollouts log as a rollout table without tags, graded when it has golds; without token arrays
+    unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
     from reasonlens.sources.logs import read_rollout_log
 
-    rollouts = read_rollout_log(plan.config.rollouts)
-    rollouts = rollouts.drop(columns=[c for c in C.TOKEN_ARRAY_COLUMNS + TAG_COLUMNS + [C.PROMPT_TOKEN_IDS]
-                                      if c in rollouts])
+    rollouts = read_rollout_log(plan.config.rollouts, trust_remote_code=plan.config.trust_remote_code)
+    arrays = [] if token_scores else C.TOKEN_ARRAY_COLUMNS + [C.PROMPT_TOKEN_IDS]
+    rollouts = rollouts.drop(columns=[c for c in arrays + TAG_COLUMNS if c in rollouts])
+    if token_scores:
+        from reasonlens.analysis.logs import decode_responses
+
+        rollouts = decode_responses(rollouts, plan.tokenizer)
     answers = plan.config.answer_field if plan.config.answer_field in rollouts else C.ANSWER
     if C.CORRECT not in rollouts and answers in rollouts:
         from reasonlens.sources.tasks import grade_log
@@ -175,8 +189,9 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
 # --- aggregate, detect, render -----------------------------------------------------------------
 
 
-def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
-    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html and summary.json last."""
+def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
+    """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html, the trackers' new steps
+    and summary.json last."""
     from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
     from reasonlens.metrics.phases import detect_phases
@@ -200,10 +215,31 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float):
         with plan.timed("report"):
             figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
+    summary["trackers"] = export_trackers(plan, dynamics, rollouts, summary["phases"], trackers)
     summary["seconds"] = round(time.time() - started, 2)
     summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
+
+
+def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, phases: dict, session=None):
+    """Send the steps the --report-to trackers have not had yet; return where each wrote (None: no tracker)."""
+    from reasonlens.report.trackers import TrackerSession, parse_report_to
+
+    names = parse_report_to(plan.config.report_to)
+    if session is None and not names:
+        return None
+    config, own = plan.config, session is None
+    with plan.timed("trackers"):
+        if own:
+            session = TrackerSession(names, plan.out, tensorboard_dir=config.tensorboard_dir,
+                                     trackio_project=config.trackio_project, wandb_run=config.wandb_run)
+        try:
+            session.export(dynamics, rollouts, phases)
+            return session.destinations
+        finally:
+            if own:
+                session.close()
 
 
 def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
@@ -211,13 +247,18 @@ def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, s
 
     lexicon = plan.lexicon
     tokens = int(rollouts[C.LOGPROBS].map(len).sum()) if C.LOGPROBS in rollouts else 0
+    log = None
+    if plan.log is not None:
+        from reasonlens.analysis.logs import log_summary
+
+        log = log_summary(plan.log, rollouts, plan.graded, rescored=plan.mode == "rescored")
     return Summary(
         mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
         runtime=plan.runtime,
         lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
         tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
         checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
-        run_config=plan.run_config, graded=plan.graded, step_checkpoints=plan.step_checkpoints,
+        run_config=plan.run_config, graded=plan.graded, log=log, step_checkpoints=plan.step_checkpoints,
         phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
         seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

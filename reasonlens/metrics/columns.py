@@ -48,6 +48,9 @@ TOKEN_PROBABILITY_COLUMNS = [
 ]
 """Columns that need per-token log-probabilities/entropies: NaN (unavailable) for text-only logs."""
 
+ENTROPY_COLUMNS = [ENTROPY_ALL, ENTROPY_PLANNING, ENTROPY_EXECUTION, P_HIGH_GIVEN_PLANNING, P_PLANNING_GIVEN_HIGH]
+"""Columns that need per-token entropies: NaN for logs with log-probabilities only (NeMo-RL, slime)."""
+
 
 def pass_at_column(k: int) -> str:
     """Name of the pass@k column for one k, e.g. ``pass_at_8``."""

@@ -68,11 +68,19 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     rows = [{dc.STEP: step, **_outcomes(g, ks, pass_k), **_lengths(g),
              **_token_metrics(g, high_entropy_quantile), **_text_metrics(g, equivalent)}
             for step, g in df.groupby(rc.STEP, sort=True)]
-    table = pd.DataFrame(rows)
-    for relative, column in RELATIVE.items():
-        table[relative] = relative_to_first(table[column])
+    table = add_relative(pd.DataFrame(rows))
     extra = [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS]
     return table[dc.DYNAMICS_COLUMNS + extra]
+
+
+def add_relative(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per step, ascending) with the ``rel_*`` / ``*_change`` ratios to its first step.
+
+    >>> add_relative(pd.DataFrame({"ppl_planning": [2.0, 1.0], "ppl_execution": [4.0, 2.0],
+    ...                            "sg_semantic_entropy": [1.0, 1.5]}))["sg_semantic_entropy_change"].tolist()
+    [1.0, 1.5]
+    """
+    return table.assign(**{relative: relative_to_first(table[column]) for relative, column in RELATIVE.items()})
 
 
 def step_metrics(rollouts: pd.DataFrame, **kwargs) -> dict:

@@ -109,6 +109,20 @@ def quarter_trend(dynamics: pd.DataFrame, metrics: list[tuple[str, str]], min_st
             if clauses else "")
 
 
+def log_lines(log: dict) -> list[str]:
+    """Where a --rollouts log's reward and correctness came from, what it cannot give, and disagreeing steps."""
+    lines = []
+    if log.get("framework"):
+        sources = [f"the reward is {log['reward_from']}" if log.get("reward_from") else "no reward is logged",
+                   f"correctness: {log['correct_from']}" if log.get("correct_from") else "no correctness"]
+        lines.append(f"Rollout log written by {log['framework']}: {'; '.join(sources)}.")
+    lines += [f"{what.capitalize()} metrics are unavailable: {why}." for what, why in (log.get("unavailable") or {}).items()]
+    for gap in log.get("reward_accuracy_gaps") or []:
+        lines.append(f"Warning, step {gap['step']}: the logged reward averages {gap['mean_reward']:.3g} but accuracy "
+                     f"is {gap['accuracy']:.1%}. Likely cause: {gap['cause']}.")
+    return lines
+
+
 def overview(summary: dict, dynamics: pd.DataFrame, unavailable: list[str], text_only: bool) -> list[str]:
     """A few sentences: how much was analysed, how accuracy and length moved, what is unavailable.
 
@@ -132,6 +146,10 @@ def overview(summary: dict, dynamics: pd.DataFrame, unavailable: list[str], text
     if lexicon:
         lines.append(f"Planning tokens are those overlapping a strategic gram of the "
                      f"“{lexicon.get('name')}” lexicon (hash {lexicon.get('hash')}).")
+    log = summary.get("log") or {}
+    lines += log_lines(log)
+    if "entropy" in (log.get("unavailable") or {}):
+        unavailable = [c for c in unavailable if c not in dc.ENTROPY_COLUMNS]  # said why in log_lines
     if unavailable and text_only:
         lines.append("This analysis has no token probabilities (text-only): "
                      f"{', '.join(unavailable)} are unavailable, not estimated.")

@@ -1,13 +1,18 @@
-"""Read rollout logs (our own, TRL's, verl's, hand-made) into the rollout table, strictly.
+"""Read rollout logs (our own, TRL's, and every major RL framework's) into the rollout table, strictly.
 
-Formats, recognised by their names and columns:
+This module is the dispatch: `detect_layout` recognises a log by its names and columns and lists its
+steps; each framework's reader (its own module, citing the framework's source) turns one step's files
+into rollout-table rows; `read_rollout_log` joins the steps. Formats:
 - reasonlens: ``rollouts.parquet`` or a folder of ``step_*.parquet`` (an analysis or a
   ``train-hicra`` run's ``RUN/rollouts/``), and any JSONL/Parquet with ``step, prompt, response``
   (optional ``answer, reward`` (or ``score``)``, correct, pred, prompt_id, sample_id``);
 - TRL completion logs: ``completions/completions_{step:05d}.parquet`` with ``step, prompt,
   completion``, one column per reward function and ``advantage``; ``reward`` is the unweighted sum
   of the numeric reward-function columns (TRL's weights are not logged), each kept as well;
-- verl rollout dumps: ``{dir}/{step}.jsonl`` with ``input, output, gts, score, step``.
+- verl rollout and validation dumps ``{dir}/{step}.jsonl`` (`sources.verl_dumps`);
+- prime-rl token exports (`sources.prime_rl`), NeMo-RL ``train_data_step{N}.jsonl`` (`sources.nemo_rl`),
+  AReaL ``rollout/{version}/*.jsonl`` (`sources.areal`), ROLL ``rollout_dump_data.step_{N}.jsonl``
+  (`sources.roll`), slime ``{rollout_id}.pt`` pickles, only with --trust-remote-code (`sources.slime`).
 A missing ``prompt_id`` is the sha256 of the prompt text (so a prompt keeps its id across steps);
 a missing ``sample_id`` is the row's order within its (step, prompt).
 
@@ -21,11 +26,10 @@ a warning: identical samples are possible, a log written twice is likelier.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -33,83 +37,26 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import cell_text, read_parquet, read_records
+from reasonlens.sources.frameworks import LogLayout, detect
+from reasonlens.sources.values import (is_conversation, parse_bool, parse_count, parse_id, parse_reward, parse_step,
+                                      parse_text)
+
+__all__ = ["LogLayout", "detect_layout", "log_files", "read_rollout_log", "join_parts",
+           "parse_bool", "parse_count", "parse_reward", "parse_step"]
 
 REQUIRED = (C.STEP, C.PROMPT, C.RESPONSE)
 _TRL_RENAME = {"completion": C.RESPONSE}
-_VERL_RENAME = {"input": C.PROMPT, "output": C.RESPONSE, "gts": C.ANSWER, "score": C.REWARD}
 _TRL_NOT_REWARDS = {C.STEP, "prompt", "completion", "advantage", "image", "images"}
 _WHERE = "_where"  # "line 3" / "row 3" of each row, for messages; dropped before returning
-_INTEGER = re.compile(r"\+?[0-9]+")
 
 
-def parse_step(value) -> int:
-    """A non-negative integer step: ``3``, ``3.0`` or ``"3"``; anything else raises ValueError.
-
-    >>> parse_step("12"), parse_step(4.0)
-    (12, 4)
-    """
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError("a boolean, not a step number")
-    if isinstance(value, (int, np.integer)) and value >= 0:
-        return int(value)
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value.is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    raise ValueError("missing" if _is_missing(value) else "not a non-negative integer")
-
-
-def parse_count(value) -> float:
-    """A token count: like `parse_step`, but None/NaN -> NaN (unknown for that row)."""
-    return math.nan if _is_missing(value) else float(parse_step(value))
-
-
-def parse_bool(value) -> bool | None:
-    """``True/False``, ``0/1`` or ``"true"/"false"`` (any case); None/NaN -> None (unknown); else ValueError.
-
-    >>> parse_bool("False"), parse_bool(1), parse_bool(None)
-    (False, True, None)
-    """
-    if _is_missing(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError("not a boolean (expected true/false, 0/1 or \"true\"/\"false\")")
-
-
-def parse_reward(value) -> float:
-    """A finite number (or a numeric string); None/NaN -> NaN (unknown); booleans and text raise ValueError.
-
-    >>> parse_reward("0.5"), parse_reward(1)
-    (0.5, 1.0)
-    """
-    if _is_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError("a boolean, not a number (write rewards as numbers, e.g. 1.0 / 0.0)")
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ValueError("not a number") from None
-    if not math.isfinite(number):
-        raise ValueError("not finite" if not math.isnan(number) else "not a number")
-    return number
-
-
-def _is_missing(value) -> bool:
-    return value is None or (np.ndim(value) == 0 and not isinstance(value, str) and bool(pd.isna(value)))
-
-
-def read_rollout_log(path) -> pd.DataFrame:
+def read_rollout_log(path, *, trust_remote_code: bool = False) -> pd.DataFrame:
     """Read a rollout log (file or folder, formats in the module docstring) as a rollout table.
 
     Parameters
     ----------
     path : file or folder.
+    trust_remote_code : allow pickled logs (slime ``.pt``), which run code when loaded.
 
     Returns
     -------
@@ -120,17 +67,37 @@ def read_rollout_log(path) -> pd.DataFrame:
     -------
     >>> read_rollout_log("runs/grpo/rollouts")[["step", "response"]]  # doctest: +SKIP
     """
-    path = Path(path)
-    if not path.exists():
-        raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
-                              "log, a folder of step_*.parquet, a TRL completions folder or a verl dump folder.")
-    frames = [_read_one(f) for f in log_files(path)]
-    if not any(len(frame) for frame in frames):
-        raise ReasonlensError(f"rollout log {path} holds no rows: pass a log with at least one response.")
+    layout = detect_layout(path, trust_remote_code=trust_remote_code)
+    return join_parts([layout.read_part(files, step) for step, files in layout.parts], path)
+
+
+def join_parts(frames: list[pd.DataFrame], source) -> pd.DataFrame:
+    """The parts of a log as one rollout table: ids filled, repeats warned about, sorted."""
     table = pd.concat(frames, ignore_index=True)
+    if table.empty or C.RESPONSE not in table:
+        raise ReasonlensError(f"rollout log {source} holds no response (every record was empty or had no "
+                              "completion token); check that the path points at the run's log.")
+    if _WHERE not in table:
+        table[_WHERE] = [f"row {i}" for i in range(len(table))]
     _warn_duplicates(table)
     table = _fill_ids(table.drop(columns=[_WHERE]))
     return table.sort_values([C.STEP, C.PROMPT_ID, C.SAMPLE_ID], kind="stable").reset_index(drop=True)
+
+
+def detect_layout(path, *, trust_remote_code: bool = False) -> LogLayout:
+    """Recognise the log at ``path`` (framework layouts first, then our/TRL/verl files) without reading it."""
+    path = Path(path)
+    if not path.exists():
+        raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
+                              "log, a folder of step_*.parquet, a TRL completions folder, a verl dump folder "
+                              "or a framework's log folder (see docs/layouts.md).")
+    layout = detect(path, trust_remote_code)
+    if layout is not None:
+        return layout
+    files = log_files(path)
+    framework, reward_from, correct_from = _generic_outcomes(files[0])
+    return LogLayout(framework, [(None, [f]) for f in files], lambda fs, _: _read_one(fs[0]),
+                     reward_from=reward_from, correct_from=correct_from)
 
 
 def log_files(path: Path) -> list[Path]:
@@ -145,16 +112,55 @@ def log_files(path: Path) -> list[Path]:
     if (path / "rollouts.parquet").is_file():
         return [path / "rollouts.parquet"]
     raise ReasonlensError(f"rollout log folder {path} has no step_*.parquet, completions_*.parquet, "
-                          "completions/ or {step}.jsonl files: unknown format. Pass one of those or a single file.")
+                          "completions/ or {step}.jsonl files, and no framework layout (prime-rl token_exports, "
+                          "NeMo-RL train_data_step*.jsonl, AReaL rollout/, ROLL rollout_dump_data.step_*.jsonl, "
+                          "slime *.pt): unknown format. Pass one of those or a single file.")
+
+
+def _generic_outcomes(file: Path) -> tuple[str, Optional[str], Optional[str]]:
+    """(framework, reward source, correctness source) of a reasonlens/TRL/verl file, from its first record."""
+    from reasonlens.sources import verl_dumps
+
+    columns = set(_peek_columns(file))
+    if verl_dumps.is_verl_dump(columns):
+        kind = verl_dumps.dump_kind(columns)
+        return (f"verl ({kind} dump)", verl_dumps.REWARD_FROM,
+                verl_dumps.CORRECT_FROM if "acc" in columns else None)
+    if "completion" in columns and C.RESPONSE not in columns:
+        return "trl", "TRL reward-function columns (unweighted sum)", None
+    reward = ("'reward'" if C.REWARD in columns else "'score'" if "score" in columns else None)
+    return "reasonlens", reward, ("'correct'" if C.CORRECT in columns else None)
+
+
+def _peek_columns(file: Path) -> list[str]:
+    """The field names of a log file's first record (Parquet: its schema), without reading it all."""
+    import json
+
+    if file.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_schema(file).names
+        except (OSError, ValueError):
+            return []  # the reader names the problem
+    try:
+        with file.open(encoding="utf-8") as lines:
+            first = next((line for line in lines if line.strip()), "{}")
+        record = json.loads(first)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    return list(record) if isinstance(record, dict) else []
 
 
 def _read_one(file: Path) -> pd.DataFrame:
     """One file, normalised to rollout-table column names, its values parsed strictly."""
+    from reasonlens.sources import verl_dumps
+
     raw = _read_raw(file)
     if "completion" in raw.columns and C.RESPONSE not in raw.columns:
         df = _from_trl(raw, file)
-    elif {"input", "output"} <= set(raw.columns):
-        df = raw.rename(columns=_VERL_RENAME)
+    elif verl_dumps.is_verl_dump(raw.columns):
+        df = verl_dumps.normalise(raw, file)
         if C.STEP not in df.columns:
             df[C.STEP] = _step_from_name(file)
     else:
@@ -170,45 +176,10 @@ def _read_one(file: Path) -> pd.DataFrame:
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
-    if df[C.PROMPT].map(_is_conversation).any():  # kept whole: re-scoring applies the chat template to it
-        df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
+    if df[C.PROMPT].map(is_conversation).any():  # kept whole: re-scoring applies the chat template to it
+        df[C.PROMPT_MESSAGES] = [list(p) if is_conversation(p) else None for p in df[C.PROMPT]]
     df[C.PROMPT], df[C.RESPONSE] = _parsed(df, C.PROMPT, parse_text, file), _parsed(df, C.RESPONSE, parse_text, file)
     return df
-
-
-def parse_id(value) -> str:
-    """A prompt id: text or an integer (``7``, ``7.0``), as text (missing: ""); a list, dict or other value
-    raises ValueError.
-
-    >>> parse_id("q7"), parse_id(7.0)
-    ('q7', '7')
-    """
-    if _is_missing(value):
-        return ""
-    if isinstance(value, str) or (isinstance(value, (int, float, np.integer, np.floating))
-                                  and not isinstance(value, (bool, np.bool_)) and float(value).is_integer()):
-        return cell_text(value.item() if hasattr(value, "item") else value)
-    raise ValueError(f"of type {type(value).__name__}, not an id (text or an integer)")
-
-
-def parse_text(value) -> str:
-    """A text cell: a string, a conversation (its last message's content) or None/NaN (""); a number, list,
-    dict or anything else raises ValueError, so it is never graded as its printed form.
-
-    >>> parse_text("so 4"), parse_text([{"role": "assistant", "content": "4"}]), parse_text(None)
-    ('so 4', '4', '')
-    """
-    conversation = _is_conversation(value) and isinstance(value[-1]["content"], str)
-    if isinstance(value, str) or _is_missing(value) or conversation:
-        return cell_text(value)
-    kind = ("an object (dict)" if isinstance(value, dict) else "a list that is not a conversation"
-            if _is_container(value) else f"of type {type(value).__name__}")
-    raise ValueError(f"{kind}, not text")
-
-
-def _is_conversation(value) -> bool:
-    """A list of {"role", "content"} messages (TRL's conversational prompts)."""
-    return _is_container(value) and len(value) > 0 and all(isinstance(m, dict) and "content" in m for m in value)
 
 
 def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Series:

@@ -79,8 +79,10 @@ class TrainConfig:
     save_every: int = _opt(5, "Save RUN/checkpoints/step_N every N steps (and at the last step).",
                           POSITIVE_INT)
     resume: bool = _opt(False, "Continue RUN from its last checkpoint: no step lost or repeated.")
-    report_to: str = _opt("auto", "TRL reporters: auto (TensorBoard/W&B when installed), none, or a "
-                                  "comma-separated list.")
+    report_to: str = _opt("auto", "TRL reporters: auto (TensorBoard when installed), none, or a comma-separated "
+                                  "list (tensorboard, trackio, wandb, ...); tensorboard, trackio and wandb also "
+                                  "get reasonlens' per-step dynamics as reasonlens/* (TensorBoard: "
+                                  "RUN/trl/runs/reasonlens).")
 
     def __post_init__(self):
         if self.out is None:

@@ -82,6 +82,44 @@ class RunRecorder(TrainerCallback):
             export_checkpoint(source, self.run_dir / "checkpoints" / f"step_{state.global_step}")
 
 
+class LiveDynamics(TrainerCallback):
+    """train-hicra --report-to: each step's dynamics row (the `step_metrics` TRL also logs), its token-entropy
+    histogram and the phase verdicts on the curve so far go to the same trackers as TRL's logs, under
+    ``reasonlens/*`` at the training step (`report.trackers`). TensorBoard: ``RUN/trl/runs/reasonlens``, a
+    sibling of TRL's own ``runs/<date>_<host>``; W&B and trackio: the run TRL opened."""
+
+    def __init__(self, run_dir: Path, trackers: tuple):
+        self.run_dir, self.trackers = Path(run_dir), trackers
+        self.rows, self.session = [], None
+
+    def record(self, step: int, metrics: dict, table: pd.DataFrame) -> None:
+        """Send one finished step (main process; after TRL's trackers opened their runs at train begin)."""
+        from reasonlens.metrics.dynamics import add_relative
+        from reasonlens.metrics.phases import detect_phases
+        from reasonlens.report.trackers import TrackerSession
+
+        if self.session is None:
+            self.session = TrackerSession(self.trackers, self.run_dir,
+                                          tensorboard_dir=self.run_dir / "trl" / "runs" / "reasonlens")
+            self.rows = self._logged(metrics)
+        self.rows = [r for r in self.rows if r["step"] < step] + [{**metrics, "step": step}]
+        dynamics = add_relative(pd.DataFrame(self.rows))
+        self.session.export(dynamics, table, detect_phases(dynamics), steps=[step])
+
+    def _logged(self, like: dict) -> list[dict]:
+        """The dynamics columns of the steps a resumed run logged before (the curve's start is there)."""
+        path = self.run_dir / "metrics.csv"
+        if not path.exists():
+            return []
+        table = pd.read_csv(path)
+        return table[[c for c in table.columns if c in like or c == "step"]].to_dict("records")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
 class ProgressBar(TrainerCallback):
     """A tqdm bar over optimizer steps showing the live reward and planning-token ratio."""
 

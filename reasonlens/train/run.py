@@ -51,6 +51,7 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
                               "lower --prompts-per-step or load more problems.")
     _check_model(config)
     _check_vllm(config)
+    _check_trackers(config)
     _check_reporters(config)
     check_out(config.out, kind="run", option="--out", inputs=[config.prompts_file, *(
         given for given in (config.model, config.lexicon, config.fewshot) if Path(given).exists())])
@@ -109,13 +110,10 @@ def _check_model(config: TrainConfig) -> None:
         raise ReasonlensError(f"model {config.model}: {problem}.")
 
 
-def reporters_of(config: TrainConfig) -> list[str]:
-    """TRL's ``report_to``: ``auto`` is TensorBoard and W&B where installed (W&B only once logged in)."""
-    if config.report_to == "auto":
-        return [name for name in ("tensorboard", "wandb")
-                if importlib.util.find_spec(name) and (name != "wandb" or _wandb_ready())]
-    names = [name.strip() for name in config.report_to.split(",") if name.strip()]
-    return [] if names == ["none"] else names
+def _check_trackers(config: TrainConfig) -> None:
+    from reasonlens.report.trackers import check_installed
+
+    check_installed(tracker_names(config))
 
 
 def _wandb_ready() -> bool:
@@ -161,7 +159,7 @@ def _build_trainer(config, model, tokenizer, problems, examples, lexicon, device
     from transformers.trainer_callback import PrinterCallback
 
     from reasonlens.sources.tasks import chat_prompt
-    from reasonlens.train.recording import ProgressBar, RunRecorder
+    from reasonlens.train.recording import LiveDynamics, ProgressBar, RunRecorder
     from reasonlens.train.rewards import TaskReward, format_reward
     from reasonlens.train.trainer import HicraTrainer
 
@@ -169,12 +167,16 @@ def _build_trainer(config, model, tokenizer, problems, examples, lexicon, device
              "answer": p.answer} for p in problems]
     schedule = prompt_schedule(len(rows), config.steps * config.prompts_per_step, config.seed)
     task_reward = TaskReward(problems)
-    callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else [])
+    trackers = tracker_names(config)
+    live = LiveDynamics(config.out, trackers) if trackers else None
+    callbacks = [RunRecorder(config.out, config.save_every)] + ([ProgressBar()] if progress else []) + \
+        ([live] if live else [])
     trainer = HicraTrainer(
         model=model, processing_class=tokenizer, args=grpo_args(config, device, weights, len(extra_rewards)),
         train_dataset=Dataset.from_list([rows[i] for i in schedule]),
         reward_funcs=[task_reward, *extra_rewards] + ([format_reward] if config.format_reward else []),
-        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, lexicon=lexicon)
+        peft_config=_lora(config), callbacks=callbacks, config=config, task_reward=task_reward, lexicon=lexicon,
+        live=live)
     trainer.remove_callback(PrinterCallback)  # metrics.csv and the progress bar report each step
     return trainer
 
@@ -242,6 +244,21 @@ def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
         use_vllm=config.vllm != "off", vllm_mode="colocate" if config.vllm == "off" else config.vllm,
         use_cpu=device == "cpu", disable_dropout=True, shuffle_dataset=False, logging_steps=1,
         save_strategy="steps", save_total_limit=2, report_to=reporters or "none", disable_tqdm=True)
+
+
+def reporters_of(config: TrainConfig) -> list[str]:
+    """TRL's report_to: the named ones, or for 'auto' TensorBoard when installed (local files; W&B and trackio
+    only when named, since W&B without credentials stops the run)."""
+    if config.report_to == "auto":
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    return [] if config.report_to == "none" else [n.strip() for n in config.report_to.split(",") if n.strip()]
+
+
+def tracker_names(config: TrainConfig) -> tuple[str, ...]:
+    """The reporters that also get reasonlens' per-step dynamics (`report.trackers.TRACKERS`)."""
+    from reasonlens.report.trackers import TRACKERS
+
+    return tuple(name for name in reporters_of(config) if name in TRACKERS)
 
 
 def world_size() -> int:

@@ -19,7 +19,7 @@ them for ``num_iterations`` reuses. So we call ``super()``, then, still in order
    `_compute_loss` takes (B, T) advantages as they are and unsqueezes only (B,)); the entropy-topk
    threshold is taken over the real tokens of every process's batch, gathered, as TRL does;
 5. record the step's rollout table and `metrics.dynamics.step_metrics` (the same numbers `analyze`
-   computes), the main process writing;
+   computes), the main process writing, and send them to the --report-to trackers (`recording.LiveDynamics`);
 6. return a NEW dict with the new ``advantages`` (and, for entropy-topk, ``num_items_in_batch`` =
    the selected-token count, the DAPO loss normaliser): every value stays row-aligned, so TRL's
    shuffle keeps credit with its tokens; the buffered dict is never edited in place.
@@ -62,11 +62,12 @@ class HicraTrainer(GRPOTrainer):
     **kwargs : passed to `trl.GRPOTrainer` (model, reward_funcs, args, train_dataset, ...).
     """
 
-    def __init__(self, *args, config, task_reward, lexicon, **kwargs):
+    def __init__(self, *args, config, task_reward, lexicon, live=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.hicra_config = config
         self.task_reward = task_reward
         self.lexicon = lexicon
+        self.live = live  # train.recording.LiveDynamics (--report-to trackers) or None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
@@ -153,9 +154,12 @@ class HicraTrainer(GRPOTrainer):
             C.ADVANTAGES: [advantages[i, :k].cpu().numpy() for i, k in enumerate(n)]})
         table = pd.DataFrame(gather_object(table.to_dict("records")))
         step = int(table[C.STEP].iloc[0])
+        metrics = step_metrics(table)
         if self.accelerator.is_main_process:
             write_parquet(step_file(self.hicra_config.out, step), table)
-        for name, value in {**step_metrics(table), **extra}.items():
+            if self.live is not None:
+                self.live.record(step, metrics, table)
+        for name, value in {**metrics, **extra}.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._metrics["train"][name].append(value)
 
