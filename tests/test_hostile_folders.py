@@ -152,23 +152,46 @@ def test_a_model_folder_an_analysis_was_written_into_is_still_a_model(tmp_path, 
 # --- 7. one writer per folder ---------------------------------------------------------------------
 
 
-def test_a_second_analyze_into_a_locked_folder_is_refused(tmp_path):
+@pytest.fixture
+def other_writer():
+    """A live process on this host, standing for a second reasonlens writing the same folder."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _locked_by(folder, pid) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "since": "now"}))
+
+
+def test_a_second_analyze_into_a_locked_folder_is_refused(tmp_path, other_writer):
+    log, out = small_log(tmp_path), tmp_path / "out"
+    _locked_by(out, other_writer)
+    refused(["analyze", "--rollouts", log, "--out", out],
+            names=[f"{out} is being written by process {other_writer} on {socket.gethostname()}", "wait for it"],
+            inputs=[log], out=out)
+    assert json.loads((out / LOCK).read_text())["pid"] == other_writer  # still the holder's
+
+
+def test_a_second_train_into_a_locked_run_is_refused(tmp_path, tiny_model_dir, other_writer):
+    run = tmp_path / "run"
+    _locked_by(run, other_writer)
+    refused(["train-hicra", "--model", tiny_model_dir, "--task", "basic_arithmetic", "--out", run, *TRAIN],
+            names=[f"{run} is being written by process {other_writer}", "choose another --out"])
+    assert not (run / "metrics.csv").exists()
+
+
+def test_the_holder_may_take_its_own_lock_again(tmp_path):
+    """`analyze --watch` holds the lock around each analysis it runs in the same process."""
     log, out = small_log(tmp_path), tmp_path / "out"
     out.mkdir()
-    with folder_lock(out):  # this test process is the live writer
-        refused(["analyze", "--rollouts", log, "--out", out],
-                names=[f"{out} is being written by process {os.getpid()} on {socket.gethostname()}", "wait for it"],
-                inputs=[log], out=out)
+    with folder_lock(out):
+        result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(out), "--no-report"])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()  # the inner one left it in place
     assert not (out / LOCK).exists()
-
-
-def test_a_second_train_into_a_locked_run_is_refused(tmp_path, tiny_model_dir):
-    run = tmp_path / "run"
-    run.mkdir()
-    with folder_lock(run):
-        refused(["train-hicra", "--model", tiny_model_dir, "--task", "basic_arithmetic", "--out", run, *TRAIN],
-                names=[f"{run} is being written by process {os.getpid()}", "choose another --out"])
-    assert not (run / "metrics.csv").exists()
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
