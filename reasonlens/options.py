@@ -80,6 +80,7 @@ SAMPLES = Range(1, 1024, integer=True)
 TOKENS = Range(1, 131_072, integer=True, why="longer than any supported context")
 BATCH = Range(1, 4096, integer=True)
 THREADS = Range(1, lambda: 4 * cpu_count(), integer=True, why="more threads than 4x this machine's CPUs only slow it")
+BOOTSTRAP = Range(0, 100_000, integer=True)          # replicates; 0 = no intervals
 SECONDS = Range(0, 7 * 86400, why="at most a week")
 TEMPERATURE = Range(0, 100)                            # 0 = greedy
 SCORE_TEMPERATURE = Range(0, 100, low_open=True)    # entropy of p^(1/T): T > 0

@@ -35,7 +35,7 @@ def dynamics_frame(text_only: bool = False) -> pd.DataFrame:
         fall = min(step, 30) / 30
         rows.append({
             dc.STEP: step, dc.N_RESPONSES: len(RESPONSES), dc.LENGTH_UNIT: "tokens", dc.ACCURACY: 0.2 + 0.08 * i,
-            dc.PASS_AT_1: 0.2 + 0.08 * i, dc.PASS_AT_K: 0.4 + 0.06 * i, "pass_at_4": 0.4 + 0.06 * i,
+            dc.PASS_AT_1: 0.2 + 0.08 * i, dc.PASS_AT_K: 0.4 + 0.06 * i, dc.PASS_K: 4, "pass_at_4": 0.4 + 0.06 * i,
             dc.MEAN_LENGTH: 120 + 2 * i * i, dc.TRUNCATION_RATE: 0.0, dc.PLANNING_RATIO: 0.05 + 0.005 * i,
             dc.ENTROPY_ALL: 0.9 - 0.3 * fall, dc.ENTROPY_PLANNING: 1.6 - 0.1 * fall,
             dc.ENTROPY_EXECUTION: 0.8 - 0.35 * fall, dc.PPL_PLANNING: 2.1 - 0.1 * fall,

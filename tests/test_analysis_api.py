@@ -59,7 +59,7 @@ def test_figure_methods_return_figures(analysis_dir):
 def test_phase_sentences_in_words(analysis_dir):
     sentences = load_analysis(analysis_dir).phase_sentences()
     assert sentences[0].startswith("Procedural consolidation ends at step 30")
-    assert "Evidence: curve = rel_ppl_execution" in sentences[0] and "change points = [30]" in sentences[0]
+    assert "Evidence: curve = rel_ppl_execution" in sentences[0] and "hinge step = 30" in sentences[0]
 
 
 def test_show_response_highlights_planning_tokens(analysis_dir):

@@ -80,10 +80,68 @@ def test_dynamics_figure_has_four_panels_with_phase_lines_on_each_curve_panel():
         assert not any("exploration" in t for t in _texts(ax))
 
 
-def test_dynamics_figure_text_only_keeps_four_panels():
+def test_dynamics_figure_text_only_draws_the_panels_text_supports():
     fig = figures.dynamics_figure(dynamics_frame(text_only=True), PHASES)
-    texts = [t for ax in fig.axes for t in _texts(ax)]
-    assert texts.count(figures.NO_TOKEN_PROBS) == 2
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "Planning share of the response", "Reflection markers per response", "Strategic-gram entropies",
+        "Strategic-gram semantic entropy change", "Accuracy and pass@k", "Response length"]
+    assert all(ax.lines for ax in panels)
+    assert not any(figures.NO_TOKEN_PROBS in _texts(ax) for ax in fig.axes)
+    accuracy = panels[4]
+    assert [line.get_label() for line in accuracy.lines][:2] == ["accuracy", "pass@4"]
+
+
+def _with_intervals(dynamics: pd.DataFrame) -> pd.DataFrame:
+    """Interval columns as `analyze --bootstrap` writes them: here value -/+ 10%."""
+    from reasonlens.metrics import columns as dc
+
+    metrics = [c for c in dynamics.columns if c not in ("step", "n_responses", "length_unit", "pass_k", "run")]
+    return dynamics.assign(**{dc.ci_low(c): dynamics[c] * 0.9 for c in metrics},
+                           **{dc.ci_high(c): dynamics[c] * 1.1 for c in metrics})
+
+
+def _bands(ax):
+    from matplotlib.collections import PolyCollection
+
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+@pytest.mark.parametrize("plot, n_bands", [
+    (figures.plot_rel_ppl, 2), (figures.plot_entropy, 3), (figures.plot_sg_entropy_change, 1),
+    (figures.plot_accuracy_length, 1), (figures.plot_overlap, 3),
+], ids=["rel_ppl", "entropy", "sg_change", "accuracy_length", "overlap"])
+def test_every_curve_has_its_band(plot, n_bands):
+    dynamics = _with_intervals(dynamics_frame())
+    ax = plot(dynamics)
+    bands = _bands(ax)
+    assert len(bands) == n_bands
+    # each band spans one metric's interval columns: its lowest point is that metric's min(ci_low)
+    lows = [dynamics[c].min() for c in dynamics.columns if c.endswith("_ci_low")]
+    for band in bands:
+        assert any(band.get_paths()[0].vertices[:, 1].min() == pytest.approx(low) for low in lows)
+    assert not _bands(plot(dynamics_frame()))  # no interval columns: no band
+
+
+def test_band_follows_the_interval_columns():
+    dynamics = _with_intervals(dynamics_frame())
+    ax = figures.plot_accuracy_length(dynamics)
+    band = _bands(ax)[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(dynamics["accuracy_ci_low"].min())
+    assert band[:, 1].max() == pytest.approx(dynamics["accuracy_ci_high"].max())
+    length_axis = [other for other in ax.figure.axes if other is not ax][0]
+    assert _bands(length_axis)[0].get_paths()[0].vertices[:, 1].max() == pytest.approx(
+        dynamics["mean_length_ci_high"].max())
+
+
+def test_text_and_compare_figures_have_bands():
+    text = figures.dynamics_figure(_with_intervals(dynamics_frame(text_only=True)))
+    assert all(_bands(ax) for ax in text.axes if ax.get_title())
+    both = pd.concat([_with_intervals(dynamics_frame()).assign(run="grpo"),
+                      _with_intervals(dynamics_frame()).assign(run="hicra")])
+    assert len(_bands(figures.plot_rel_ppl(both))) == 4  # two classes x two runs: one band per run
+    overlap = figures.overlap_figure(_with_intervals(dynamics_frame()))
+    assert len(_bands(overlap.axes[0])) == 3
 
 
 def test_top_grams_heatmap_orders_grams_by_total_count():
@@ -103,6 +161,8 @@ def test_save_figures_writes_readable_pngs(tmp_path):
 
     paths = figures.save_figures(tmp_path, dynamics_frame(), top_grams_frame(), PHASES)
     assert [p.name for p in paths] == ["dynamics.png", "overlap.png", "top_grams.png"]
+    text_only = figures.save_figures(tmp_path / "text", dynamics_frame(text_only=True), None, PHASES)
+    assert [p.name for p in text_only] == ["dynamics.png"]  # no token probabilities: no overlap panel
     for path in paths:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width >= 900

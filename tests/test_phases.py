@@ -27,7 +27,7 @@ def test_consolidation_knee(knee, seed):
     y = np.where(t < knee, 1 - 0.05 * t, 1 - 0.05 * knee) + rng.normal(0, 0.01, 20)
     out = detect_phases(_table(**{D.REL_PPL_EXECUTION: y}))["consolidation"]
     assert out["detected"] and abs(out["step"] - STEPS[knee]) <= 10, out
-    assert out["evidence"]["change_points"] and out["evidence"]["noise_sigma"] > 0
+    assert out["evidence"]["hinge_step"] == out["step"] and out["evidence"]["noise_sigma"] > 0
 
 
 @pytest.mark.parametrize("onset", [4, 7, 10], ids=["rise4", "rise7", "rise10"])
@@ -81,8 +81,8 @@ def test_result_is_json_with_evidence():
     y = np.where(np.arange(12) < 5, 1 - 0.05 * np.arange(12), 0.75)
     out = detect_phases(_table(**{D.REL_PPL_EXECUTION: y, D.SG_SEMANTIC_ENTROPY: np.full(12, np.nan)}))
     json.dumps(out, allow_nan=False)
-    assert set(out["consolidation"]) == {"detected", "step", "evidence", "reason"}
-    assert {"curve", "segments", "penalty", "noise_sigma"} <= set(out["consolidation"]["evidence"])
+    assert set(out["consolidation"]) == {"detected", "step", "step_interval", "evidence", "reason"}
+    assert {"curve", "hinge_step", "penalty", "noise_sigma", "compared"} <= set(out["consolidation"]["evidence"])
 
 
 def test_robust_noise_ignores_slope_changes():
@@ -118,5 +118,51 @@ def test_from_dynamics_table_end_to_end():
                          C.PLANNING_MASK: [True, False]})
     table = dynamics_table(tag_rollouts(pd.DataFrame(rows), grams), equivalent=lambda a, b: a == b)
     out = detect_phases(table)
-    assert out["consolidation"]["detected"] and abs(out["consolidation"]["step"] - 50) <= 10, out
+    # a convex fall (RelPPL = 1/p): the two-line knee lands where the steep part ends, 30-50
+    assert out["consolidation"]["detected"] and 30 <= out["consolidation"]["step"] <= 50, out
     assert out["exploration"]["detected"] and abs(out["exploration"]["step"] - 60) <= 10, out
+
+
+def _with_se(steps, y, se):
+    """A dynamics table with 95% interval columns of half-width 1.96 se around y."""
+    return pd.DataFrame({D.STEP: steps, D.REL_PPL_EXECUTION: y, D.ci_low(D.REL_PPL_EXECUTION): y - 1.96 * se,
+                         D.ci_high(D.REL_PPL_EXECUTION): y + 1.96 * se})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bootstrap_noise_finds_a_6_se_knee_with_an_interval(seed):
+    # 16 checkpoints, se 0.02: linear fall of 6 se (0.12) until index 6, then flat; noise drawn with that se
+    rng = np.random.default_rng(seed)
+    t, se = np.arange(16), 0.02
+    y = 1 - 0.12 * np.minimum(t, 6) / 6 + rng.normal(0, se, 16)
+    out = detect_phases(_with_se(t * 10, y, np.full(16, se)))["consolidation"]
+    assert out["detected"] and abs(out["step"] - 60) <= 30, out
+    low, high = out["step_interval"]
+    assert low <= 60 <= high and low <= out["step"] <= high  # the true knee is inside the step interval
+    assert out["evidence"]["noise_source"].startswith("bootstrap")
+    inflation = out["evidence"].get("scatter_inflation", 1.0)  # chi-square guard, 1% of flat noise
+    assert out["evidence"]["noise_sigma"] == pytest.approx(se * inflation, rel=1e-6)  # (hi - lo) / (2 * 1.96)
+    assert f"vs 3 x noise sigma {out['evidence']['noise_sigma']:.2g}" in out["evidence"]["compared"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_bootstrap_noise_flat_curve_gives_no_phase(seed):
+    rng = np.random.default_rng(50 + seed)
+    se = np.full(24, 0.02)
+    out = detect_phases(_with_se(np.arange(24), 1 + rng.normal(0, 0.02, 24), se))["consolidation"]
+    assert not out["detected"] and out["step_interval"] is None
+
+
+def test_a_curve_noisier_than_its_intervals_is_inflated():
+    # points scatter with sd 0.05 but claim se 0.005: the chi-square guard widens the noise ~10x, no knee
+    rng = np.random.default_rng(3)
+    out = detect_phases(_with_se(np.arange(20), 1 + rng.normal(0, 0.05, 20), np.full(20, 0.005)))["consolidation"]
+    assert not out["detected"] and out["evidence"]["scatter_inflation"] > 5
+
+
+def test_the_first_steps_zero_width_ratio_interval_takes_the_median():
+    from reasonlens.metrics.phases import standard_errors
+
+    table = _with_se(np.arange(4), np.ones(4), np.array([0.0, 0.01, 0.02, 0.03]))
+    assert standard_errors(table, D.REL_PPL_EXECUTION) == pytest.approx([0.02, 0.01, 0.02, 0.03])
+    assert standard_errors(table.drop(columns=[D.ci_low(D.REL_PPL_EXECUTION)]), D.REL_PPL_EXECUTION) is None

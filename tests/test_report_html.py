@@ -41,15 +41,38 @@ def test_change_in_words(before, after, said):
     assert narrative.change(before, after) == said
 
 
+@pytest.mark.parametrize("before, after, interval, said", [
+    # near zero: no percentage ("rose 27%" of 0.0041 says nothing), values to 2 significant digits
+    (0.0041, 0.0052, None, "rose by 0.0011 (0.0041 → 0.0052)"),
+    # the interval of the change covers 0: no change beyond noise
+    (0.30, 0.34, (-0.05, 0.13), "showed no change beyond noise (0.30 → 0.34; change +0.04, 95% interval -0.05 to +0.13)"),
+    (0.30, 0.42, (0.05, 0.19), "rose by 0.12 (0.30 → 0.42; 95% interval +0.05 to +0.19)"),
+    (1.06, 0.70, (-0.45, -0.27), "fell by 0.36 (1.06 → 0.70; 95% interval -0.45 to -0.27)"),
+], ids=["near-zero", "noise", "rose", "fell"])
+def test_change_with_intervals_and_near_zero(before, after, interval, said):
+    assert narrative.change(before, after, interval=interval) == said
+
+
+def test_sentences_use_the_bootstrap_intervals():
+    # accuracy 0.20 -> 0.76 over the 8 fixture steps; se 0.05 at each step (interval half-width 1.96 * 0.05)
+    dynamics = dynamics_frame().assign(accuracy_ci_low=lambda d: d["accuracy"] - 0.098,
+                                       accuracy_ci_high=lambda d: d["accuracy"] + 0.098)
+    lines = narrative.overview({}, dynamics, [], False)
+    # change 0.56, se of the difference sqrt(2) * 0.05 = 0.0707 -> 0.56 -/+ 0.139 = 0.42 to 0.70
+    assert "accuracy rose by 0.56 (0.20 → 0.76; 95% interval +0.42 to +0.7)" in lines[1]
+    flat = dynamics.assign(accuracy=0.5, accuracy_ci_low=0.3, accuracy_ci_high=0.7)
+    assert "accuracy showed no change beyond noise (0.50 → 0.50; change +0" in narrative.overview({}, flat, [], False)[1]
+
+
 def test_phase_sentences_use_the_curves_and_the_reason():
     (cons, evidence), (expl, _) = narrative.phase_sentences(PHASES, dynamics_frame())
     # rel_ppl_execution 1.00 -> 0.62 (fall 0.38 of 1.00); entropy_execution 0.80 -> 0.45 (0.35/0.80 = 44%)
     assert cons.startswith("Procedural consolidation ends at step 30: from step 0 to 30, "
                            "execution RelPPL fell 38% (1.00 → 0.62), execution-token entropy fell 44%")
-    # the evidence detect_phases really records: change points, the fall before the knee, the noise
-    assert "change points = [30]" in evidence and "fall before knee = 0.38" in evidence
+    # the evidence detect_phases really records: the hinge, the fall before the knee, the noise
+    assert "hinge step = 30" in evidence and "fall before knee = 0.38" in evidence
     assert "noise sigma = 0.001" in evidence
-    assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 4 noise sigmas")
+    assert expl.startswith("Strategic exploration: not detected: no sustained rise of at least 3 noise sigmas")
     assert narrative.phase_sentences(None, dynamics_frame()) == [
         ("Phase detection was not run for this analysis.", "")]
 
@@ -180,3 +203,18 @@ def test_quarter_trend_averages_first_and_last_quarter():
     assert narrative.quarter_trend(dynamics, [("mean_reward", "mean reward")]) == (
         "Averaged over the first and the last quarter of the steps (2 each), mean reward rose 100% (0.30 → 0.60).")
     assert narrative.quarter_trend(dynamics.head(7), [("mean_reward", "mean reward")]) == ""
+
+
+def test_phase_sentence_gives_the_step_interval():
+    phase = {"detected": True, "step": 40, "step_interval": [30, 60], "reason": "a reason", "evidence": {}}
+    sentence = narrative.phase_sentence("consolidation", phase, dynamics_frame())
+    assert sentence.startswith("Procedural consolidation ends at step 40 (step interval 30–60): from step 0 to 40")
+
+
+def test_dynamics_table_writes_intervals_next_to_values():
+    from reasonlens.report.html import table_html
+
+    dynamics = dynamics_frame().head(2).assign(accuracy_ci_low=[0.1, 0.2], accuracy_ci_high=[0.3, 0.4])
+    page = table_html(dynamics)
+    assert "<td>0.2 [0.1, 0.3]</td>" in page and "<td>0.28 [0.2, 0.4]</td>" in page  # accuracy 0.2, 0.28
+    assert "accuracy_ci_low" not in page

@@ -1,9 +1,12 @@
-"""Tables, figures and RESULTS.md of the study from its run folders: means with 95% CIs over seeds.
+"""Tables, figures and RESULTS.md of the study from its run folders: means with 95% bootstrap intervals.
 
 ``training.csv``: one row per run and training step (the run's metrics.csv: training prompts).
 ``results.csv``: one row per run and checkpoint, evaluated on held-out problems (`analyze --eval-task`).
-``summary.csv``: per method and metric, the mean over seeds, its 95% t-interval and the number of seeds.
-Every sentence of RESULTS.md is computed from these tables, so rerunning the study rewrites it.
+``summary.csv``: per method and metric, the mean over seeds, its 95% interval (stats.nested_bootstrap:
+seeds, and the held-out prompts of each seed where the run folders hold them) and the number of seeds.
+Every sentence of RESULTS.md is computed from these tables, so rerunning the study rewrites it;
+``python summarise.py --from-tables`` recomputes summary.csv and the statistics of RESULTS.md from the
+committed training.csv and results.csv alone (seed level).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from stats import nested_bootstrap  # noqa: E402 - next to this file
 
 DYNAMICS = ["planning_ratio", "sg_semantic_entropy", "sg_semantic_entropy_change", "rel_ppl_execution",
             "rel_ppl_planning", "ppl_planning", "ppl_execution", "entropy_planning", "entropy_execution",
@@ -31,17 +36,12 @@ def label(run: dict) -> str:
     return f"hicra (alpha {run['alpha']:g})" if run["method"] == "hicra" else run["method"]
 
 
-def ci95(values) -> tuple[float, float, float, int]:
-    """Mean and 95% t-interval of ``values`` over seeds (NaN-free), and how many there are."""
-    from scipy import stats
+def ci95(values, prompts: list | None = None) -> tuple[float, float, float, int]:
+    """Mean over seeds and its 95% nested-bootstrap interval (stats.nested_bootstrap), and the number of seeds.
 
-    x = np.asarray([v for v in values if v == v], dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan, 0
-    if x.size == 1:
-        return float(x[0]), math.nan, math.nan, 1
-    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return float(x.mean()), float(x.mean() - half), float(x.mean() + half), int(x.size)
+    ``values``: one per seed; ``prompts``: optionally, per seed, the per-prompt values behind it.
+    """
+    return nested_bootstrap(prompts if prompts else [[v] for v in values])
 
 
 def tables(root: Path, plan: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,22 +82,57 @@ def per_run(training: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method and metric: mean over seeds, 95% CI, n seeds."""
+PROMPT_METRICS = ("final_accuracy", "accuracy_gain")  # per-prompt values exist for these (held-out rollouts)
+
+
+def prompt_table(root: Path, plan: list[dict]) -> pd.DataFrame | None:
+    """Per run and held-out prompt: final accuracy and its gain over step 0 (from each run's rollouts.parquet);
+    None when the run folders are not there (the committed tables only)."""
+    frames = []
+    for run in plan:
+        path = root / run["name"] / "reasonlens-eval" / "rollouts.parquet"
+        if not path.is_file():
+            return None
+        rollouts = pd.read_parquet(path, columns=["step", "prompt_id", "correct"])
+        rollouts["correct"] = rollouts["correct"].astype(float)
+        per_step = rollouts.groupby(["step", "prompt_id"])["correct"].mean().unstack("step")
+        first, last = per_step[per_step.columns.min()], per_step[per_step.columns.max()]
+        frames.append(pd.DataFrame({"method": label(run), "seed": run["seed"], "prompt_id": per_step.index,
+                                    "final_accuracy": last.to_numpy(), "accuracy_gain": (last - first).to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _groups(prompts: pd.DataFrame | None, method: str, metric: str, seeds) -> list | None:
+    """Per seed, the per-prompt values of ``metric`` for ``method`` (None without prompt data)."""
+    if prompts is None or metric not in prompts:
+        return None
+    sub = prompts[prompts["method"] == method]
+    return [sub.loc[sub["seed"] == s, metric].to_numpy() for s in seeds]
+
+
+def summary(runs: pd.DataFrame, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method and metric: mean over seeds, 95% interval (seeds, and prompts where known), n seeds."""
     rows = []
     for method, group in runs.groupby("method", sort=False):
         for metric in [c for c in runs if c not in ("method", "alpha", "seed")]:
-            mean, low, high, n = ci95(group[metric])
+            mean, low, high, n = ci95(group[metric], _groups(prompts, method, metric, group["seed"]))
             rows.append({"method": method, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high,
                          "n_seeds": n})
     return pd.DataFrame(rows)
 
 
-def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, float, float, int]:
-    """Mean and 95% CI of ``metric`` of method a minus method b, paired by seed (same prompts per seed)."""
+def paired(runs: pd.DataFrame, a: str, b: str, metric: str,
+           prompts: pd.DataFrame | None = None) -> tuple[float, float, float, int]:
+    """Mean and 95% interval of ``metric`` of method a minus method b, paired by seed and, where known, by
+    prompt (a seed's held-out prompts are the same for every method)."""
     left = runs[runs["method"] == a].set_index("seed")[metric]
     right = runs[runs["method"] == b].set_index("seed")[metric]
-    return ci95((left - right).dropna())
+    differences = (left - right).dropna()
+    if prompts is None or metric not in PROMPT_METRICS:
+        return ci95(differences)
+    keyed = prompts.set_index(["method", "seed", "prompt_id"])[metric]
+    groups = [(keyed[a][s] - keyed[b][s]).dropna().to_numpy() for s in differences.index]
+    return ci95(differences, groups)
 
 
 def figures(training: pd.DataFrame, results: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> list[Path]:
@@ -185,7 +220,7 @@ def _interval_says(low, high) -> str:
 
 
 def results_md(training, results, runs, table, root: Path, setup: dict, evaluation: dict, wall_s: float,
-               hours: tuple[float, float]) -> str:
+               hours: tuple[float, float], prompts: pd.DataFrame | None = None) -> str:
     """RESULTS.md: setup, what was and was not reproduced, each sentence computed here."""
     lines = ["# HICRA vs GRPO on SmolLM2-135M-Instruct (CPU)", "",
              f"Study: `make experiment` (experiments/hicra_smollm2/study.py), {len(runs)} runs on a 2-core "
@@ -199,34 +234,66 @@ def results_md(training, results, runs, table, root: Path, setup: dict, evaluati
     above, known = int((checked["ppl_planning"] > checked["ppl_execution"]).sum()), len(checked)
     lines += ["## What was and was not reproduced", "",
               f"- **Planning PPL above execution PPL**: at {above} of {known} evaluated checkpoints "
-              f"(paper: always).",
-              f"- **Execution RelPPL falling** (procedural consolidation): final execution RelPPL "
-              f"{_summary_line(table, 'rel_ppl_execution', 1.0)}.",
-              f"- **SG semantic entropy rising** (the paper's strategic exploration): final / step 0 "
-              f"{_summary_line(table, 'sg_entropy_change', 1.0)}; below 1 means the responses converged on fewer "
-              "strategic grams (here: onto the worked example's template)."]
-    for metric, what in (("sg_entropy_change", "SG semantic entropy change (final / step 0)"),
-                         ("final_accuracy", "final held-out accuracy"), ("train_reward_gain", "training reward gain")):
-        mean, low, high, n = paired(runs, "hicra (alpha 0.2)", "grpo", metric)
-        lines.append(f"- **{what}, HICRA minus GRPO** (paired by seed): {_fmt(mean, low, high, n)}; the interval "
-                     f"{_interval_says(low, high)}.")
-    lines += [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): "
-              f"{_per_method(table, 'train_reward_gain')}.",
-              f"- **Alpha sweep** (final held-out accuracy; alpha 0 is GRPO): "
-              f"{_per_method(table[table['method'].str.match(r'grpo|hicra')], 'final_accuracy')}."]
+              f"(paper: always).", *statistics_lines(runs, table, prompts)]
     ratio = results.loc[results["step"] == 0, "planning_ratio"].mean()
     top = ", ".join(f'"{g}" {share:.0%}' for g, share in base_gram_shares(root).head(3).items())
     lines += [f"- **Why HICRA and GRPO can hardly differ here**: planning tokens are {100 * ratio:.1f}% of the base "
               f"model's response tokens on these problems, and the strategic grams found are mostly one word "
               f"({top} of the occurrences), so HICRA's extra credit reaches a few tokens per response; every other "
               "token gets GRPO's advantage."]
-    lines += ["", "## Summary (mean over seeds, 95% CI)", "", _markdown(table), "",
+    lines += ["", SUMMARY_HEADER, "", SUMMARY_NOTE, "", _markdown(table), "",
               "## Phase detection", "", *_phases(root, runs), "",
               "![curves](figures/curves.png)", "", "![alpha sweep](figures/alpha_sweep.png)", "",
               "`reasonlens compare` over the held-out evaluations of the first seed's GRPO, HICRA and entropy top-k "
               "runs (`runs/study/compare/`):", "",
               "![compare](figures/compare_dynamics.png)", ""]
     return "\n".join(lines)
+
+
+def statistics_lines(runs: pd.DataFrame, table: pd.DataFrame, prompts: pd.DataFrame | None = None) -> list[str]:
+    """The RESULTS.md bullets that state intervals: RelPPL, SG entropy, HICRA minus GRPO, learning, alpha sweep."""
+    lines = [f"- **Execution RelPPL falling** (procedural consolidation): final execution RelPPL "
+             f"{_summary_line(table, 'rel_ppl_execution', 1.0)}.",
+             f"- **SG semantic entropy rising** (the paper's strategic exploration): final / step 0 "
+             f"{_summary_line(table, 'sg_entropy_change', 1.0)}; below 1 means the responses converged on fewer "
+             "strategic grams (here: onto the worked example's template)."]
+    for metric, what in (("sg_entropy_change", "SG semantic entropy change (final / step 0)"),
+                         ("final_accuracy", "final held-out accuracy"), ("train_reward_gain", "training reward gain")):
+        mean, low, high, n = paired(runs, "hicra (alpha 0.2)", "grpo", metric, prompts)
+        by = "seed and prompt" if prompts is not None and metric in PROMPT_METRICS else "seed"
+        lines.append(f"- **{what}, HICRA minus GRPO** (paired by {by}): {_fmt(mean, low, high, n)}; the interval "
+                     f"{_interval_says(low, high)}.")
+    return lines + [f"- **Learning**: training reward gain (last quarter minus first quarter of the steps): "
+                    f"{_per_method(table, 'train_reward_gain')}.",
+                    f"- **Alpha sweep** (final held-out accuracy; alpha 0 is GRPO): "
+                    f"{_per_method(table[table['method'].str.match(r'grpo|hicra')], 'final_accuracy')}."]
+
+
+SUMMARY_HEADER = "## Summary (mean over seeds, 95% bootstrap interval over seeds and prompts)"
+SUMMARY_NOTE = ("Intervals: nested bootstrap (stats.py), seeds resampled and, where the run folders hold per-prompt "
+                "results, each seed's held-out prompts; percentile intervals never leave the data's range (accuracy "
+                "stays in [0, 1]). From the committed tables alone the prompts are not there, and with 2-3 seeds the "
+                "interval is close to the seeds' range: read it as a lower bound on the uncertainty, not a 95% "
+                "guarantee.")
+
+
+def refresh_statistics(folder: Path) -> Path:
+    """Recompute summary.csv, the interval bullets and summary table of RESULTS.md, and the figures' bands from
+    the committed training.csv and results.csv (seed level: the run folders with per-prompt data are not there)."""
+    training, results = pd.read_csv(folder / "training.csv"), pd.read_csv(folder / "results.csv")
+    runs = per_run(training, results)
+    table = summary(runs)
+    table.to_csv(folder / "summary.csv", index=False)
+    figures(training, results, runs, folder / "figures")
+    lines = (folder / "RESULTS.md").read_text().split("\n")
+    for new in statistics_lines(runs, table):
+        head = new.split(":")[0].split("(")[0]
+        lines = [new if line.startswith(head) else line for line in lines]
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Summary (mean over seeds"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    lines[start:end] = [SUMMARY_HEADER, "", SUMMARY_NOTE, "", _markdown(table), ""]
+    (folder / "RESULTS.md").write_text("\n".join(lines))
+    return folder
 
 
 def _summary_line(table: pd.DataFrame, metric: str, reference: float) -> str:
@@ -276,7 +343,8 @@ def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluatio
                             "--no-report"], check=True, capture_output=True)
     training, results = tables(root, plan)
     runs = per_run(training, results)
-    table = summary(runs)
+    prompts = prompt_table(root, plan)
+    table = summary(runs, prompts)
     out.mkdir(parents=True, exist_ok=True)
     training.to_csv(out / "training.csv", index=False)
     results.to_csv(out / "results.csv", index=False)
@@ -284,4 +352,10 @@ def summarise(root: Path, plan: list[dict], out: Path, *, setup: dict, evaluatio
     figures(training, results, runs, out / "figures")
     compare(root, plan, out / "figures")
     (out / "RESULTS.md").write_text(results_md(training, results, runs, table, root, setup, evaluation, wall_s,
-                                               compute_hours(root, plan)))
+                                               compute_hours(root, plan), prompts))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--from-tables"]:
+        sys.exit("usage: summarise.py --from-tables   (the study itself calls summarise() from study.py)")
+    print(refresh_statistics(Path(__file__).parent))

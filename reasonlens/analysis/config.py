@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import (BATCH, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP, PROBLEMS,
-                                PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SECONDS, SEED,
-                                TASK_HELP, TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options, option)
+from reasonlens.options import (BATCH, BOOTSTRAP, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP,
+                                PROBLEMS, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SECONDS,
+                                SEED, TASK_HELP, TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options,
+                                option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
 SCORERS = ("auto", "torch", "triton")
@@ -78,6 +79,9 @@ class AnalyzeConfig:
                                             "for a text log, measure length in this tokenizer's tokens.")
     high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.",
                                           Range(0, 1, low_open=True, high_open=True))
+    bootstrap: int = option(200, "Bootstrap replicates (prompts resampled with their samples, seeded by --seed) "
+                                 "for the 95% interval of every per-step metric; 0 = no intervals.",
+                            BOOTSTRAP)
     report: bool = option(True, "Write figures and report.html.")
     # --- trackers and live mode ------------------------------------------------------------
     report_to: str = option("none", "Also send the dynamics to experiment trackers: none, or a comma-separated "

@@ -50,7 +50,7 @@ class Summary(TypedDict, total=False):
     tokens_scored: int
     seconds: float             # wall time of the whole analysis
     stage_seconds: dict        # of which: plan, read, load, generate, score, grade, tag, metrics, write, report,
-                               # trackers
+                               # trackers; bootstrap: the part of metrics spent on the intervals (not added again)
     trackers: Optional[dict]   # --report-to: where each tracker wrote ({"tensorboard": dir, ...}); None: none
     peak_rss_mb: float         # this process's peak resident memory
 
@@ -200,7 +200,8 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, t
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
     with plan.timed("metrics"):
-        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile)
+        dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile,
+                                  bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=plan.seconds)
         phases = detect_phases(dynamics)
     summary = _summary(plan, inputs, rollouts, phases, started)
     with plan.timed("write"):

@@ -55,3 +55,17 @@ ENTROPY_COLUMNS = [ENTROPY_ALL, ENTROPY_PLANNING, ENTROPY_EXECUTION, P_HIGH_GIVE
 def pass_at_column(k: int) -> str:
     """Name of the pass@k column for one k, e.g. ``pass_at_8``."""
     return f"pass_at_{k}"
+
+
+CI_LEVEL = 0.95
+"""Coverage of the per-step bootstrap intervals (``metrics.bootstrap``): percentiles 2.5 and 97.5."""
+
+
+def ci_low(column: str) -> str:
+    """Name of the lower end of ``column``'s 95% bootstrap interval, e.g. ``accuracy_ci_low``."""
+    return f"{column}_ci_low"
+
+
+def ci_high(column: str) -> str:
+    """Name of the upper end of ``column``'s 95% bootstrap interval, e.g. ``accuracy_ci_high``."""
+    return f"{column}_ci_high"

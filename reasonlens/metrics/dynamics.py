@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -24,20 +26,28 @@ import pandas as pd
 
 from .. import columns as rc
 from ..errors import ReasonlensError
+from ..options import BOOTSTRAP, check_value
 from ..sources.logs import parse_bool
 from . import columns as dc
-from .entropy import answer_semantic_entropy, conditional_procedural_entropy, sg_semantic_entropy
+from .bootstrap import (bootstrap_step, gram_estimators, ratio_estimator, ratio_intervals, row_mean_stats,
+                        pass_at_k_estimators, token_estimators)
+from .entropy import prompt_answer_entropies
 from .outcomes import mean_pass_at_k, powers_of_two_upto
-from .token_stats import high_entropy_overlap, mean_by_class, perplexity_by_class, pool, relative_to_first
+from .token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class, perplexity_by_class, pool,
+                          relative_to_first)
 
 TAGGED = (rc.GRAMS, rc.GRAM_NEXT, rc.N_WORDS, rc.N_PLANNING_WORDS, rc.N_REFLECTIONS)
 RELATIVE = {dc.REL_PPL_PLANNING: dc.PPL_PLANNING, dc.REL_PPL_EXECUTION: dc.PPL_EXECUTION,
             dc.SG_SEMANTIC_ENTROPY_CHANGE: dc.SG_SEMANTIC_ENTROPY}
+NO_INTERVAL = (dc.STEP, dc.N_RESPONSES, dc.PASS_K, dc.LENGTH_UNIT)  # counts and labels: no interval
+TOKEN_ARRAYS = (("mask", rc.PLANNING_MASK, bool), ("entropies", rc.ENTROPIES, float),
+                ("logprobs", rc.LOGPROBS, float), ("advantages", rc.ADVANTAGES, float))
 
 
 def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3,
-                   equivalent: Callable[[str, str], bool] | None = None) -> pd.DataFrame:
-    """Per-step metrics of a tagged rollout table (one row per response).
+                   equivalent: Callable[[str, str], bool] | None = None, bootstrap: int = 0, seed: int = 0,
+                   seconds: dict | None = None) -> pd.DataFrame:
+    """Per-step metrics of a tagged rollout table (one row per response), with bootstrap intervals.
 
     Parameters
     ----------
@@ -46,18 +56,23 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
         token arrays ``logprobs``, ``entropies``, ``planning_mask``, ``advantages`` (see reasonlens.columns).
     high_entropy_quantile : share of a step's tokens called high-entropy (paper: 0.3).
     equivalent : answer equivalence for answer-level semantic entropy (default: math-verify).
+    bootstrap : replicates of the per-step prompt bootstrap (`metrics.bootstrap`); 0 = no intervals.
+    seed : seed of the bootstrap.
+    seconds : if given, ``seconds["bootstrap"]`` is increased by the bootstrap's wall time.
 
     Returns
     -------
     DataFrame, one row per step (ascending), columns ``metrics.columns.DYNAMICS_COLUMNS`` then
     ``pass_k``, ``pass_at_<k>`` for each power of 2, ``mean_reward``, ``length_unit``, ``ppl_all``
-    (and ``advantage_*`` for training runs).
+    (and ``advantage_*`` for training runs), then with ``bootstrap`` the ``<metric>_ci_low`` and
+    ``<metric>_ci_high`` of every metric (95% percentile intervals; ratios carry the first step's noise).
 
     Example
     -------
-    >>> dynamics_table(tag_rollouts(rollouts, "paper"))[["step", "accuracy"]]  # doctest: +SKIP
+    >>> dynamics_table(tag_rollouts(rollouts, "paper"), bootstrap=200)[["step", "accuracy_ci_low"]]  # doctest: +SKIP
     """
     _check_input(rollouts, high_entropy_quantile)
+    check_value("bootstrap", bootstrap, BOOTSTRAP)
     if equivalent is None:
         from ..sources.answers import answers_equivalent as equivalent
     equivalent = functools.lru_cache(maxsize=None)(equivalent)  # shared by all steps: answers repeat
@@ -65,12 +80,70 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     sizes = df.groupby([rc.STEP, "_prompt"]).size()
     ks = powers_of_two_upto(int(sizes.max()))
     pass_k = powers_of_two_upto(int(sizes.mode().max()))[-1]
-    rows = [{dc.STEP: step, **_outcomes(g, ks, pass_k), **_lengths(g),
-             **_token_metrics(g, high_entropy_quantile), **_text_metrics(g, equivalent)}
-            for step, g in df.groupby(rc.STEP, sort=True)]
+    rows, first = [], None
+    for step, g in df.groupby(rc.STEP, sort=True):
+        result = step_result(g, ks, pass_k, quantile=high_entropy_quantile, equivalent=equivalent,
+                             bootstrap=bootstrap, seed=seed)
+        first = first or result  # streaming: only the first step's replicates are kept for the ratios
+        started = time.perf_counter()
+        rows.append(result.row | ratio_intervals(result.replicates, first.replicates, RELATIVE,
+                                                 min(result.n_prompts, first.n_prompts)))
+        if seconds is not None:
+            seconds["bootstrap"] = (seconds.get("bootstrap", 0.0) + result.bootstrap_seconds
+                                    + time.perf_counter() - started)
     table = add_relative(pd.DataFrame(rows))
-    extra = [c for c in table.columns if c not in dc.DYNAMICS_COLUMNS]
-    return table[dc.DYNAMICS_COLUMNS + extra]
+    if bootstrap:  # one schema: every metric has its interval columns, NaN where the data has no such metric
+        missing = [f(c) for c in table.columns if c not in NO_INTERVAL for f in (dc.ci_low, dc.ci_high)
+                   if not c.endswith(("_ci_low", "_ci_high")) and f(c) not in table]
+        table = pd.concat([table, pd.DataFrame(math.nan, index=table.index, columns=missing)], axis=1)
+    return table[_ordered(list(table.columns))]
+
+
+def _ordered(columns: list[str]) -> list[str]:
+    """DYNAMICS_COLUMNS, the other metrics, then the interval columns in the order of their metric."""
+    intervals = {c for c in columns if c.endswith(("_ci_low", "_ci_high"))}
+    values = dc.DYNAMICS_COLUMNS + [c for c in columns if c not in dc.DYNAMICS_COLUMNS and c not in intervals]
+    return values + [f(c) for c in values for f in (dc.ci_low, dc.ci_high) if f(c) in intervals]
+
+
+@dataclass
+class StepResult:
+    """One step's dynamics row (without ratios to a first step), its bootstrap replicates and their cost."""
+
+    row: dict
+    replicates: dict[str, np.ndarray] = field(default_factory=dict)  # {metric: (B,)}; {} without bootstrap
+    bootstrap_seconds: float = 0.0
+    n_prompts: int = 0
+
+
+def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float, equivalent,
+                bootstrap: int = 0, seed: int = 0) -> StepResult:
+    """The metrics of one step's rows (with ``_prompt``/``_correct``) and, with ``bootstrap``, their intervals.
+
+    A pure function of the step: a loop that streams steps calls it per step and keeps the first step's
+    ``replicates`` to bootstrap the ratios (`bootstrap.ratio_intervals`).
+    """
+    keys, codes = np.unique(g["_prompt"].to_numpy(dtype=str), return_inverse=True)  # prompts sorted by key
+    tokens = {name: _pooled(g, col, dtype) for name, col, dtype in TOKEN_ARRAYS}
+    tokens["high"] = (high_entropy_mask(tokens["entropies"], quantile)  # (N,) True = high-entropy token
+                      if tokens["entropies"] is not None and tokens["mask"] is not None else None)
+    answer_entropies = prompt_answer_entropies(_answers_by_prompt(g, codes, len(keys)), equivalent)
+    # gram and (gram, next) counts per prompt: the point values are their entropies at weight 1 per prompt
+    grams = gram_estimators(g[rc.GRAMS], g[rc.GRAM_NEXT], codes, len(keys))
+    row = {dc.STEP: g[rc.STEP].iloc[0], **_outcomes(g, ks, pass_k), **_lengths(g),
+           **_token_metrics(g, tokens, quantile), **_text_metrics(g, answer_entropies),
+           **{name: float(f(np.ones((1, len(keys))))[0]) for name, f in grams.items()}}
+    if not bootstrap:
+        return StepResult(row)
+    started = time.perf_counter()
+    estimators = _estimators(g, codes, len(keys), tokens, ks, pass_k, answer_entropies) | grams
+    boot = bootstrap_step(estimators, keys, bootstrap, seed)
+    row |= {k: (math.nan if _isnan(row.get(k[:k.rindex("_ci_")])) else v) for k, v in boot.intervals.items()}
+    return StepResult(row, boot.replicates, time.perf_counter() - started, len(keys))
+
+
+def _isnan(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def add_relative(table: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +164,9 @@ def step_metrics(rollouts: pd.DataFrame, **kwargs) -> dict:
     if rollouts[rc.STEP].nunique() != 1:
         raise ReasonlensError(f"step_metrics takes the rollouts of one step; got steps "
                               f"{sorted(rollouts[rc.STEP].unique())}. Use dynamics_table for a series.")
-    row = dynamics_table(rollouts, **kwargs).iloc[0].drop(list(RELATIVE))
+    table = dynamics_table(rollouts, **kwargs)
+    dropped = list(RELATIVE) + [f(c) for c in RELATIVE for f in (dc.ci_low, dc.ci_high) if f(c) in table]
+    row = table.iloc[0].drop(dropped)
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
@@ -166,24 +241,34 @@ def _outcomes(g: pd.DataFrame, ks: list[int], pass_k: int) -> dict:
             dc.PASS_K: pass_k, **passes, dc.MEAN_REWARD: float(reward)}
 
 
+def _length_values(g: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Per-response length (tokens if known, else words) and its unit."""
+    if rc.N_TOKENS in g.columns:
+        return pd.to_numeric(g[rc.N_TOKENS], errors="coerce").astype(float), "tokens"
+    if rc.TOKEN_IDS in g.columns:
+        return g[rc.TOKEN_IDS].map(len).astype(float), "tokens"
+    return g[rc.N_WORDS].astype(float), "words"
+
+
+def _truncated(g: pd.DataFrame) -> pd.Series:
+    """1.0/0.0/NaN per response: cut by the token limit."""
+    return g[rc.TRUNCATED].map(_bool_or_nan).astype(float) if rc.TRUNCATED in g.columns else \
+        pd.Series(math.nan, index=g.index)
+
+
 def _lengths(g: pd.DataFrame) -> dict:
     """Mean length (tokens if known, else words) and truncation rate of one step."""
-    if rc.N_TOKENS in g.columns:
-        lengths, unit = pd.to_numeric(g[rc.N_TOKENS], errors="coerce"), "tokens"
-    elif rc.TOKEN_IDS in g.columns:
-        lengths, unit = g[rc.TOKEN_IDS].map(len), "tokens"
-    else:
-        lengths, unit = g[rc.N_WORDS], "words"
-    trunc = g[rc.TRUNCATED].map(_bool_or_nan).mean() if rc.TRUNCATED in g.columns else math.nan
-    return {dc.MEAN_LENGTH: float(lengths.mean()), dc.LENGTH_UNIT: unit, dc.TRUNCATION_RATE: float(trunc)}
+    lengths, unit = _length_values(g)
+    return {dc.MEAN_LENGTH: float(lengths.mean()), dc.LENGTH_UNIT: unit,
+            dc.TRUNCATION_RATE: float(_truncated(g).mean())}
 
 
-def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
-    """Entropy, perplexity, planning ratio and high-entropy overlap from the per-token arrays (NaN if absent)."""
+def _token_metrics(g: pd.DataFrame, tokens: dict, quantile: float) -> dict:
+    """Entropy, perplexity, planning ratio and high-entropy overlap from the pooled token arrays (NaN if absent)."""
     out = dict.fromkeys([c for c in dc.TOKEN_PROBABILITY_COLUMNS if c not in RELATIVE]
                         + [dc.PPL_ALL, dc.PLANNING_RATIO], math.nan)
-    mask = _pooled(g, rc.PLANNING_MASK, bool)  # (N,) True = planning token
-    ent, logp = _pooled(g, rc.ENTROPIES), _pooled(g, rc.LOGPROBS)  # (N,) each
+    mask = tokens["mask"]  # (N,) True = planning token
+    ent, logp = tokens["entropies"], tokens["logprobs"]  # (N,) each
     if mask is not None and mask.size:
         out[dc.PLANNING_RATIO] = float(mask.mean())
     if ent is not None:
@@ -191,13 +276,13 @@ def _token_metrics(g: pd.DataFrame, quantile: float) -> dict:
         out[dc.ENTROPY_ALL] = by_class["all"]
         if mask is not None:
             out[dc.ENTROPY_PLANNING], out[dc.ENTROPY_EXECUTION] = by_class["planning"], by_class["execution"]
-            out.update(high_entropy_overlap(ent, mask, quantile))
+            out.update(high_entropy_overlap(ent, mask, quantile, high=tokens["high"]))
     if logp is not None:
         ppl = perplexity_by_class(logp, _class_mask(g, rc.LOGPROBS, logp, mask))
         out[dc.PPL_ALL] = ppl["all"]
         if mask is not None:
             out[dc.PPL_PLANNING], out[dc.PPL_EXECUTION] = ppl["planning"], ppl["execution"]
-    advantages = _pooled(g, rc.ADVANTAGES)  # (N,) present for train-hicra runs only
+    advantages = tokens["advantages"]  # (N,) present for train-hicra runs only
     if advantages is not None and mask is not None:
         credit = mean_by_class(advantages, _class_mask(g, rc.ADVANTAGES, advantages, mask))
         out[dc.ADVANTAGE_PLANNING], out[dc.ADVANTAGE_EXECUTION] = credit["planning"], credit["execution"]
@@ -220,11 +305,11 @@ def _class_mask(g: pd.DataFrame, col: str, values: np.ndarray, mask: np.ndarray 
     return mask
 
 
-def _text_metrics(g: pd.DataFrame, equivalent) -> dict:
-    """Gram entropies, answer entropy and reflection rate from the tag columns (and the word planning ratio)."""
-    out = {dc.SG_SEMANTIC_ENTROPY: sg_semantic_entropy(g[rc.GRAMS]),
-           dc.SG_CONDITIONAL_ENTROPY: conditional_procedural_entropy(g[rc.GRAMS], g[rc.GRAM_NEXT]),
-           dc.ANSWER_SEMANTIC_ENTROPY: answer_semantic_entropy(_answers_by_prompt(g), equivalent),
+def _text_metrics(g: pd.DataFrame, answer_entropies: np.ndarray) -> dict:
+    """Answer entropy (mean of the prompts') and reflection rate from the tag columns (and the word planning
+    ratio); the gram entropies come from their per-prompt counts (`bootstrap.gram_estimators`)."""
+    finite = answer_entropies[np.isfinite(answer_entropies)]
+    out = {dc.ANSWER_SEMANTIC_ENTROPY: float(finite.mean()) if finite.size else math.nan,
            dc.REFLECTION_RATE: float(g[rc.N_REFLECTIONS].mean())}
     if rc.PLANNING_MASK not in g.columns:
         words = int(g[rc.N_WORDS].sum())
@@ -232,15 +317,37 @@ def _text_metrics(g: pd.DataFrame, equivalent) -> dict:
     return out
 
 
-def _answers_by_prompt(g: pd.DataFrame) -> list[list]:
-    """Final answers grouped by prompt: PRED, else the last \\boxed{} of each response."""
+def _answers_by_prompt(g: pd.DataFrame, codes: np.ndarray, n_prompts: int) -> list[list]:
+    """Final answers grouped by prompt (``codes``: each row's prompt index): PRED, else the last \\boxed{}."""
     if rc.PRED in g.columns:
         preds = [None if pd.isna(p) else str(p) for p in g[rc.PRED]]
     else:
         from ..sources.answers import extract_boxed
 
         preds = [extract_boxed(str(t)) for t in g[rc.RESPONSE]]
-    groups: dict = {}
-    for key, pred in zip(g["_prompt"], preds):
-        groups.setdefault(key, []).append(pred)
-    return list(groups.values())
+    groups: list[list] = [[] for _ in range(n_prompts)]
+    for code, pred in zip(codes, preds):
+        groups[code].append(pred)
+    return groups
+
+
+def _estimators(g, codes, n_prompts, tokens, ks, pass_k, answer_entropies) -> dict:
+    """Bootstrap estimators (`metrics.bootstrap`) of every metric of one step, from per-prompt statistics."""
+    def mean(values):
+        return ratio_estimator(*row_mean_stats(values, codes, n_prompts))
+
+    successes, trials = row_mean_stats(g["_correct"], codes, n_prompts)
+    out = {dc.ACCURACY: ratio_estimator(successes, trials), **pass_at_k_estimators(successes, trials, ks),
+           dc.MEAN_LENGTH: mean(_length_values(g)[0]), dc.TRUNCATION_RATE: mean(_truncated(g)),
+           dc.REFLECTION_RATE: mean(g[rc.N_REFLECTIONS]),
+           dc.ANSWER_SEMANTIC_ENTROPY: ratio_estimator(np.nan_to_num(answer_entropies),
+                                                       np.isfinite(answer_entropies).astype(float))}
+    out[dc.PASS_AT_K] = out[dc.pass_at_column(pass_k)]
+    if rc.REWARD in g.columns:
+        out[dc.MEAN_REWARD] = mean(pd.to_numeric(g[rc.REWARD], errors="coerce"))
+    if tokens["mask"] is None:
+        out[dc.PLANNING_RATIO] = ratio_estimator(*[row_mean_stats(g[c], codes, n_prompts)[0]
+                                                   for c in (rc.N_PLANNING_WORDS, rc.N_WORDS)])
+    pooled = {name: (tokens[name], g[col].map(len).to_numpy()) if tokens[name] is not None else None
+              for name, col, _ in TOKEN_ARRAYS}
+    return out | token_estimators(pooled, codes, n_prompts, tokens["high"])

@@ -81,6 +81,16 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, st
     return labels
 
 
+def prompt_answer_entropies(answers_by_prompt: Iterable[Sequence[str | None]],
+                            equivalent: Callable[[str, str], bool], base: float = math.e) -> np.ndarray:
+    """Entropy of each prompt's answer-cluster frequencies (P,); NaN for a prompt without answers.
+
+    The bootstrap resamples these per-prompt values (the clusters of a prompt move with it).
+    """
+    return np.array([shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base) if len(a) else math.nan
+                     for a in answers_by_prompt], dtype=float)
+
+
 def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
                             equivalent: Callable[[str, str], bool] | None = None,
                             base: float = math.e) -> float:
@@ -92,6 +102,6 @@ def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
     if equivalent is None:
         from ..sources.answers import answers_equivalent as equivalent
     equivalent = functools.lru_cache(maxsize=None)(equivalent)  # answers repeat: math-verify is ~10 ms a pair
-    values = [shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base)
-              for a in answers_by_prompt if len(a)]
-    return float(np.mean(values)) if values else math.nan
+    values = prompt_answer_entropies(answers_by_prompt, equivalent, base)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else math.nan

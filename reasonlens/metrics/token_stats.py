@@ -53,14 +53,14 @@ def high_entropy_mask(entropies: np.ndarray, quantile: float = 0.3) -> np.ndarra
     if entropies.size == 0:
         return np.zeros(0, dtype=bool)
     n_high = max(1, math.ceil(quantile * entropies.size))
-    threshold = np.sort(entropies)[::-1][n_high - 1]
+    threshold = np.partition(entropies, entropies.size - n_high)[entropies.size - n_high]  # n_high-th highest
     return entropies >= threshold
 
 
 def high_entropy_overlap(entropies: np.ndarray, planning: np.ndarray,
-                         quantile: float = 0.3) -> dict[str, float]:
-    """P(high | planning) and P(planning | high) for one step's pooled tokens (N,)."""
-    high = high_entropy_mask(entropies, quantile)
+                         quantile: float = 0.3, high: np.ndarray | None = None) -> dict[str, float]:
+    """P(high | planning) and P(planning | high) for one step's pooled tokens (N,); ``high`` reuses a mask."""
+    high = high_entropy_mask(entropies, quantile) if high is None else high
     planning = np.asarray(planning, dtype=bool)
     both = float(np.sum(high & planning))
     n_plan, n_high = float(planning.sum()), float(high.sum())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.metrics.columns import TOKEN_PROBABILITY_COLUMNS
+from reasonlens.metrics.columns import TOKEN_PROBABILITY_COLUMNS, ci_high, ci_low
 from reasonlens.records import write_text
 from reasonlens.report import highlight, narrative
 
@@ -32,7 +32,9 @@ figure{margin:18px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{
 .meta{color:#555;font-size:.9em;margin:10px 0 4px}.legend .plan{background:#fdd9b5;padding:0 4px}
 """ + highlight.RESPONSE_CSS
 CAPTIONS = {
-    "dynamics": "The paper's four panels; dashed vertical lines mark detected phase boundaries.",
+    "dynamics": "The dynamics per step (the paper's four panels; without token probabilities, the panels the text "
+                "supports). Shaded: 95% bootstrap intervals, prompts resampled with all their samples. Dashed "
+                "vertical lines: detected phase boundaries.",
     "overlap": "How often planning tokens are high-entropy (top {quantile:.0%} within the step), and the reverse.",
     "advantages": "Mean per-token credit the loss used, on planning vs execution tokens (HICRA adds "
                   "alpha*|A| on planning tokens only).",
@@ -64,8 +66,20 @@ def _cell(value) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with each metric that has interval columns written 'value [low, high]' and those columns dropped."""
+    out = df.copy()
+    for column in [c for c in df.columns if ci_low(c) in df.columns and ci_high(c) in df.columns]:
+        values, low, high = df[column], df[ci_low(column)], df[ci_high(column)]
+        out[column] = [v if not (pd.notna(v) and pd.notna(a) and pd.notna(b)) else f"{v:.4g} [{a:.3g}, {b:.3g}]"
+                       for v, a, b in zip(values, low, high)]
+        out = out.drop(columns=[ci_low(column), ci_high(column)])
+    return out
+
+
 def table_html(df: pd.DataFrame) -> str:
-    """The table with floats to 4 significant digits and NaN written as 'unavailable'."""
+    """The table with floats to 4 significant digits, intervals as 'value [low, high]', NaN as 'unavailable'."""
+    df = with_intervals(df)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>"
                    for row in df.astype(object).itertuples(index=False))

@@ -1,13 +1,16 @@
 """The analysis in plain words: what the phases are, where they begin, and the numbers behind them.
 
 Pure functions of the dynamics table and the ``detect_phases`` dict; the HTML report and the
-comparison page render their sentences.
+comparison page render their sentences. Changes are given with their 95% interval where the table
+has bootstrap interval columns (two steps' errors combined as independent), as "no change beyond
+noise" when it covers zero, and never as a percentage of a value near zero.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from reasonlens.metrics import columns as dc
@@ -15,13 +18,35 @@ from reasonlens.metrics import columns as dc
 PHASE_NAMES = {"consolidation": "Procedural consolidation", "exploration": "Strategic exploration"}
 
 
-def change(before: float, after: float, unit: str = "") -> str:
-    """'fell 38% (1.00 → 0.62)' / 'rose …' / 'stayed at …'; relative to ``before``."""
-    values = f"({before:.2f} → {after:.2f}{unit})"
-    if before == 0 or math.isclose(before, after, rel_tol=1e-3):
-        return f"went {values}" if before != after else f"stayed at {after:.2f}{unit}"
-    pct = abs(after - before) / abs(before) * 100
-    return f"{'rose' if after > before else 'fell'} {pct:.0f}% {values}"
+NEAR_ZERO = 0.1  # below this |before|, a relative change says little ("rose 27% (0.004 → 0.005)"): none is given
+Z95 = 1.96
+
+
+def _fmt(value: float) -> str:
+    """Two decimals, or two significant digits for values under 0.1 (so 0.004 never prints as 0.00)."""
+    return f"{value:.2f}" if abs(value) >= NEAR_ZERO or value == 0 else f"{value:.2g}"
+
+
+def change(before: float, after: float, unit: str = "", interval: tuple[float, float] | None = None) -> str:
+    """A change in words: 'fell 38% (1.00 → 0.62)', or with the 95% ``interval`` of the change
+    'rose by 0.12 (0.30 → 0.42; 95% interval +0.05 to +0.19)' / 'showed no change beyond noise (…)'.
+
+    The relative change is given only when |before| >= NEAR_ZERO; otherwise the absolute one.
+    """
+    values = f"{_fmt(before)} → {_fmt(after)}{unit}"
+    delta = after - before
+    if interval is not None and all(math.isfinite(v) for v in interval):
+        low, high = interval
+        bounds = f"95% interval {low:+.2g} to {high:+.2g}"
+        if low <= 0 <= high:
+            return f"showed no change beyond noise ({values}; change {delta:+.2g}, {bounds})"
+        return f"{'rose' if delta > 0 else 'fell'} by {abs(delta):.2g}{unit} ({values}; {bounds})"
+    if math.isclose(before, after, rel_tol=1e-3, abs_tol=1e-12):
+        return f"stayed at {_fmt(after)}{unit}"
+    if abs(before) < NEAR_ZERO:
+        return f"{'rose' if delta > 0 else 'fell'} by {abs(delta):.2g}{unit} ({values})"
+    pct = abs(delta) / abs(before) * 100
+    return f"{'rose' if delta > 0 else 'fell'} {pct:.0f}% ({values})"
 
 
 def _value(dynamics: pd.DataFrame, step, column: str) -> float:
@@ -31,13 +56,30 @@ def _value(dynamics: pd.DataFrame, step, column: str) -> float:
     return float(rows.iloc[0]) if len(rows) else math.nan
 
 
+def standard_error(dynamics: pd.DataFrame, rows: pd.Series, column: str) -> float:
+    """Standard error of the mean of ``column`` over the selected rows, from their bootstrap intervals
+    (se = width / (2 * 1.96), steps taken as independent); NaN without interval columns."""
+    low, high = dc.ci_low(column), dc.ci_high(column)
+    if low not in dynamics.columns or high not in dynamics.columns or not rows.any():
+        return math.nan
+    se = (dynamics.loc[rows, high] - dynamics.loc[rows, low]).to_numpy(dtype=float) / (2 * Z95)
+    return float(np.sqrt(np.sum(se ** 2)) / se.size)
+
+
+def change_interval(delta: float, se_before: float, se_after: float) -> tuple[float, float] | None:
+    """95% interval of a change between two independent estimates with these standard errors."""
+    se = math.hypot(se_before, se_after)
+    return (delta - Z95 * se, delta + Z95 * se) if math.isfinite(se) else None
+
+
 def _clauses(dynamics: pd.DataFrame, start, end, metrics: list[tuple[str, str, str]]) -> list[str]:
-    """'<label> <change>' for each (column, label, unit) known at both steps."""
+    """'<label> <change>' for each (column, label, unit) known at both steps, with its interval if known."""
     out = []
     for column, label, unit in metrics:
         a, b = _value(dynamics, start, column), _value(dynamics, end, column)
         if not (math.isnan(a) or math.isnan(b)):
-            out.append(f"{label} {change(a, b, unit)}")
+            ses = [standard_error(dynamics, dynamics[dc.STEP] == s, column) for s in (start, end)]
+            out.append(f"{label} {change(a, b, unit, change_interval(b - a, *ses))}")
     return out
 
 
@@ -69,13 +111,15 @@ def phase_sentence(name: str, phase: dict, dynamics: pd.DataFrame) -> str:
     if not phase.get("detected"):
         return f"{title}: not detected: {reason or 'no reason given'}."
     step = phase["step"]
+    interval = phase.get("step_interval")
+    within = f" (step interval {interval[0]}–{interval[1]})" if interval and interval[0] != interval[1] else ""
     steps = sorted(dynamics[dc.STEP]) if len(dynamics) else [step]
     if name == "consolidation":
-        head, start, end = f"{title} ends at step {step}", steps[0], step
+        head, start, end = f"{title} ends at step {step}{within}", steps[0], step
         metrics = [(dc.REL_PPL_EXECUTION, "execution RelPPL", ""),
                    (dc.ENTROPY_EXECUTION, "execution-token entropy", " nats")]
     else:
-        head, start, end = f"{title} begins at step {step}", step, steps[-1]
+        head, start, end = f"{title} begins at step {step}{within}", step, steps[-1]
         metrics = [(dc.SG_SEMANTIC_ENTROPY_CHANGE, "SG semantic entropy (× first step)", ""),
                    (dc.ACCURACY, "accuracy", ""), (dc.MEAN_LENGTH, "mean length", "")]
     clauses = _clauses(dynamics, start, end, metrics)
@@ -102,9 +146,13 @@ def quarter_trend(dynamics: pd.DataFrame, metrics: list[tuple[str, str]], min_st
     k = len(table) // 4
     if len(table) < min_steps or k < 2:
         return ""
-    clauses = [f"{label} {change(float(table[col].head(k).mean()), float(table[col].tail(k).mean()))}"
-               for col, label in metrics if col in table and table[col].head(k).notna().all()
-               and table[col].tail(k).notna().all()]
+    first, last = table.index.isin(table.index[:k]), table.index.isin(table.index[-k:])
+    clauses = []
+    for col, label in metrics:
+        if col in table and table[col].head(k).notna().all() and table[col].tail(k).notna().all():
+            a, b = float(table[col].head(k).mean()), float(table[col].tail(k).mean())
+            ses = [standard_error(table, pd.Series(rows, index=table.index), col) for rows in (first, last)]
+            clauses.append(f"{label} {change(a, b, interval=change_interval(b - a, *ses))}")
     return (f"Averaged over the first and the last quarter of the steps ({k} each), {' and '.join(clauses)}."
             if clauses else "")
 
