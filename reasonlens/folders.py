@@ -10,7 +10,8 @@ Ownership rule (``check_out``), for the ``--out`` of `analyze` (an analysis fold
    marker ``.reasonlens.json`` (kind, command, run id, version, created), or it is a folder an earlier
    reasonlens version wrote (a run: a ``config.json`` in train-hicra's schema next to trl/, metrics.csv or
    rollouts/; an analysis: a ``summary.json`` in analyze's schema, or cache sidecars it wrote). Such a
-   folder is adopted: the marker is added. Anything else is refused, naming what is there.
+   folder is adopted: the marker is added. Anything else is refused, naming what is there; the
+   folder's own analysis sub-folders (``reasonlens/``, ``reasonlens-eval/``, rule 2) do not count.
 
 reasonlens deletes or rewrites only the names the marker's ``covers`` lists. One process writes a
 folder at a time (``writing``): ``.reasonlens.lock`` holds the writer's pid and host; a second writer is
@@ -70,7 +71,8 @@ def check_out(out: Path, *, kind: str, option: str, inputs: Iterable[Path | str 
     if _legacy(target, kind):
         return  # adopted: `writing` adds the marker
     present = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
-                     if p.name not in _IGNORED and ".tmp-" not in p.name and not p.name.startswith(".write-test"))
+                     if p.name not in _IGNORED + DEFAULT_SUBFOLDERS and ".tmp-" not in p.name
+                     and not p.name.startswith(".write-test"))
     if present:
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
         raise ReasonlensError(f"{option} {out} is not empty and was not written by reasonlens (it holds {shown}): "
