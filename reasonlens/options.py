@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import textwrap
 from dataclasses import dataclass, field, fields
 from typing import Callable, Optional, Union
 
@@ -108,3 +109,24 @@ def check_options(config) -> None:
         value = getattr(config, f.name)
         if allowed is not None and not (value is None and f.default is None):
             check_value(f.name, value, allowed, flag="--" + f.name.replace("_", "-"))
+
+
+def field_docs(config_cls, names=None) -> str:
+    """numpydoc ``name : type, default value`` entries of ``config_cls``'s fields (all, or ``names`` in
+    that order), each followed by its help: the one text both the CLI and the docstrings show."""
+    by_name = {f.name: f for f in fields(config_cls)}
+    lines = []
+    for name in names or by_name:
+        f = by_name[name]
+        lines.append(f"{name} : {f.type}, default {f.default!r}")
+        lines += textwrap.wrap(f.metadata["help"], 100, initial_indent="    ", subsequent_indent="    ",
+                               break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines)
+
+
+def documented(config_cls):
+    """Class decorator: append the Parameters section (`field_docs`) to a config's docstring, so
+    ``help(config_cls)`` lists every field with its help."""
+    entries = textwrap.indent(field_docs(config_cls), "    ")
+    config_cls.__doc__ = f"{config_cls.__doc__}\n\n    Parameters\n    ----------\n{entries}\n"
+    return config_cls

@@ -16,9 +16,12 @@ import json
 import math
 import os
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
+
+from reasonlens.errors import ReasonlensError
 
 _LIBRARIES = ("torch", "transformers", "trl", "sentence-transformers", "scikit-learn", "pandas",
               "math-verify", "reasoning-gym", "vllm")
@@ -58,6 +61,18 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+def check_writable(folder: Path, option: str = "--out") -> None:
+    """Create ``folder`` and prove a file can be written in it, or say which option to change."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}-{time.time_ns()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ReasonlensError(f"{option} {folder} is not writable ({err.strerror}): choose a folder you can "
+                              "write to.") from None
 
 
 def step_file(folder: str | os.PathLike, step: int, suffix: str = ".parquet", stage: str = "rollouts") -> Path:

@@ -89,7 +89,7 @@ def top_grams_frame() -> pd.DataFrame:
 
 
 def summary_dict(text_only: bool = False, root: Path = Path("/runs/grpo-smollm2")) -> dict:
-    """A summary.json with every key of `pipeline.Summary`, as analyze writes it."""
+    """A summary.json with every key of `analysis.run.Summary`, as analyze writes it."""
     config = AnalyzeConfig(rollouts=root / "log.jsonl") if text_only else AnalyzeConfig(path=root, samples=3)
     return {"mode": "text-only" if text_only else "checkpoints", "config": dataclasses.asdict(config),
             "out": str(root / "reasonlens"), "provenance": provenance(),
@@ -97,8 +97,9 @@ def summary_dict(text_only: bool = False, root: Path = Path("/runs/grpo-smollm2"
             "lexicon": {"name": LEXICON.name, "hash": LEXICON.hash, "size": len(LEXICON), "file": "lexicon.txt"},
             "tag_version": 1, "tokenizer": None, "problems": None if text_only else
             {"task": "gsm_symbolic", "prompts_file": None, "seed": 0, "n": 1, "held_out_of_run_seed": None},
-            "checkpoints": [], "skipped": [], "run_config": None, "phases": PHASES,
-            "n_responses": len(STEPS) * len(RESPONSES), "tokens_scored": 0, "seconds": 1.0, "peak_rss_mb": 100.0}
+            "checkpoints": [], "skipped": [], "run_config": None, "graded": None, "step_checkpoints": None,
+            "phases": PHASES, "n_responses": len(STEPS) * len(RESPONSES), "tokens_scored": 0, "seconds": 1.0,
+            "stage_seconds": {"plan": 0.1, "metrics": 0.2, "write": 0.3}, "peak_rss_mb": 100.0}
 
 
 def make_analysis_dir(root: Path, *, text_only: bool = False, csv: bool = False) -> Path:

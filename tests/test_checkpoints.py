@@ -72,12 +72,13 @@ def test_verl_uses_actor_huggingface(tiny_model_dir, tmp_path):
     assert series.checkpoints[0].path == tmp_path / "global_step_10" / "actor" / "huggingface"
 
 
-def test_verl_sharded_only_names_model_merger(tiny_model_dir, tmp_path):
+def test_verl_shards_without_fsdp_config_name_it(tiny_model_dir, tmp_path):
+    """Shards are merged (tests/test_verl_fsdp.py), but only with the world size fsdp_config.json gives."""
     actor = tmp_path / "global_step_10" / "actor"
     _link_model(tiny_model_dir, actor / "huggingface", skip={"model.safetensors"})  # config + tokenizer only
     (actor / "model_world_size_1_rank_0.pt").write_bytes(b"shard")
-    with pytest.raises(ReasonlensError, match=r"global_step_10: .*python -m verl\.model_merger merge --backend fsdp "
-                                              r"--local_dir .*actor --target_dir .*huggingface"):
+    with pytest.raises(ReasonlensError, match=r"global_step_10: .*actor/fsdp_config\.json is missing: verl writes it "
+                                              r"next to the model_world_size_W_rank_R\.pt shards"):
         discover_checkpoints(tmp_path)
 
 

@@ -62,6 +62,7 @@ def test_analyze_needs_an_input():
     assert "analyze needs an input" in result.output
 
 
+@pytest.mark.slow  # a second full analyze re-proving what faster tests prove (review 12-06, 4.2)
 def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
     out = tmp_path / "a"
     runner.invoke(app, ["analyze", str(tiny_series), "--out", str(out), "--no-report", *SMALL])
@@ -70,6 +71,7 @@ def test_analyze_rollout_rows_cover_token_arrays(tiny_series, tmp_path):
     assert not (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_analyze_bundled_smollm2_end_to_end(tmp_path):
     """The real embedded default: generation, scoring, math-verify grading and the report, small settings."""
     out = tmp_path / "smollm2"

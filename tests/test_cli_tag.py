@@ -75,6 +75,17 @@ def test_mine_grams_writes_lexicon_and_cluster_report(tmp_path, monkeypatch):
     assert list(report.columns) == ["cluster", "members", "size", "cdf", "selected"]
     assert report["selected"].sum() == 2
 
+    # the three miner parameters the command gained: 2-3 word grams, at most 40 embedded, batches of 7
+    small = tmp_path / "small.txt"
+    result = runner.invoke(app, ["mine-grams", str(rollouts), "--out", str(small), "--distance-threshold", "0.2",
+                                 "--ngram-range", "2,3", "--max-ngrams", "40", "--batch-size", "7"])
+    assert result.exit_code == 0, result.output
+    assert "40 n-grams" in result.output
+    assert all(len(p.split()) in (2, 3) for p in load_lexicon(small).phrases)
+    line = next(x for x in small.read_text().splitlines() if x.startswith("# config: "))
+    config = json.loads(line.removeprefix("# config: "))
+    assert config["ngram_range"] == [2, 3] and config["max_ngrams"] == 40 and config["batch_size"] == 7
+
 
 @pytest.mark.parametrize("rows, message", [
     ([{"response": "a b c"}], r"has neither 'correct' nor 'reward'"),

@@ -6,11 +6,15 @@ import json
 import sys
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
+from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.cli import app
+from reasonlens.train.config import TrainConfig
 
 
+@pytest.mark.slow
 def test_train_hicra_cli_lora_run(tmp_path, tiny_model_dir):
     problems = tmp_path / "problems.jsonl"
     problems.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)})
@@ -66,12 +70,14 @@ def test_cli_exposes_every_config_field():
     from reasonlens.train.config import TrainConfig
 
     commands = typer_commands(cli_app)
-    for name, config in (("analyze", AnalyzeConfig), ("train-hicra", TrainConfig)):
+    from reasonlens.hierarchy.mine_config import MineConfig
+
+    for name, config in (("analyze", AnalyzeConfig), ("train-hicra", TrainConfig), ("mine-grams", MineConfig)):
         params = {p.name: p for p in commands[name].params}
         for field in dataclasses.fields(config):
             assert field.name in params, f"{name} has no option for {config.__name__}.{field.name}"
             assert params[field.name].help == field.metadata["help"] or isinstance(params[field.name], click.Argument)
-            if field.default is not None and field.name != "out":
+            if field.default is not None and field.name not in ("out", "rollouts"):
                 assert params[field.name].default == field.default, field.name
 
 
@@ -88,3 +94,16 @@ def test_cli_help_does_not_import_torch():
     code = "import sys; from reasonlens.cli import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("config", ["AnalyzeConfig", "TrainConfig", "MineConfig"])
+def test_help_of_a_config_lists_every_field_with_its_help(config):
+    import dataclasses
+    import pydoc
+
+    from reasonlens.hierarchy.mine_config import MineConfig
+
+    cls = {"AnalyzeConfig": AnalyzeConfig, "TrainConfig": TrainConfig, "MineConfig": MineConfig}[config]
+    text = " ".join(w for w in pydoc.render_doc(cls, renderer=pydoc.plaintext).split() if w != "|")
+    for field in dataclasses.fields(cls):
+        assert f"{field.name} : " in text and " ".join(field.metadata["help"].split()) in text, field.name

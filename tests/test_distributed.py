@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from reasonlens import columns as C
 from reasonlens.cli import app
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
 ray = pytest.importorskip("ray")
 runner = CliRunner()
 SMALL = ["--task", "basic_arithmetic", "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "16",

@@ -47,6 +47,7 @@ def dry_run(tmp_path_factory):
     return done, [json.loads(line) for line in lines], (out / "gpu_check.jsonl").read_text()
 
 
+@pytest.mark.slow  # the dry run scores and trains on CPU (about a minute)
 def test_imports_nothing_a_lent_gpu_lacks(dry_run):
     done, _, _ = dry_run
     imported = {m.group(1).split(".")[0] for m in map(IMPORT_LINE.match, done.stderr.splitlines()) if m}
@@ -54,11 +55,13 @@ def test_imports_nothing_a_lent_gpu_lacks(dry_run):
     assert not imported & ABSENT_ON_GPU
 
 
+@pytest.mark.slow  # the dry run scores and trains on CPU (about a minute)
 def test_log_file_holds_the_same_lines(dry_run):
     done, _, log = dry_run
     assert log == done.stdout
 
 
+@pytest.mark.slow  # the dry run scores and trains on CPU (about a minute)
 def test_scoring_cases(dry_run):
     _, records, _ = dry_run
     cases = [r for r in records if "case" in r]
@@ -78,6 +81,7 @@ def test_scoring_cases(dry_run):
     assert all(isinstance(flag, str) and "x the floor >" in flag for flag in case["flags"])
 
 
+@pytest.mark.slow  # the dry run scores and trains on CPU (about a minute)
 def test_scoring_summary(dry_run):
     _, records, _ = dry_run
     summary = next(r for r in records if "cases" in r)
@@ -89,6 +93,7 @@ def test_scoring_summary(dry_run):
     assert len(summary["flags"]) == sum(ratio > 1.10 for ratio in ratios)
 
 
+@pytest.mark.slow  # the dry run scores and trains on CPU (about a minute)
 def test_train_steps(dry_run):
     _, records, _ = dry_run
     steps = {r["method"]: r for r in records if r.get("check") == "train_step" and "method" in r}

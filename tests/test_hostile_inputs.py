@@ -155,6 +155,7 @@ def test_truncated_parquet_log(tmp_path):
 # --- 3. no dead end after a crash --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_restarts(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     (run / "rollouts").mkdir(parents=True)

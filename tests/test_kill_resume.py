@@ -19,6 +19,8 @@ import pytest
 
 from reasonlens import columns as C
 
+pytestmark = pytest.mark.slow  # kills and resumes analyze and train-hicra subprocesses
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 KILLS = 4
 

@@ -221,7 +221,7 @@ def _write_gguf(model, tokenizer_dir, path):
     import gguf
     import numpy as np
 
-    from conftest import CHATML
+    from tiny_models import CHATML
 
     cfg = model.config
     spec = json.loads((tokenizer_dir / "tokenizer.json").read_text())

@@ -129,3 +129,35 @@ def test_real_minilm_selects_the_planted_families():
     distractor_words = {w for d in DISTRACTORS for w in d.split()}
     assert not any(set(p.split()) & distractor_words for p in miner.lexicon_.phrases)
     assert miner.config_["embedder"] == "minilm"
+
+
+def test_miner_is_a_sklearn_estimator_whose_defaults_are_mine_grams_defaults():
+    from sklearn.base import clone
+
+    from reasonlens.hierarchy.mine_config import MineConfig
+
+    miner = StrategicGramMiner(min_df=3, embedder=FamilyEmbedder())
+    assert repr(StrategicGramMiner(min_df=3)) == "StrategicGramMiner(min_df=3)"  # only what differs
+    copy = clone(miner)
+    assert copy is not miner and copy.get_params()["min_df"] == 3 and not hasattr(copy, "lexicon_")
+    # one set of defaults: the CLI's (MineConfig) are the estimator's
+    assert MineConfig(rollouts="r.jsonl", out="m.txt").miner_params() == StrategicGramMiner().get_params()
+    fitted = miner.fit(synthetic_corpus(10))
+    learned = set(vars(fitted)) - set(fitted.get_params())
+    assert learned == {"lexicon_", "clusters_", "ngrams_", "config_"}  # learned state ends in _
+    assert fitted.config_["min_df"] == 3 and fitted.config_["embedder"] == "FamilyEmbedder"
+
+
+@pytest.mark.parametrize("value, expected", [("3,5", (3, 5)), ("2, 4", (2, 4)), ((1, 2), (1, 2))],
+                         ids=["string", "spaces", "pair"])
+def test_ngram_range_parses(value, expected):
+    from reasonlens.hierarchy.mine_config import parse_ngram_range
+
+    assert parse_ngram_range(value) == expected
+
+
+def test_ngram_range_that_is_not_two_integers_is_refused():
+    from reasonlens.hierarchy.mine_config import MineConfig
+
+    with pytest.raises(ReasonlensError, match=r"ngram_range='3-5' is not two integers: expected LOW,HIGH"):
+        MineConfig(rollouts="r.jsonl", out="m.txt", ngram_range="3-5")

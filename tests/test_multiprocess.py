@@ -20,6 +20,8 @@ import pytest
 
 from reasonlens import columns as C
 
+pytestmark = pytest.mark.slow  # trains under `accelerate launch` with 2 processes
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 LEXICON = ["the", "so", "is", "to", "we", "and", "a", "x", "of", "wait", "let's", "but", "first", "apples"]
 

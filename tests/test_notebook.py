@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from report_fixtures import make_analysis_dir
 
+pytestmark = pytest.mark.slow  # starts a Jupyter kernel per case
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_entropy_curves.ipynb"
 
 

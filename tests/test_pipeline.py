@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -70,8 +71,11 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
 
     calls.clear()
     monkeypatch.setattr(generate, "rollout_checkpoint", lambda ckpt, *a, **k: calls.append(ckpt.step) or real(ckpt, *a, **k))
+    keyed, real_keys = [], generate.checkpoint_keys
+    monkeypatch.setattr(generate, "checkpoint_keys", lambda *a, **k: keyed.append(1) or real_keys(*a, **k))
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     assert calls == [2, 3]
+    assert keyed == [1]  # the keys (and the runtime) are computed once per run
     table = pd.read_parquet(tmp_path / "rollouts.parquet")
     pd.testing.assert_frame_equal(table[table[C.STEP] == 1][first.columns].reset_index(drop=True), first)
 
@@ -80,6 +84,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_series, tmp_path
     assert calls == [1, 2, 3]
 
 
+@pytest.mark.slow  # a second full analyze re-proving what faster tests prove (review 12-06, 4.2)
 def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
     pipeline.analyze(_config(tiny_series, tmp_path), progress=False)
     a = pd.read_parquet(analyzed / "rollouts.parquet")
@@ -92,3 +97,20 @@ def test_config_rejects_bad_values(tmp_path):
         AnalyzeConfig()
     with pytest.raises(ReasonlensError, match=r"samples=0 \(--samples\) is invalid; expected an integer in \[1, 1024\]"):
         AnalyzeConfig(path=tmp_path, samples=0)
+
+
+def test_the_plan_is_frozen_and_the_record_sums_what_ran(tmp_path):
+    from reasonlens.analysis.plan import make_plan
+    from reasonlens.analysis.record import Record
+
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 0, "response": "x", "correct": True}) + "\n")
+    plan = make_plan(AnalyzeConfig(rollouts=tmp_path / "log.jsonl", report=False))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.mode = "eval"
+    # by hand: 1.0 + 0.5 load, 2.0 score only in the second, skips concatenated, the set runtime wins
+    first = Record(seconds={"load": 1.0}, skipped=[{"path": "a"}], graded="by hand")
+    merged = first.merge(Record(runtime={"device": "cpu"}, seconds={"load": 0.5, "score": 2.0},
+                                skipped=[{"path": "b"}]))
+    assert merged.seconds == {"load": 1.5, "score": 2.0} and first.seconds == {"load": 1.0}
+    assert merged.skipped == [{"path": "a"}, {"path": "b"}] and merged.runtime == {"device": "cpu"}
+    assert merged.graded == "by hand" and merged.step_checkpoints is None

@@ -152,6 +152,7 @@ def _chromium() -> str | None:
     return found
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path, make_report):
     from PIL import Image
 

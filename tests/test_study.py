@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow  # the study's smoke mode: 6 training runs in a subprocess
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "hicra_smollm2" / "study.py"
 

@@ -175,6 +175,16 @@ def test_fitted_tagger_pickles_and_copies():
     assert vars(lazy) == {"lexicon": ["so"]} and lazy.find("so") == [Match(0, 2, "so")]
 
 
+def test_tagger_is_a_sklearn_estimator():
+    from sklearn.base import clone
+
+    tagger = PlanningTagger(["so"]).fit()
+    assert repr(tagger) == "PlanningTagger(lexicon=['so'])" and repr(PlanningTagger()) == "PlanningTagger()"
+    copy = clone(tagger)  # the parameters, not the learned state
+    assert copy.get_params() == {"lexicon": ["so"]} and not hasattr(copy, "lexicon_")
+    assert copy.find("so") == [Match(0, 2, "so")]
+
+
 # ---- properties ------------------------------------------------------------------------------
 WORDS = ["so", "also", "but", "wait", "Wait,", "no", "we", "can", "use", "the", "fact", "that", "that\u2019s",
          "hmm,", "##", "step", "x1", "?", "does", "this", "make", "sense?", "let's", "Let\u2019s", "it"]

@@ -67,6 +67,7 @@ def _rollouts(run):
                      ignore_index=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [f"{m}-{s}" for m, s in METHODS], ids=[f"{m}-{s}" for m, s in METHODS])
 def test_every_method_trains_two_steps_and_records(runs, setup, name):
     run = runs[name]
@@ -96,6 +97,7 @@ def _sequence_advantage(advantages, planning):
     return advantages[execution[0]] if execution.size else None
 
 
+@pytest.mark.slow
 def test_logged_hicra_advantages_are_exact(runs):
     table = _rollouts(runs["hicra-lexicon"])
     planning_tokens = 0
@@ -112,6 +114,7 @@ def test_logged_hicra_advantages_are_exact(runs):
     assert planning_tokens > 0  # the check above was not vacuous
 
 
+@pytest.mark.slow
 def test_grpo_and_topk_credit(runs):
     grpo = _rollouts(runs["grpo-lexicon"])
     for adv in grpo[C.ADVANTAGES]:
@@ -135,6 +138,7 @@ def test_grpo_and_topk_credit(runs):
     assert checked > 0
 
 
+@pytest.mark.slow
 def test_planning_mask_equals_tagger_on_decoded_text(runs, setup):
     from transformers import AutoTokenizer
 
@@ -153,6 +157,7 @@ def test_planning_mask_equals_tagger_on_decoded_text(runs, setup):
         assert list(getattr(row, C.GRAMS)) == [m.gram for m in leftmost_longest(tagger.find(text))]
 
 
+@pytest.mark.slow
 def test_resume_continues_without_losing_or_repeating_steps(setup):
     from reasonlens.train.run import train_hicra
 
@@ -172,6 +177,7 @@ def test_resume_continues_without_losing_or_repeating_steps(setup):
     pd.testing.assert_frame_equal(resumed, whole)
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run_with_checkpoints(runs, setup):
     from reasonlens.errors import ReasonlensError
     from reasonlens.train.run import train_hicra
@@ -180,6 +186,7 @@ def test_refuses_to_overwrite_a_run_with_checkpoints(runs, setup):
         train_hicra(_config(setup, "hicra-lexicon"))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_recipe(runs, setup):
     from reasonlens.errors import ReasonlensError
     from reasonlens.train.run import train_hicra
@@ -202,6 +209,7 @@ def test_config_messages():
         TrainConfig()
 
 
+@pytest.mark.slow
 def test_per_token_credit_reaches_the_loss(runs):
     # same seed -> identical step-1 samples; only the credit on planning tokens differs, and so the loss
     grpo, hicra = (_rollouts(runs[name]) for name in ("grpo-lexicon", "hicra-lexicon"))

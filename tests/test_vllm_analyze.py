@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from reasonlens import columns as C
 from reasonlens.cli import app
 
+pytestmark = pytest.mark.slow  # starts vLLM
+
 VLLM_CLI = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "vllm"
 runner = CliRunner()
 SMALL = ["--task", "basic_arithmetic", "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "10",

@@ -21,8 +21,13 @@ from reasonlens.models import vllm_generation as vg
 from reasonlens.models import vllm_server as vs
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed in this interpreter; "
+_VLLM_HERE = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed in this interpreter; "
                                 "`make test-vllm` runs these tests in .venv-vllm")
+
+
+def needs_vllm(test):
+    """Runs the real vLLM engine: only where vLLM is installed, and `slow` (make test-fast skips it)."""
+    return pytest.mark.slow(_VLLM_HERE(test))
 QUESTIONS = ["Tom has 4 apples and buys 9 more. How many apples does he have?", "Add 3 and 4.",
              "Let's break down the problem.", "Hmm, that's not right.", "What is 12 * 3?", "Go"]
 N_STOPS = 40  # extra stop ids (of ~400) so that a random model stops in some responses, not all

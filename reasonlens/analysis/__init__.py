@@ -1,14 +1,15 @@
 """The `analyze` command, one module per stage in pipeline order (mirrors `reasonlens.train`).
 
-config (AnalyzeConfig) -> plan (every check before a model loads) -> generate / rescore / distributed
-(rollouts per checkpoint, cached) -> run (read, tag, aggregate, detect, render) -> result (Analysis,
-load_analysis), and compare (several analyses side by side). Names load on first use; `compare`
-is the module here (the function is `reasonlens.compare`).
+config (AnalyzeConfig) -> plan (the frozen Plan: every check before a model loads) -> generate /
+rescore / distributed (rollouts per checkpoint, cached; each returns a `record.Record` of what ran) ->
+run (read, tag, aggregate, detect, render) -> result (Analysis, load_analysis), and compare (several
+analyses side by side). Names load on first use; `compare` is the module here (the function is
+`reasonlens.compare`).
 """
 
 from __future__ import annotations
 
-import importlib
+from reasonlens.exports import lazy_exports
 
 _EXPORTS = {
     "AnalyzeConfig": "reasonlens.analysis.config",
@@ -18,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'reasonlens.analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

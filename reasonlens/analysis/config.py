@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.models.scoring import REDUCERS
 from reasonlens.options import (BATCH, BOOTSTRAP, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP,
                                 PROBLEMS, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SECONDS,
                                 SEED, TASK_HELP, TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options,
+                                documented,
                                 option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
-SCORERS = ("auto", "torch", "triton")
 
 
+@documented
 @dataclass
 class AnalyzeConfig:
     """Settings of `reasonlens.analyze`; ``help(AnalyzeConfig)`` and ``reasonlens analyze --help`` list each."""
@@ -112,7 +114,7 @@ class AnalyzeConfig:
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         check_options(self)
-        for name, choices in (("backend", BACKENDS), ("scoring", SCORERS)):
+        for name, choices in (("backend", BACKENDS), ("scoring", REDUCERS)):
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
                                       f"{', '.join(choices)}.")

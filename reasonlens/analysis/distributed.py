@@ -1,7 +1,7 @@
 """The generate stage on Ray: one task per checkpoint, across the cores or machines of a cluster.
 
 ``analyze --ray`` joins the cluster at ``--ray-address`` (or ``RAY_ADDRESS``) or starts a local one.
-Each task runs exactly the single-process code (`rollouts.rollout_checkpoint`) and writes its step file
+Each task runs exactly the single-process code (`generate.rollout_checkpoint`) and writes its step file
 through the same atomic, keyed cache, so a killed run resumes and a finished step is never
 recomputed; the driver then reads the step files and finishes as usual. A task is placed on a GPU
 when the cluster has one, else it takes ``--threads`` CPUs (default 1). Checkpoints and the output
@@ -17,16 +17,18 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from reasonlens.errors import ReasonlensError
+from reasonlens.analysis.generate import (cached_steps, checkpoint_keys, resolve_runtime, rollout_checkpoint,
+                                          series_inputs, write_step)
 from reasonlens.analysis.plan import Inputs, Plan
+from reasonlens.analysis.record import Record
+from reasonlens.errors import ReasonlensError
 from reasonlens.progress import progress_bar
+from reasonlens.records import read_cached, step_file
 
 
-def rollout_series_ray(plan: Plan, bar) -> Inputs:
-    """Like `rollouts.rollout_series`, with the uncached checkpoints computed as Ray tasks."""
+def rollout_series_ray(plan: Plan, bar) -> tuple[Inputs, Record]:
+    """Like `generate.rollout_series`, with the uncached checkpoints computed as Ray tasks."""
     import ray
-
-    from reasonlens.analysis.generate import checkpoint_keys, series_inputs
 
     config = plan.config
     address = config.ray_address or os.environ.get("RAY_ADDRESS")
@@ -34,51 +36,50 @@ def rollout_series_ray(plan: Plan, bar) -> Inputs:
              **({} if address else {"num_cpus": os.cpu_count()}))
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     cpus = config.threads or 1
-    device = "cuda" if gpus else "cpu"
-    keys, device, dtype = checkpoint_keys(plan, device)
-    plan.runtime |= {"threads": cpus, "gpus_per_task": gpus, "ray_nodes": len(ray.nodes())}
+    record = Record(runtime=resolve_runtime(config, "cuda" if gpus else "cpu") | {
+        "threads": cpus, "gpus_per_task": gpus, "ray_nodes": len(ray.nodes())})
+    device, dtype = record.runtime["device"], record.runtime["dtype"]
+    keys = checkpoint_keys(plan, device, dtype)
+    frames = cached_steps(plan, keys)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_run_checkpoint)
-    pending = {task.remote(_portable(plan), ckpt, key, device, dtype, cpus): ckpt
-               for ckpt, (key, cached) in zip(plan.series.checkpoints, keys) if cached is None}
-    overall = bar.add_task(f"checkpoints on Ray ({len(pending)} tasks)", total=len(plan.series.checkpoints))
-    bar.advance(overall, len(plan.series.checkpoints) - len(pending))
-    failed = []
+    pending = {task.remote(_portable(plan), ckpt, key, device, dtype, cpus): i
+               for i, (ckpt, key, cached) in enumerate(zip(plan.series.checkpoints, keys, frames)) if cached is None}
+    checkpoints = plan.series.checkpoints
+    overall = bar.add_task(f"checkpoints on Ray ({len(pending)} tasks)", total=len(checkpoints))
+    bar.advance(overall, len(checkpoints) - len(pending))
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
-        ckpt = pending.pop(done[0])
+        i = pending.pop(done[0])
         try:
-            plan.seconds.update({k: plan.seconds.get(k, 0.0) + v for k, v in ray.get(done[0]).items()})
+            record.add_seconds(ray.get(done[0]))
+            frames[i] = read_cached(step_file(plan.out, checkpoints[i].step), keys[i])
         except Exception as err:  # noqa: BLE001 - Ray wraps whatever the task raised
-            failed.append({"path": str(ckpt.path), "reason": f"Ray task failed: {_cause(err)}"})
+            record.skipped.append({"path": str(checkpoints[i].path), "reason": f"Ray task failed: {_cause(err)}"})
         bar.advance(overall)
-    if failed and not config.skip_bad:
-        lines = "\n".join(f"  - {f['path']}: {f['reason']}" for f in failed)
-        raise ReasonlensError(f"{len(failed)} checkpoint(s) failed on Ray (the other steps are finished and kept; "
-                              f"rerun to resume, or pass --skip-bad):\n{lines}")
-    plan.series.skipped.extend(failed)
-    kept = [c for c in plan.series.checkpoints if str(c.path) not in {f["path"] for f in failed}]
-    plan.series = dataclasses.replace(plan.series, checkpoints=kept)
-    ran = plan.runtime
-    inputs = series_inputs(plan, checkpoint_keys(plan, device)[0])
-    plan.runtime = ran
-    return inputs
+    if record.skipped and not config.skip_bad:
+        lines = "\n".join(f"  - {f['path']}: {f['reason']}" for f in record.skipped)
+        raise ReasonlensError(f"{len(record.skipped)} checkpoint(s) failed on Ray (the other steps are finished and "
+                              f"kept; rerun to resume, or pass --skip-bad):\n{lines}")
+    failed = {f["path"] for f in record.skipped}
+    kept = [(c, frame) for c, frame in zip(checkpoints, frames) if str(c.path) not in failed]
+    return series_inputs([c for c, _ in kept], [frame for _, frame in kept]), record
 
 
 def _portable(plan: Plan) -> Plan:
-    """The plan without what a worker does not need (and cannot pickle): the parent's timers, the lexicon."""
-    return dataclasses.replace(plan, lexicon=None, tokenizer=None, seconds={})
+    """The plan without what a worker does not need (and cannot pickle): the lexicon, a text-only tokenizer."""
+    return dataclasses.replace(plan, lexicon=None, tokenizer=None)
 
 
 def _run_checkpoint(plan: Plan, ckpt, key: str, device: str, dtype: str, threads: int) -> dict:
     """On a worker: generate, score and write one checkpoint's step file; return its stage timings."""
     from reasonlens.models.hardware import set_threads
-    from reasonlens.analysis.generate import rollout_checkpoint, write_step
 
     set_threads(threads)
+    record = Record()
     with progress_bar(False) as quiet:
-        frame = rollout_checkpoint(ckpt, plan, device, dtype, quiet)
+        frame = rollout_checkpoint(ckpt, plan, device, dtype, record, quiet)
     write_step(plan, ckpt, key, frame)
-    return plan.seconds
+    return record.seconds
 
 
 def _cause(err: Exception) -> str:

@@ -18,52 +18,64 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import Inputs, Plan
+from reasonlens.analysis.record import Record
 from reasonlens.records import cache_key, read_cached, step_file, write_cached
 
 STAGE_VERSION = 2  # bump when the content of a rollouts/step_*.parquet file changes
 _SAMPLING = ("num_prompts", "samples", "max_new_tokens", "temperature", "top_p", "score_temperature", "backend")
 
 
-def rollout_series(plan: Plan, bar) -> Inputs:
+def rollout_series(plan: Plan, bar) -> tuple[Inputs, Record]:
     """Generate and score every checkpoint in this process, reusing the step files a previous run finished."""
     from reasonlens.models.hardware import resolve_device, set_threads
 
     set_threads(plan.config.threads)
-    keyed, device, dtype = checkpoint_keys(plan, resolve_device(plan.config.device))
-    overall = bar.add_task("checkpoints", total=len(keyed))
-    for ckpt, (key, frame) in zip(plan.series.checkpoints, keyed):
-        if frame is None:
-            write_step(plan, ckpt, key, rollout_checkpoint(ckpt, plan, device, dtype, bar))
+    record = Record(runtime=resolve_runtime(plan.config, resolve_device(plan.config.device)))
+    device, dtype = record.runtime["device"], record.runtime["dtype"]
+    keys = checkpoint_keys(plan, device, dtype)
+    frames = cached_steps(plan, keys)
+    overall = bar.add_task("checkpoints", total=len(keys))
+    for i, ckpt in enumerate(plan.series.checkpoints):
+        if frames[i] is None:
+            frames[i] = rollout_checkpoint(ckpt, plan, device, dtype, record, bar)
+            write_step(plan, ckpt, keys[i], frames[i])
         bar.advance(overall)
-    return series_inputs(plan, checkpoint_keys(plan, device)[0])
+    return series_inputs(plan.series.checkpoints, frames), record
 
 
-def checkpoint_keys(plan: Plan, device: str) -> tuple[list, str, str]:
-    """Per checkpoint its cache key and cached table (None when it must be computed), and the device and
-    dtype the computation runs with (recorded in ``plan.runtime``)."""
+def resolve_runtime(config: AnalyzeConfig, device: str) -> dict:
+    """What the series runs with, resolved once per run: device, dtype (``runtime["dtype"]``), threads,
+    backend, scoring and, for the vLLM backends, the provenance of that vLLM."""
     import torch
 
     from reasonlens.models.hardware import resolve_dtype_name, runtime
 
-    config = plan.config
     if device.startswith("cuda") and not torch.cuda.is_available():  # a cluster's GPU, not the driver's
         dtype = "bf16" if config.dtype == "auto" else config.dtype
     else:
         dtype = resolve_dtype_name(config.dtype, device)
-    plan.runtime = runtime(device, dtype, torch.get_num_threads()) | {
+    ran = runtime(device, dtype, torch.get_num_threads()) | {
         "backend": config.backend, "scoring": scoring_source(config), "ray": config.ray}
     if config.backend != "transformers":
         from reasonlens.models.vllm_generation import vllm_info
 
-        plan.runtime["vllm"] = vllm_info(config.vllm_command if config.backend == "vllm-server" else None)
+        ran["vllm"] = vllm_info(config.vllm_command if config.backend == "vllm-server" else None)
+    return ran
+
+
+def checkpoint_keys(plan: Plan, device: str, dtype: str) -> list[str]:
+    """Each checkpoint's cache key: sampling settings, device, dtype, problems and its weight files."""
+    config = plan.config
     settings = {name: getattr(config, name) for name in _SAMPLING} | {
         "device": device, "dtype": dtype, "problems": plan.problem_info, "seed": plan.problem_info["seed"]}
     problems_key = cache_key([dataclasses.asdict(p) for p in plan.problems])
-    keyed = []
-    for ckpt in plan.series.checkpoints:
-        key = cache_key("rollouts", STAGE_VERSION, weights_fingerprint(ckpt.path), ckpt.step, settings, problems_key)
-        keyed.append((key, read_cached(step_file(plan.out, ckpt.step), key)))
-    return keyed, device, dtype
+    return [cache_key("rollouts", STAGE_VERSION, weights_fingerprint(ckpt.path), ckpt.step, settings, problems_key)
+            for ckpt in plan.series.checkpoints]
+
+
+def cached_steps(plan: Plan, keys: list[str]) -> list:
+    """Each checkpoint's step table a previous run finished with the same key (None: to compute)."""
+    return [read_cached(step_file(plan.out, ckpt.step), key) for ckpt, key in zip(plan.series.checkpoints, keys)]
 
 
 def write_step(plan: Plan, ckpt, key: str, frame: pd.DataFrame) -> None:
@@ -72,15 +84,18 @@ def write_step(plan: Plan, ckpt, key: str, frame: pd.DataFrame) -> None:
                  path=str(ckpt.path), n_responses=len(frame))
 
 
-def series_inputs(plan: Plan, keyed: list) -> Inputs:
-    """The cached step tables of the whole series as the stage's output."""
-    missing = [c.name for c, (_, frame) in zip(plan.series.checkpoints, keyed) if frame is None]
+def series_inputs(checkpoints: list, frames: list) -> Inputs:
+    """The step tables of ``checkpoints`` (in order) as the stage's output."""
+    missing = [c.name for c, frame in zip(checkpoints, frames) if frame is None]
     if missing:
         raise RuntimeError(f"step files of {missing} were not written")
-    checkpoints = [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
-                   for c in plan.series.checkpoints]
-    return Inputs(pd.concat([frame for _, frame in keyed], ignore_index=True),
-                  tokenizer=tokenizer_spec(plan.series.checkpoints[-1]), checkpoints=checkpoints)
+    return Inputs(pd.concat(frames, ignore_index=True), tokenizer=tokenizer_spec(checkpoints[-1]),
+                  checkpoints=checkpoint_records(checkpoints))
+
+
+def checkpoint_records(checkpoints: list) -> list[dict]:
+    """The ``checkpoints`` entries of summary.json: step, name, path and kind of each."""
+    return [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind} for c in checkpoints]
 
 
 def tokenizer_spec(ckpt) -> str:
@@ -101,55 +116,48 @@ def weights_fingerprint(path) -> list:
     return [str(path.resolve())] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
 
 
-def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataFrame:
-    """One checkpoint's rollout table: sample K answers per problem, score every token, grade answers."""
+def rollout_checkpoint(ckpt, plan: Plan, device: str, dtype: str, record: Record, bar) -> pd.DataFrame:
+    """One checkpoint's rollout table: sample K answers per problem, score every token, grade answers
+    (stage timings added to ``record``)."""
     if plan.config.backend != "transformers":
-        return _vllm_checkpoint(ckpt, plan, device, dtype, bar)
+        return _vllm_checkpoint(ckpt, plan, device, dtype, record, bar)
     from reasonlens.models.generation import generate
-    from reasonlens.models.loading import load_model
-    from reasonlens.models.scoring import score_tokens
     from reasonlens.sources.tasks import chat_prompt
 
     config = plan.config
-    with plan.timed("load"):
-        model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
-                                      trust_remote_code=config.trust_remote_code)
+    model, tokenizer = load_checkpoint(ckpt, config, device, dtype, record)
     prompts = [chat_prompt(tokenizer, p.question, plan.examples) for p in plan.problems]
     task = bar.add_task(f"{ckpt.name}: generate", total=len(prompts) * config.samples)
-    with plan.timed("generate"):
+    with record.timed("generate"):
         generations = generate(model, tokenizer, prompts, samples=config.samples,
                                max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                                top_p=config.top_p, seed=plan.problem_info["seed"], batch_size=config.batch_size,
                                score_temperature=config.score_temperature, progress=lambda n: bar.advance(task, n))
     if scoring_source(config) == "generation":
-        scores = [(g.logprobs, g.entropies) for g in generations]
-    else:
-        bar.update(task, description=f"{ckpt.name}: score")
-        with plan.timed("score"):
-            scores = score_tokens(model, [g.prompt_token_ids for g in generations],
-                                  [g.token_ids for g in generations], temperature=config.score_temperature,
-                                  batch_size=config.batch_size, reducer=config.scoring)
-    bar.remove_task(task)
-    del model
-    gc.collect()
-    with plan.timed("grade"):
-        return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
+        bar.remove_task(task)
+        del model
+        return _graded(ckpt, plan, generations, [(g.logprobs, g.entropies) for g in generations], record)
+    return _score_and_grade(model, ckpt, plan, generations, record, bar, task)
 
 
-def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataFrame:
+def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, record: Record, bar) -> pd.DataFrame:
     """vLLM samples (in this process, or a `vllm serve` started for the checkpoint), then our scorer scores."""
     from transformers import GenerationConfig
 
     from reasonlens.models import vllm_generation, vllm_server
     from reasonlens.models.bundled import bundled_model_dir
     from reasonlens.models.generation import stop_token_ids
-    from reasonlens.models.loading import load_model, load_tokenizer
-    from reasonlens.models.scoring import score_tokens
+    from reasonlens.models.hardware import TORCH_NAMES
+    from reasonlens.models.loading import load_tokenizer
     from reasonlens.sources.specs import model_source
     from reasonlens.sources.tasks import chat_prompt
 
     config = plan.config
     folder = bundled_model_dir() if model_source(ckpt.path)[0] == "bundled" else ckpt.path
+    if ckpt.kind == "verl-fsdp":  # vLLM reads folders: the merged shards, written once into the cache
+        from reasonlens.models.verl import verl_model_folder
+
+        folder = verl_model_folder(ckpt.path)
     tokenizer = load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
     try:
         generation_config = GenerationConfig.from_pretrained(folder)
@@ -161,25 +169,46 @@ def _vllm_checkpoint(ckpt, plan: Plan, device: str, dtype: str, bar) -> pd.DataF
     timings: dict = {}
     engine = vllm_generation.generate_vllm if config.backend == "vllm" else functools.partial(
         vllm_server.generate_vllm_server, vllm_command=config.vllm_command)
-    with plan.timed("generate"):
+    with record.timed("generate"):
         generations = engine(str(folder), prompts, samples=config.samples, max_new_tokens=config.max_new_tokens,
                              temperature=config.temperature, top_p=config.top_p, seed=plan.problem_info["seed"],
-                             dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype],
-                             stop_token_ids=stop_token_ids(generation_config, tokenizer), tokenizer=tokenizer,
-                             enforce_eager=config.vllm_eager, progress=lambda n: bar.advance(task, n),
-                             timings=timings)
-    plan.seconds["vllm_startup"] = plan.seconds.get("vllm_startup", 0.0) + timings.get("startup_s", 0.0)
+                             dtype=TORCH_NAMES[dtype], stop_token_ids=stop_token_ids(generation_config, tokenizer),
+                             tokenizer=tokenizer, enforce_eager=config.vllm_eager,
+                             progress=lambda n: bar.advance(task, n), timings=timings)
+    record.add_seconds({"vllm_startup": timings.get("startup_s", 0.0)})
+    # loaded after vLLM has freed its engine: on a GPU both would not fit
+    model, _ = load_checkpoint(ckpt, config, device, dtype, record)
+    return _score_and_grade(model, ckpt, plan, generations, record, bar, task)
+
+
+def load_checkpoint(ckpt, config: AnalyzeConfig, device: str, dtype: str, record: Record):
+    """``(model, tokenizer)`` of one checkpoint (a PEFT adapter on its base), timed as "load"."""
+    from reasonlens.models.loading import load_model
+
+    with record.timed("load"):
+        return load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
+                          trust_remote_code=config.trust_remote_code)
+
+
+def _score_and_grade(model, ckpt, plan: Plan, generations, record: Record, bar, task) -> pd.DataFrame:
+    """Score the generations teacher-forced, free the model, then grade: the tail of both backends."""
+    from reasonlens.models.scoring import score_tokens
+
+    config = plan.config
     bar.update(task, description=f"{ckpt.name}: score")
-    with plan.timed("load"):  # after vLLM has freed its engine: on a GPU both would not fit
-        model, _ = load_model(str(ckpt.path), device=device, dtype=dtype, trust_remote_code=config.trust_remote_code)
-    with plan.timed("score"):
+    with record.timed("score"):
         scores = score_tokens(model, [g.prompt_token_ids for g in generations], [g.token_ids for g in generations],
                               temperature=config.score_temperature, batch_size=config.batch_size,
                               reducer=config.scoring)
     bar.remove_task(task)
     del model
+    return _graded(ckpt, plan, generations, scores, record)
+
+
+def _graded(ckpt, plan: Plan, generations, scores, record: Record) -> pd.DataFrame:
+    """The model is freed (the caller dropped it), then the answers are graded into the rollout table."""
     gc.collect()
-    with plan.timed("grade"):
+    with record.timed("grade"):
         return rollout_rows(ckpt.step, ckpt.name, plan.problems, generations, scores)
 
 

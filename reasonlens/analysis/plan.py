@@ -8,10 +8,8 @@ the analysis must never overwrite one of its inputs, nor a folder reasonlens doe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +19,7 @@ import pandas as pd
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
 from reasonlens.folders import check_out, is_run_folder
+from reasonlens.records import check_writable
 
 OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
                 "report.html")
@@ -28,9 +27,10 @@ OUTPUT_FOLDERS = ("rollouts", "tags", "figures", "tensorboard", ".watch")  # wha
 RAY_CONNECT_SECONDS = 10.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    """An analysis with every input checked: what to read or generate, and where it goes."""
+    """An analysis with every input checked: what to read or generate, and where it goes. Frozen: what
+    actually ran (runtime, timings, grading) goes into the stages' `record.Record`."""
 
     config: AnalyzeConfig
     mode: str
@@ -44,19 +44,6 @@ class Plan:
     run_config: Optional[dict] = None
     tokenizer: Any = None             # --tokenizer of a log: token counts, or decodes a token-level log
     log: Any = None                   # sources.logs.LogLayout of --rollouts (framework, parts, outcome sources)
-    runtime: Optional[dict] = None    # filled when a model runs
-    graded: Optional[str] = None      # how a text log without verdicts was graded
-    step_checkpoints: Optional[list] = None  # rescored: which checkpoint scored each logged step
-    seconds: dict = dataclasses.field(default_factory=dict)  # wall time per stage, summed over steps
-
-    @contextlib.contextmanager
-    def timed(self, stage: str):
-        """Add the wall time of the ``with`` block to ``seconds[stage]``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclasses.dataclass
@@ -272,10 +259,4 @@ def _check_output_folder(plan: Plan) -> None:
         config.path, config.rollouts, config.prompts_file, plan.run,
         *(given for given in (config.base, config.lexicon, config.tokenizer, config.fewshot)
           if given is not None and Path(given).exists())])
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{time.time_ns()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
+    check_writable(out)

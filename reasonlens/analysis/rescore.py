@@ -17,8 +17,10 @@ import gc
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.errors import ReasonlensError
+from reasonlens.analysis.generate import checkpoint_records, load_checkpoint, tokenizer_spec, weights_fingerprint
 from reasonlens.analysis.plan import Inputs, Plan
+from reasonlens.analysis.record import Record
+from reasonlens.errors import ReasonlensError
 from reasonlens.records import cache_key, read_cached, step_file, text_digest, write_cached
 
 RESCORE_VERSION = 1  # bump when the content of a re-scored step file changes
@@ -52,10 +54,10 @@ def match_steps(log_steps, checkpoint_steps, *, strict: bool = False) -> tuple[d
     return mapping, skipped
 
 
-def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> Inputs:
-    """``log`` (the --rollouts table) with token ids, offsets, logprobs and entropies from each step's checkpoint."""
+def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> tuple[Inputs, Record]:
+    """``log`` (the --rollouts table) with token ids, offsets, logprobs and entropies from each step's checkpoint,
+    and the record of what scored it (runtime, the checkpoint of each step)."""
     from reasonlens.models.hardware import resolve_device, resolve_dtype_name, runtime, set_threads
-    from reasonlens.analysis.generate import tokenizer_spec, weights_fingerprint
 
     config = plan.config
     by_step = {c.step: c for c in plan.series.checkpoints}
@@ -66,10 +68,11 @@ def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> Inputs:
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     dtype = resolve_dtype_name(config.dtype, device)
-    plan.runtime = runtime(device, dtype, threads) | {"backend": "none (logged text)", "scoring": "teacher-forced"}
-    plan.step_checkpoints = [{"step": s, "checkpoint": by_step[c].name, "checkpoint_step": c, "exact": s == c}
-                             for s, c in mapping.items()] + [{"step": s, "skipped": "no checkpoint at or before it"}
-                                                             for s in skipped]
+    record = Record(
+        runtime=runtime(device, dtype, threads) | {"backend": "none (logged text)", "scoring": "teacher-forced"},
+        step_checkpoints=[{"step": s, "checkpoint": by_step[c].name, "checkpoint_step": c, "exact": s == c}
+                          for s, c in mapping.items()] + [{"step": s, "skipped": "no checkpoint at or before it"}
+                                                          for s in skipped])
     settings = {"score_temperature": config.score_temperature, "device": device, "dtype": dtype}
     frames = []
     task = bar.add_task("re-score steps", total=len(mapping))
@@ -85,7 +88,7 @@ def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> Inputs:
             keyed[step] = (frame, key, read_cached(step_file(plan.out, step), key))
         todo = {s: v for s, v in keyed.items() if v[2] is None}
         if todo:
-            scored = _score_steps(ckpt, {s: v[0] for s, v in todo.items()}, plan, device, dtype)
+            scored = _score_steps(ckpt, {s: v[0] for s, v in todo.items()}, plan, device, dtype, record)
             for step, table in scored.items():
                 write_cached(step_file(plan.out, step), todo[step][1], table, step=step, checkpoint=ckpt.name,
                              path=str(ckpt.path), n_responses=len(table))
@@ -94,27 +97,24 @@ def rescore_log(plan: Plan, log: pd.DataFrame, bar) -> Inputs:
             frames.append(keyed[step][2])
             bar.advance(task)
     bar.remove_task(task)
-    checkpoints = [{"step": c.step, "name": c.name, "path": str(c.path), "kind": c.kind}
-                   for c in plan.series.checkpoints if c.step in set(mapping.values())]
+    used = [c for c in plan.series.checkpoints if c.step in set(mapping.values())]
     return Inputs(pd.concat(frames, ignore_index=True), tokenizer=tokenizer_spec(plan.series.checkpoints[-1]),
-                  checkpoints=checkpoints)
+                  checkpoints=checkpoint_records(used)), record
 
 
-def _score_steps(ckpt, frames: dict[int, pd.DataFrame], plan: Plan, device: str, dtype: str) -> dict[int, pd.DataFrame]:
+def _score_steps(ckpt, frames: dict[int, pd.DataFrame], plan: Plan, device: str, dtype: str,
+                 record: Record) -> dict[int, pd.DataFrame]:
     """Load ``ckpt`` once and score every response of its steps, teacher-forced."""
-    from reasonlens.models.loading import load_model
     from reasonlens.models.offsets import token_offsets
     from reasonlens.models.scoring import score_tokens
 
     config = plan.config
-    with plan.timed("load"):
-        model, tokenizer = load_model(str(ckpt.path), device=device, dtype=dtype, adapter_base=ckpt.adapter_base,
-                                      trust_remote_code=config.trust_remote_code)
+    model, tokenizer = load_checkpoint(ckpt, config, device, dtype, record)
     out = {}
     for step, frame in frames.items():
         prompts = [_prompt_ids(tokenizer, row, ckpt) for _, row in frame.iterrows()]
         responses = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in frame[C.RESPONSE]]
-        with plan.timed("score"):
+        with record.timed("score"):
             scores = score_tokens(model, prompts, responses, temperature=config.score_temperature,
                                   batch_size=config.batch_size, reducer=config.scoring)
         texts = [token_offsets(tokenizer, ids) for ids in responses]

@@ -3,10 +3,12 @@
 Everything the run needs is checked first (`plan.make_plan`: inputs, lexicon, problems, output
 folder), so a bad option fails in seconds, before any model loads. Two stages are cached per step,
 each file written atomically with a JSON sidecar holding its key: ``OUT/rollouts/step_NNNNNN.parquet``
-(generation or re-scoring; `rollouts`, `rescoring`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
+(generation or re-scoring: `generate`, `rescore`) and ``OUT/tags/step_NNNNNN.parquet`` (keyed by the
 lexicon hash and the step's text). A killed run resumes where it stopped, a changed setting recomputes
 instead of mixing results, and a fully cached rerun loads no model and runs no tagger.
-``summary.json`` is written last: an analysis folder without it is unfinished.
+The frozen plan says what to do; what ran (runtime, grading, timings) is a `record.Record` that the
+stages return and `analyze` merges. ``summary.json`` is written last: an analysis folder without it
+is unfinished.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.plan import OUTPUT_FILES, OUTPUT_FOLDERS, Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.record import Record
 from reasonlens.folders import writing
 from reasonlens.progress import progress_bar
 from reasonlens.records import (cache_key, provenance, read_cached, remove_stale_temporaries, step_file, text_digest,
@@ -68,36 +71,41 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     >>> a.dynamics[["step", "rel_ppl_execution"]]               # doctest: +SKIP
     """
     started = time.time()
-    plan = make_plan(config)
-    plan.seconds["plan"] = time.time() - started  # discovery, problems, lexicon, output checks
+    record = Record()
+    with record.timed("plan"):  # discovery, problems, lexicon, output checks
+        plan = make_plan(config)
     with writing(plan.out, kind="analysis", covers=OUTPUT_FILES + OUTPUT_FOLDERS):  # one writer, marked as ours
         remove_stale_temporaries(plan.out)  # half-written files of a killed run: never read, never kept
         with progress_bar(progress) as bar:
-            inputs = read_inputs(plan, bar)
-            rollouts = tag_stage(inputs, plan, bar)
-        return finish(plan, inputs, rollouts, started, trackers)
+            inputs, ran = read_inputs(plan, bar)
+            record = record.merge(ran)
+            rollouts = tag_stage(inputs, plan, record, bar)
+        return finish(plan, record, inputs, rollouts, started, trackers)
 
 
 # --- read or generate --------------------------------------------------------------------------
 
 
-def read_inputs(plan: Plan, bar) -> Inputs:
-    """The rollout table of the plan's source: a text log, a training run's logs, or generated rollouts."""
+def read_inputs(plan: Plan, bar) -> tuple[Inputs, Record]:
+    """The rollout table of the plan's source (a text log, a training run's logs, or generated rollouts)
+    and the record of what read, generated or scored it."""
+    record = Record()
     if plan.mode == "text-only":
-        with plan.timed("read"):
-            return _read_text_log(plan)
+        with record.timed("read"):
+            return _read_text_log(plan, record), record
     if plan.mode == "token-log":
-        with plan.timed("read"):
-            return Inputs(read_text_log(plan, token_scores=True), tokenizer=plan.config.tokenizer)
+        with record.timed("read"):
+            return Inputs(read_text_log(plan, record, token_scores=True), tokenizer=plan.config.tokenizer), record
     if plan.mode == "training-run":
-        with plan.timed("read"):
-            return _read_training_run(plan)
+        with record.timed("read"):
+            return _read_training_run(plan), record
     if plan.mode == "rescored":
         from reasonlens.analysis.rescore import rescore_log
 
-        with plan.timed("read"):
-            log = read_text_log(plan)
-        return rescore_log(plan, log, bar)
+        with record.timed("read"):
+            log = read_text_log(plan, record)
+        inputs, scored = rescore_log(plan, log, bar)
+        return inputs, record.merge(scored)
     if plan.config.ray:
         from reasonlens.analysis.distributed import rollout_series_ray
 
@@ -107,19 +115,19 @@ def read_inputs(plan: Plan, bar) -> Inputs:
     return rollout_series(plan, bar)
 
 
-def _read_text_log(plan: Plan) -> Inputs:
+def _read_text_log(plan: Plan, record: Record) -> Inputs:
     """Text only: token arrays and old tags a log may carry are dropped so nothing is mixed in;
     with a tokenizer, length is counted in its tokens; with gold answers and no verdicts, graded."""
-    rollouts = read_text_log(plan)
+    rollouts = read_text_log(plan, record)
     if plan.tokenizer is not None:
         rollouts[C.N_TOKENS] = [len(plan.tokenizer(r, add_special_tokens=False)["input_ids"])
                                 for r in rollouts[C.RESPONSE]]
     return Inputs(rollouts, tokenizer=plan.config.tokenizer)
 
 
-def read_text_log(plan: Plan, *, token_scores: bool = False) -> pd.DataFrame:
-    """The --rollouts log as a rollout table without tags, graded when it has golds; without token arrays
-    unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
+def read_text_log(plan: Plan, record: Record, *, token_scores: bool = False) -> pd.DataFrame:
+    """The --rollouts log as a rollout table without tags, graded when it has golds (how: ``record.graded``);
+    without token arrays unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
     from reasonlens.sources.logs import read_rollout_log
 
@@ -134,13 +142,13 @@ def read_text_log(plan: Plan, *, token_scores: bool = False) -> pd.DataFrame:
     if C.CORRECT not in rollouts and answers in rollouts:
         from reasonlens.sources.tasks import grade_log
 
-        with plan.timed("grade"):
+        with record.timed("grade"):
             scores = grade_log(rollouts[C.RESPONSE], rollouts[answers])
         rollouts[C.CORRECT] = [s.correct for s in scores]
         rollouts[C.PRED] = [s.pred for s in scores]
         if C.REWARD not in rollouts:  # a logged score stays the reward
             rollouts[C.REWARD] = [s.reward for s in scores]
-        plan.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
+        record.graded = f"'{answers}' field: last \\boxed{{}} answer, math-verify (gold first)"
     return rollouts
 
 
@@ -160,7 +168,7 @@ def _read_training_run(plan: Plan) -> Inputs:
 # --- tag ---------------------------------------------------------------------------------------
 
 
-def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
+def tag_stage(inputs: Inputs, plan: Plan, record: Record, bar) -> pd.DataFrame:
     """The rollout table with the tag columns, tagging only steps no cache file holds for this lexicon."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS, TAG_VERSION, tag_rollouts
 
@@ -176,7 +184,7 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
         table = step_file(plan.out, int(step), stage="tags")
         tags = read_cached(table, key)
         if tags is None or len(tags) != len(frame):
-            with plan.timed("tag"):
+            with record.timed("tag"):
                 tagged = tag_rollouts(frame, plan.lexicon)
             tags = tagged[[c for c in TAG_COLUMNS + [C.PLANNING_MASK] if c in tagged]]
             write_cached(table, key, tags, step=int(step), lexicon=plan.lexicon.hash, n_responses=len(frame))
@@ -189,7 +197,7 @@ def tag_stage(inputs: Inputs, plan: Plan, bar) -> pd.DataFrame:
 # --- aggregate, detect, render -----------------------------------------------------------------
 
 
-def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
+def finish(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
     """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html, the trackers' new steps
     and summary.json last."""
     from reasonlens.hierarchy.lexicon import write_lexicon
@@ -199,12 +207,12 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, t
 
     out = plan.out
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
-    with plan.timed("metrics"):
+    with record.timed("metrics"):
         dynamics = dynamics_table(rollouts, high_entropy_quantile=plan.config.high_entropy_quantile,
-                                  bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=plan.seconds)
+                                  bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=record.seconds)
         phases = detect_phases(dynamics)
-    summary = _summary(plan, inputs, rollouts, phases, started)
-    with plan.timed("write"):
+    summary = _summary(plan, record, inputs, rollouts, phases, started)
+    with record.timed("write"):
         write_parquet(out / "rollouts.parquet", rollouts)
         write_csv(out / "dynamics.csv", dynamics)
         write_parquet(out / "dynamics.parquet", dynamics)
@@ -213,17 +221,18 @@ def finish(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, started: float, t
         from reasonlens.report.figures import save_figures
         from reasonlens.report.html import write_report
 
-        with plan.timed("report"):
+        with record.timed("report"):
             figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
             write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
-    summary["trackers"] = export_trackers(plan, dynamics, rollouts, summary["phases"], trackers)
+    summary["trackers"] = export_trackers(plan, record, dynamics, rollouts, summary["phases"], trackers)
     summary["seconds"] = round(time.time() - started, 2)
-    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in plan.seconds.items()}
+    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in record.seconds.items()}
     write_json(out / "summary.json", summary)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
 
 
-def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, phases: dict, session=None):
+def export_trackers(plan: Plan, record: Record, dynamics: pd.DataFrame, rollouts: pd.DataFrame, phases: dict,
+                    session=None):
     """Send the steps the --report-to trackers have not had yet; return where each wrote (None: no tracker)."""
     from reasonlens.report.trackers import TrackerSession, parse_report_to
 
@@ -231,7 +240,7 @@ def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, 
     if session is None and not names:
         return None
     config, own = plan.config, session is None
-    with plan.timed("trackers"):
+    with record.timed("trackers"):
         if own:
             session = TrackerSession(names, plan.out, tensorboard_dir=config.tensorboard_dir,
                                      trackio_project=config.trackio_project, wandb_run=config.wandb_run)
@@ -243,7 +252,8 @@ def export_trackers(plan: Plan, dynamics: pd.DataFrame, rollouts: pd.DataFrame, 
                 session.close()
 
 
-def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, started: float) -> Summary:
+def _summary(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, phases: dict,
+             started: float) -> Summary:
     from reasonlens.hierarchy.tag import TAG_VERSION
 
     lexicon = plan.lexicon
@@ -252,14 +262,15 @@ def _summary(plan: Plan, inputs: Inputs, rollouts: pd.DataFrame, phases: dict, s
     if plan.log is not None:
         from reasonlens.analysis.logs import log_summary
 
-        log = log_summary(plan.log, rollouts, plan.graded, rescored=plan.mode == "rescored")
+        log = log_summary(plan.log, rollouts, record.graded, rescored=plan.mode == "rescored")
     return Summary(
         mode=plan.mode, config=dataclasses.asdict(plan.config), out=str(plan.out), provenance=provenance(),
-        runtime=plan.runtime,
+        runtime=record.runtime,
         lexicon={"name": lexicon.name, "hash": lexicon.hash, "size": len(lexicon.phrases), "file": "lexicon.txt"},
         tag_version=TAG_VERSION, tokenizer=inputs.tokenizer, problems=plan.problem_info,
-        checkpoints=inputs.checkpoints, skipped=plan.series.skipped if plan.series is not None else [],
-        run_config=plan.run_config, graded=plan.graded, log=log, step_checkpoints=plan.step_checkpoints,
+        checkpoints=inputs.checkpoints,
+        skipped=(plan.series.skipped if plan.series is not None else []) + record.skipped,
+        run_config=plan.run_config, graded=record.graded, log=log, step_checkpoints=record.step_checkpoints,
         phases=phases, n_responses=len(rollouts), tokens_scored=tokens,
         seconds=round(time.time() - started, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

@@ -1,6 +1,18 @@
-"""Planning vs execution: strategic-gram lexicons, the matcher, token masks and gram mining."""
+"""Planning vs execution: strategic-gram lexicons, the matcher, token masks and gram mining.
 
-from reasonlens.hierarchy.lexicon import Lexicon, load_lexicon
-from reasonlens.hierarchy.tagger import Match, PlanningTagger
+Names load on first use, so importing `hierarchy.mine_config` (the CLI does) pulls in no estimator.
+"""
 
-__all__ = ["Lexicon", "Match", "PlanningTagger", "load_lexicon"]
+from __future__ import annotations
+
+from reasonlens.exports import lazy_exports
+
+_EXPORTS = {
+    "Lexicon": "reasonlens.hierarchy.lexicon",
+    "load_lexicon": "reasonlens.hierarchy.lexicon",
+    "Match": "reasonlens.hierarchy.tagger",
+    "PlanningTagger": "reasonlens.hierarchy.tagger",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

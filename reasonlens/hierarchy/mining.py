@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.lexicon import Lexicon
+from reasonlens.hierarchy.mine_config import MINER_PARAMS, MineConfig
+from reasonlens.options import field_docs
 
 CLUSTERINGS = ("agglomerative", "kmeans")
 _BREAK = re.compile(r"[^\w\s',\-]|[\d_]+")
@@ -135,21 +139,13 @@ def embed(embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class StrategicGramMiner:
-    """Learn a strategic-gram lexicon from correct responses (scikit-learn estimator contract).
+class StrategicGramMiner(BaseEstimator):
+    """Learn a strategic-gram lexicon from correct responses (a scikit-learn estimator: get_params,
+    clone and repr come from `BaseEstimator`; ``__init__`` only stores; ``fit`` validates).
 
     Parameters
     ----------
-    ngram_range : (int, int), word n-gram lengths, inclusive (paper: 3 to 5).
-    embedder : "minilm" (bundled all-MiniLM-L6-v2), a sentence-transformers folder or hub id, or
-        any object with ``.encode(list[str]) -> (N, D) array``.
-    clustering : "agglomerative" (cosine ``distance_threshold``) or "kmeans" (``n_clusters``,
-        default round(sqrt(N/2))). ``n_clusters`` set with agglomerative replaces the threshold.
-    top_fraction : share of clusters kept, highest Cluster Document Frequency first (paper: 0.2).
-    drop_fraction : share of the mined phrases then removed at random (paper's robustness check).
-    min_df, max_ngrams : an n-gram must occur in ``min_df`` responses; at most ``max_ngrams``
-        (the most frequent) are embedded and clustered.
-    batch_size, seed : texts per embedding call; seed for k-means and the random drop.
+{params}
 
     Attributes
     ----------
@@ -157,7 +153,8 @@ class StrategicGramMiner:
     clusters_ : DataFrame with columns cluster, members (list[str]), size, cdf, selected;
         sorted by cdf descending.
     ngrams_ : DataFrame with columns gram, df, cluster.
-    config_ : dict of the settings used (JSON-able), for provenance.
+    config_ : dict of the settings used (JSON-able: ``get_params()`` with the embedder named) and what
+        was found (n_responses, n_ngrams_embedded, n_clusters_found), for provenance.
 
     Examples
     --------
@@ -249,38 +246,40 @@ class StrategicGramMiner:
             phrases = [p for i, p in enumerate(phrases) if i not in dropped]
         lexicon = Lexicon("mined", tuple(phrases))
         self.lexicon_ = Lexicon(f"mined-{lexicon.hash}", lexicon.phrases)
-        self.config_ = {
-            "ngram_range": list(self.ngram_range), "clustering": self.clustering,
-            "distance_threshold": self.distance_threshold, "n_clusters": self.n_clusters,
-            "top_fraction": self.top_fraction, "drop_fraction": self.drop_fraction, "min_df": self.min_df,
-            "max_ngrams": self.max_ngrams, "seed": self.seed,
+        self.config_ = self.get_params() | {
+            "ngram_range": list(self.ngram_range),
             "embedder": (str(self.embedder) if isinstance(self.embedder, (str, Path))
                          else type(self.embedder).__name__),
             "n_responses": len(docs), "n_ngrams_embedded": len(grams), "n_clusters_found": k,
         }
 
 
-def mine_file(rollouts: Path, out: Path, *, reward_threshold: float = 0.5, threads: int | None = None,
-                    **miner_options):
-    """Mine a lexicon from a rollout file; write ``out`` and ``<out stem>.clusters.csv``.
+if StrategicGramMiner.__doc__:  # None under python -OO
+    StrategicGramMiner.__doc__ = StrategicGramMiner.__doc__.format(
+        params=textwrap.indent(field_docs(MineConfig, MINER_PARAMS), "    "))
+
+
+def mine_file(config: MineConfig):
+    """Mine a lexicon from ``config.rollouts``; write ``config.out`` and ``<out stem>.clusters.csv``.
 
     Returns (miner, report_path, n_responses).
     """
     from reasonlens.hierarchy.lexicon import write_lexicon
-    from reasonlens.sources.logs import read_correct_responses
     from reasonlens.models.hardware import runtime, set_threads
     from reasonlens.records import write_csv
+    from reasonlens.sources.logs import read_correct_responses
 
-    out, report = Path(out), Path(out).with_name(Path(out).stem + ".clusters.csv")
-    if any(p.resolve() == Path(rollouts).resolve() for p in (out, report)):
+    rollouts, out = config.rollouts, config.out
+    report = out.with_name(out.stem + ".clusters.csv")
+    if any(p.resolve() == rollouts.resolve() for p in (out, report)):
         raise ReasonlensError(f"mine-grams: --out {out} would overwrite the input {rollouts}; choose another file.")
     if out.is_dir():
         raise ReasonlensError(f"mine-grams: --out {out} is a folder; give the lexicon file to write, e.g. mined.txt.")
-    responses = read_correct_responses(rollouts, reward_threshold)
+    responses = read_correct_responses(rollouts, config.reward_threshold)
     if not responses:
         raise ReasonlensError(f"rollout file {str(rollouts)!r} has no correct responses: nothing to mine from")
-    threads = set_threads(threads)
-    miner = StrategicGramMiner(**miner_options).fit(responses)
+    threads = set_threads(config.threads)
+    miner = StrategicGramMiner(**config.miner_params()).fit(responses)
     write_lexicon(out, miner.lexicon_, {"source": str(rollouts),
                                         "method": "arXiv 2509.03646 section 2.1 (reasonlens mine-grams)",
                                         "config": miner.config_, "runtime": runtime("cpu", "fp32", threads)})

@@ -29,6 +29,7 @@ import re
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 import ahocorasick
+from sklearn.base import BaseEstimator
 
 from reasonlens.hierarchy.lexicon import Lexicon, LexiconSpec, load_lexicon
 
@@ -322,13 +323,14 @@ def overlap_mask(spans: Sequence[tuple[int, int]], offsets: Iterable[Sequence[in
     return mask
 
 
-class PlanningTagger:
+class PlanningTagger(BaseEstimator):
     """Strategic-gram matcher over a lexicon (preset name, file path, list of phrases or Lexicon).
 
-    Estimator contract: ``__init__`` stores the argument; ``fit`` loads the lexicon and builds its
-    automaton (``lexicon_``, ``automaton_``; None if a phrase is not canonical, and ``find`` then
-    uses ``find_regex``), and runs on first use if not called. Pickles without the automaton, which
-    ``__setstate__`` rebuilds from ``lexicon_`` (about a millisecond), so it can go to other processes.
+    A scikit-learn estimator (get_params, clone and repr from `BaseEstimator`): ``__init__`` stores the
+    argument; ``fit`` loads the lexicon and builds its automaton (``lexicon_``, ``automaton_``; None if
+    a phrase is not canonical, and ``find`` then uses ``find_regex``), and runs on first use if not
+    called. Pickles without the automaton, which ``__setstate__`` rebuilds from ``lexicon_`` (about a
+    millisecond), so it can go to other processes.
 
     Examples
     --------
@@ -371,14 +373,11 @@ class PlanningTagger:
         return overlap_mask(self.spans(text), offsets)
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.pop("automaton_", None)  # rebuilt on load: cheap, and no C pickle format to trust
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if "lexicon_" in state:
             self.automaton_ = build_automaton(self.lexicon_.phrases)
-
-    def __repr__(self) -> str:
-        return f"PlanningTagger(lexicon={self.lexicon!r})"

@@ -15,7 +15,6 @@ occurrence and the token-probability columns are NaN: never estimated.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from ..sources.logs import parse_bool
 from . import columns as dc
 from .bootstrap import (bootstrap_step, gram_estimators, ratio_estimator, ratio_intervals, row_mean_stats,
                         pass_at_k_estimators, token_estimators)
-from .entropy import prompt_answer_entropies
+from .entropy import cached_equivalence, prompt_answer_entropies
 from .outcomes import mean_pass_at_k, powers_of_two_upto
 from .token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class, perplexity_by_class, pool,
                           relative_to_first)
@@ -73,9 +72,7 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     """
     _check_input(rollouts, high_entropy_quantile)
     check_value("bootstrap", bootstrap, BOOTSTRAP)
-    if equivalent is None:
-        from ..sources.answers import answers_equivalent as equivalent
-    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # shared by all steps: answers repeat
+    equivalent = cached_equivalence(equivalent)  # one memo shared by all steps: answers repeat
     df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
     sizes = df.groupby([rc.STEP, "_prompt"]).size()
     ks = powers_of_two_upto(int(sizes.max()))

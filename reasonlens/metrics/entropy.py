@@ -81,6 +81,14 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, st
     return labels
 
 
+def cached_equivalence(equivalent: Callable[[str, str], bool] | None = None) -> Callable[[str, str], bool]:
+    """``equivalent`` (default: ``sources.answers.answers_equivalent``, math-verify) memoised: answers repeat
+    across samples and steps, and math-verify takes ~10 ms a pair."""
+    if equivalent is None:
+        from ..sources.answers import answers_equivalent as equivalent
+    return functools.lru_cache(maxsize=None)(equivalent)
+
+
 def prompt_answer_entropies(answers_by_prompt: Iterable[Sequence[str | None]],
                             equivalent: Callable[[str, str], bool], base: float = math.e) -> np.ndarray:
     """Entropy of each prompt's answer-cluster frequencies (P,); NaN for a prompt without answers.
@@ -96,12 +104,11 @@ def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
                             base: float = math.e) -> float:
     """Mean over prompts of the entropy of their answers' equivalence-cluster frequencies.
 
-    ``equivalent`` defaults to ``reasonlens.sources.answers.answers_equivalent`` (math-verify).
-    None answers form one cluster (see ``cluster_answers``). NaN when there are no prompts.
+    ``equivalent`` defaults to ``cached_equivalence()`` (math-verify, memoised); a given one is used as it
+    is (wrap it in `cached_equivalence` to share one memo across calls). None answers form one cluster
+    (see ``cluster_answers``). NaN when there are no prompts.
     """
-    if equivalent is None:
-        from ..sources.answers import answers_equivalent as equivalent
-    equivalent = functools.lru_cache(maxsize=None)(equivalent)  # answers repeat: math-verify is ~10 ms a pair
+    equivalent = equivalent or cached_equivalence()
     values = prompt_answer_entropies(answers_by_prompt, equivalent, base)
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else math.nan

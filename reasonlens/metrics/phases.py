@@ -63,7 +63,7 @@ def detect_phases(dynamics: pd.DataFrame, *, min_steps: int = 4, min_effect: flo
 
     Example
     -------
-    >>> detect_phases(dynamics_table(rollouts, tagger))["exploration"]["step"]  # doctest: +SKIP
+    >>> detect_phases(dynamics_table(rollouts))["exploration"]["step"]  # doctest: +SKIP
     """
     if dc.STEP not in dynamics.columns:
         raise ReasonlensError(f"dynamics table lacks '{dc.STEP}' (has {list(dynamics.columns)}): "

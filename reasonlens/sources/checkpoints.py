@@ -1,8 +1,9 @@
 """Find the checkpoints of a training run, in step order, and refuse (or skip) the unusable ones.
 
 Layouts: ``checkpoint-N`` (TRL / HF Trainer), ``step_N`` / ``step-N`` (reasonlens, others),
-``global_step_N`` (verl, through ``actor/huggingface``), PEFT adapter folders, a reasonlens
-training run (``RUN/checkpoints/step_N``), a single model folder, or one .gguf file.
+``global_step_N`` (verl: FSDP shards, Megatron, or merged; see sources/layouts.py), ``global_stepN_hf``
+(OpenRLHF), PEFT adapter folders, a reasonlens training run (``RUN/checkpoints/step_N``), a single
+model folder, or one .gguf file. NeMo-RL and prime-rl DCP checkpoints are refused with their converter.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.integrity import (MODEL_CONFIG, adapter_base_model, config_problem, model_folder_kind,
-                                          tokenizer_hash, weight_files, weight_problem)
+from reasonlens.sources.integrity import (adapter_base_model, config_problem, model_folder_kind, tokenizer_hash,
+                                          weight_problem)
+from reasonlens.sources.layouts import foreign_problem, framework_of, verl_checkpoint, warn_short_series
 from reasonlens.sources.specs import model_source, remote_code_problem
+from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor
 
-_STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)$")
-LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, or global_step_N/ (verl) "
-           "subfolders, each a Hugging Face model folder or PEFT adapter; a reasonlens training run "
-           "(RUN/checkpoints/step_N/); a single model folder (config.json or adapter_config.json); "
+_STEP_DIR = re.compile(r"^(?:checkpoint-|step[_-]?|global_step_?)(\d+)(_hf)?$")
+LAYOUTS = ("a folder of checkpoint-N/ (TRL, HF Trainer), step_N/ or step-N/, global_step_N/ (verl) or "
+           "global_stepN_hf/ (OpenRLHF) subfolders, each a Hugging Face model folder or PEFT adapter; a reasonlens "
+           "training run (RUN/checkpoints/step_N/); a single model folder (config.json or adapter_config.json); "
            "or a .gguf file")
 SKIP_HINT = "Fix or remove them, or use --skip-bad to continue without them."
 
@@ -35,7 +38,7 @@ class Checkpoint:
     step: int
     name: str
     path: Path
-    kind: str  # "hf" | "peft" | "verl" | "base" | "gguf"
+    kind: str  # "hf" | "peft" (or verl LoRA shards) | "verl" | "verl-fsdp" (merged when loaded) | "base" | "gguf"
     adapter_base: str | None = None  # PEFT only: the model the adapter applies to
 
 
@@ -91,6 +94,7 @@ def discover_checkpoints(path, *, base: str | None = None, skip_bad: bool = Fals
     bad_paths = {b["path"] for b in bad}
     good = [c for c in found if str(c.path) not in bad_paths]
     _raise_or_record(root, bad, good, skip_bad)
+    warn_short_series(sum(not e.is_base for e in entries), framework_of([e.name for e in entries], root), root)
     return Series(sorted(good, key=lambda c: c.step), [{"path": b["path"], "reason": b["reason"]} for b in bad])
 
 
@@ -159,11 +163,18 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
         return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
     if not entry.path.is_dir() and entry.path.suffix.lower() != ".gguf":
         raise _Bad(_not_a_folder(entry.path))
-    if entry.name.startswith("global_step"):
-        found = _inspect_verl(entry.step, entry.name, entry.path)
+    problem = None if model_folder_kind(entry.path) else foreign_problem(entry.path)
+    if problem:
+        raise _Bad(problem)
+    if entry.name.startswith("global_step") and not entry.name.endswith("_hf"):
+        try:
+            path, kind, adapter_base = verl_checkpoint(entry.path, None if base is None else str(base))
+        except ReasonlensError as err:
+            raise _Bad(str(err)) from None
+        found = Checkpoint(entry.step, entry.name, path, kind, adapter_base)
     else:
         found = _inspect_local(entry.path, None if base is None else str(base))
-    _check_code(found.path, trust_remote_code)
+    _check_code(_config_folder(found), trust_remote_code)
     return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
 
 
@@ -176,6 +187,11 @@ def _not_a_folder(path: Path) -> str:
             loop = isinstance(err, RuntimeError) or getattr(err, "errno", None) == errno.ELOOP
             return "a symlink loop" if loop else f"a dangling symlink (to {os.readlink(path)}, which does not exist)"
     return "a file, not a checkpoint folder" if path.exists() else "unreadable (not a folder)"
+
+
+def _config_folder(ckpt: Checkpoint) -> Path:
+    """Where a checkpoint's config and tokenizer live: verl FSDP keeps them in actor/huggingface."""
+    return ckpt.path / HF_SUBDIR if ckpt.path.is_dir() and is_fsdp_actor(ckpt.path) else ckpt.path
 
 
 def _check_code(path: Path, trust_remote_code: bool) -> None:
@@ -220,24 +236,6 @@ def _inspect_peft(path: Path, base: str | None) -> Checkpoint:
     return Checkpoint(0, path.name, path, "peft", adapter_base)
 
 
-def _inspect_verl(step: int, name: str, folder: Path) -> Checkpoint:
-    """verl keeps sharded FSDP weights in actor/; only actor/huggingface with full weights is loadable."""
-    if (folder / MODEL_CONFIG).is_file():  # already a merged HF folder
-        _inspect_local(folder, None)  # its weights must open
-        return Checkpoint(step, name, folder, "verl")
-    actor = folder / "actor"
-    if not actor.is_dir():
-        raise _Bad("verl checkpoint without an actor/ folder")
-    hf = actor / "huggingface"
-    if (hf / MODEL_CONFIG).is_file() and weight_files(hf):
-        problem = weight_problem(hf)
-        if problem:
-            raise _Bad(f"actor/huggingface: {problem}")
-        return Checkpoint(step, name, hf, "verl")
-    raise _Bad(f"only sharded verl weights; merge them into a Hugging Face folder with: python -m "
-               f"verl.model_merger merge --backend fsdp --local_dir {actor} --target_dir {hf}")
-
-
 def _duplicate_steps(found: list[Checkpoint]) -> list[dict]:
     first: dict[int, Checkpoint] = {}
     bad = []
@@ -253,7 +251,7 @@ def _duplicate_steps(found: list[Checkpoint]) -> list[dict]:
 def _tokenizer_mismatches(found: list[Checkpoint]) -> list[dict]:
     """Entries whose vocabulary differs from the most common one (folders without tokenizer files inherit)."""
     memo: dict = {}
-    hashes = {c.path: tokenizer_hash(c.path, memo) for c in found if c.path.is_dir()}
+    hashes = {c.path: tokenizer_hash(_config_folder(c), memo) for c in found if c.path.is_dir()}
     counts = Counter(h for h in hashes.values() if h is not None)
     if len(counts) < 2:
         return []

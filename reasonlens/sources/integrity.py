@@ -10,6 +10,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from reasonlens.sources.verl_fsdp import HF_SUBDIR, fsdp_files, is_fsdp_actor
+
 SAFETENSORS_INDEX = ("model.safetensors.index.json", "adapter_model.safetensors.index.json")
 BIN_INDEX = ("pytorch_model.bin.index.json",)
 MODEL_CONFIG = "config.json"
@@ -73,6 +75,9 @@ FINGERPRINTED = (MODEL_CONFIG, ADAPTER_CONFIG, "generation_config.json", "tokeni
 
 def fingerprint_files(folder: Path) -> list[Path]:
     """The files whose change changes what a model folder generates: weights, configs, tokenizer."""
+    if model_folder_kind(folder) is None and is_fsdp_actor(folder):  # verl: shards + actor/huggingface/
+        hf = folder / HF_SUBDIR
+        return fsdp_files(folder) + sorted(hf / name for name in FINGERPRINTED if (hf / name).is_file())
     adapter = model_folder_kind(folder) == "peft"
     named = [folder / name for name in FINGERPRINTED if (folder / name).is_file()]
     return sorted(set(weight_files(folder, adapter=adapter)) | set(named))

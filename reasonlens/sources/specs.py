@@ -15,11 +15,12 @@ from urllib.parse import urlparse
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.integrity import MODEL_CONFIG, model_folder_kind
+from reasonlens.sources.verl_fsdp import is_fsdp_actor
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 LOCAL_ALIASES = frozenset({"smollm2", "smollm2-135m-instruct"})
-KINDS = ("bundled", "gguf", "peft", "hf", "hub")
+KINDS = ("bundled", "gguf", "peft", "hf", "verl-fsdp", "hub")
 _TRUTHY = ("1", "true", "yes", "on")
 
 
@@ -70,6 +71,8 @@ def _classify_folder(path: Path) -> tuple[str, Path]:
     kind = model_folder_kind(path)
     if kind is not None:
         return kind, path
+    if is_fsdp_actor(path):
+        return "verl-fsdp", path
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return "gguf", ggufs[0]

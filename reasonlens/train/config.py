@@ -15,74 +15,74 @@ from pathlib import Path
 from typing import Optional
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.options import (BATCH, FEWSHOT_HELP, FRACTION, LEXICON_HELP, POSITIVE_INT, PROBLEMS, PROMPTS_FILE_HELP,
-                                REMOTE_CODE_HELP, SCORE_TEMPERATURE, SEED, TASK_HELP, THREADS, THREADS_HELP, TOKENS,
-                                Range, check_options)
-from reasonlens.options import option as _opt
+from reasonlens.options import (BATCH, FEWSHOT_HELP, FRACTION, LEXICON_HELP, POSITIVE_INT, PROBLEMS,
+                                PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SCORE_TEMPERATURE, SEED, TASK_HELP, THREADS,
+                                THREADS_HELP, TOKENS, Range, check_options, documented, option)
 
 METHODS = ("hicra", "grpo", "entropy-topk", "entropy-reg")
 PLANNING_SOURCES = ("lexicon", "heuristic")
 
 
+@documented
 @dataclass
 class TrainConfig:
     """Settings of `reasonlens.train_hicra`; ``help(TrainConfig)`` and ``reasonlens train-hicra --help`` list each."""
 
     # --- model and data ----------------------------------------------------------------
-    out: Optional[Path] = _opt(None, "Run folder (required): config.json, metrics.csv, rollouts/, checkpoints/.")
-    model: str = _opt("smollm2", "Policy to train: 'smollm2' (bundled), an HF folder or hub id.")
-    trust_remote_code: bool = _opt(False, REMOTE_CODE_HELP)
-    task: str = _opt("gsm_symbolic", TASK_HELP)
-    prompts_file: Optional[Path] = _opt(None, PROMPTS_FILE_HELP)
-    num_prompts: int = _opt(64, "Distinct problems loaded; the trainer cycles through them.", PROBLEMS)
-    fewshot: str = _opt("none", FEWSHOT_HELP)
+    out: Optional[Path] = option(None, "Run folder (required): config.json, metrics.csv, rollouts/, checkpoints/.")
+    model: str = option("smollm2", "Policy to train: 'smollm2' (bundled), an HF folder or hub id.")
+    trust_remote_code: bool = option(False, REMOTE_CODE_HELP)
+    task: str = option("gsm_symbolic", TASK_HELP)
+    prompts_file: Optional[Path] = option(None, PROMPTS_FILE_HELP)
+    num_prompts: int = option(64, "Distinct problems loaded; the trainer cycles through them.", PROBLEMS)
+    fewshot: str = option("none", FEWSHOT_HELP)
     # --- method ------------------------------------------------------------------------
-    method: str = _opt("hicra", "Credit assignment: hicra, grpo, entropy-topk (80/20 rule) or "
-                                "entropy-reg (entropy bonus).")
-    alpha: float = _opt(0.2, "HICRA amplification: planning tokens get A + alpha*|A|.", Range(0, 100))
-    planning_source: str = _opt("lexicon", "HICRA's planning tokens: 'lexicon' (strategic grams, the paper) "
-                                           "or 'heuristic' (the port's top-30% entropy tokens of correct, "
-                                           "longer-than-average responses, scaled by 1 + alpha).")
-    lexicon: str = _opt("paper", LEXICON_HELP)
-    entropy_quantile: float = _opt(0.2, "entropy-topk: fraction of highest-entropy tokens that carry gradient.",
-                                    FRACTION)
-    heuristic_quantile: float = _opt(0.3, "heuristic planning source: fraction of each eligible response's "
-                                          "highest-entropy tokens.", FRACTION)
-    entropy_coef: float = _opt(0.01, "entropy-reg: weight of the mean-token-entropy bonus (TRL entropy_coef).",
-                                Range(0, 100))
-    scale_std: bool = _opt(True, "Divide group advantages by the group's reward std (GRPO); off = Dr. GRPO.")
-    format_reward: float = _opt(0.0, "Weight of a reward for ending with a \\boxed{} answer (0 = off).",
-                                 Range(0, 100))
+    method: str = option("hicra", "Credit assignment: hicra, grpo, entropy-topk (80/20 rule) or "
+                                   "entropy-reg (entropy bonus).")
+    alpha: float = option(0.2, "HICRA amplification: planning tokens get A + alpha*|A|.", Range(0, 100))
+    planning_source: str = option("lexicon", "HICRA's planning tokens: 'lexicon' (strategic grams, the paper) "
+                                              "or 'heuristic' (the port's top-30% entropy tokens of correct, "
+                                              "longer-than-average responses, scaled by 1 + alpha).")
+    lexicon: str = option("paper", LEXICON_HELP)
+    entropy_quantile: float = option(0.2, "entropy-topk: fraction of highest-entropy tokens that carry gradient.",
+                                       FRACTION)
+    heuristic_quantile: float = option(0.3, "heuristic planning source: fraction of each eligible response's "
+                                             "highest-entropy tokens.", FRACTION)
+    entropy_coef: float = option(0.01, "entropy-reg: weight of the mean-token-entropy bonus (TRL entropy_coef).",
+                                   Range(0, 100))
+    scale_std: bool = option(True, "Divide group advantages by the group's reward std (GRPO); off = Dr. GRPO.")
+    format_reward: float = option(0.0, "Weight of a reward for ending with a \\boxed{} answer (0 = off).",
+                                    Range(0, 100))
     # --- optimisation ------------------------------------------------------------------
-    steps: int = _opt(10, "Optimizer steps (one generation batch each).", Range(1, 10**7, integer=True))
-    prompts_per_step: int = _opt(4, "Prompts per step; each is sampled --num-generations times.", BATCH)
-    num_generations: int = _opt(4, "Completions per prompt (the GRPO group size G).",
-                                Range(2, 1024, integer=True, why="a group needs two completions to compare"))
-    max_new_tokens: int = _opt(96, "Generation budget per completion.", TOKENS)
-    temperature: float = _opt(1.0, "Sampling temperature (also the temperature of logprobs/entropies).",
-                              SCORE_TEMPERATURE)
-    lr: float = _opt(1e-5, "Learning rate (AdamW, constant).", Range(0, 1, low_open=True))
-    epsilon: float = _opt(0.2, "Lower clip range of the importance ratio.", Range(0, 1))
-    epsilon_high: float = _opt(0.28, "Upper clip range (DAPO clip-higher).", Range(0, 10))
-    beta: float = _opt(0.0, "KL coefficient to the starting model (0 = no reference model).", Range(0, 100))
-    grad_accum: int = _opt(1, "Micro-batches per step (prompts_per_step*num_generations must divide evenly).",
-                           BATCH)
-    seed: int = _opt(0, "Seed for problems, sampling and initialisation.", SEED)
-    dtype: str = _opt("auto", "auto (GPU: fp32 weights under bf16 autocast; CPU: bf16 weights only where the CPU "
-                              "computes bf16 natively, else fp32), bf16 or fp32 weights.")
-    threads: Optional[int] = _opt(None, THREADS_HELP, THREADS)
-    vllm: str = _opt("off", "Generate with vLLM (GPU): off, colocate (same GPUs) or server (a `trl vllm-serve` "
-                            "process); install reasonlens[vllm].")
-    lora: bool = _opt(False, "Train a LoRA adapter instead of all weights (checkpoints hold adapters).")
-    lora_r: int = _opt(16, "LoRA rank.", BATCH)
+    steps: int = option(10, "Optimizer steps (one generation batch each).", Range(1, 10**7, integer=True))
+    prompts_per_step: int = option(4, "Prompts per step; each is sampled --num-generations times.", BATCH)
+    num_generations: int = option(4, "Completions per prompt (the GRPO group size G).",
+                                   Range(2, 1024, integer=True, why="a group needs two completions to compare"))
+    max_new_tokens: int = option(96, "Generation budget per completion.", TOKENS)
+    temperature: float = option(1.0, "Sampling temperature (also the temperature of logprobs/entropies).",
+                                 SCORE_TEMPERATURE)
+    lr: float = option(1e-5, "Learning rate (AdamW, constant).", Range(0, 1, low_open=True))
+    epsilon: float = option(0.2, "Lower clip range of the importance ratio.", Range(0, 1))
+    epsilon_high: float = option(0.28, "Upper clip range (DAPO clip-higher).", Range(0, 10))
+    beta: float = option(0.0, "KL coefficient to the starting model (0 = no reference model).", Range(0, 100))
+    grad_accum: int = option(1, "Micro-batches per step (prompts_per_step*num_generations must divide evenly).",
+                              BATCH)
+    seed: int = option(0, "Seed for problems, sampling and initialisation.", SEED)
+    dtype: str = option("auto", "auto (GPU: fp32 weights under bf16 autocast; CPU: bf16 weights only where the CPU "
+                                 "computes bf16 natively, else fp32), bf16 or fp32 weights.")
+    threads: Optional[int] = option(None, THREADS_HELP, THREADS)
+    vllm: str = option("off", "Generate with vLLM (GPU): off, colocate (same GPUs) or server (a `trl vllm-serve` "
+                               "process); install reasonlens[vllm].")
+    lora: bool = option(False, "Train a LoRA adapter instead of all weights (checkpoints hold adapters).")
+    lora_r: int = option(16, "LoRA rank.", BATCH)
     # --- outputs -----------------------------------------------------------------------
-    save_every: int = _opt(5, "Save RUN/checkpoints/step_N every N steps (and at the last step).",
-                          POSITIVE_INT)
-    resume: bool = _opt(False, "Continue RUN from its last checkpoint: no step lost or repeated.")
-    report_to: str = _opt("auto", "TRL reporters: auto (TensorBoard when installed), none, or a comma-separated "
-                                  "list (tensorboard, trackio, wandb, ...); tensorboard, trackio and wandb also "
-                                  "get reasonlens' per-step dynamics as reasonlens/* (TensorBoard: "
-                                  "RUN/trl/runs/reasonlens).")
+    save_every: int = option(5, "Save RUN/checkpoints/step_N every N steps (and at the last step).",
+                             POSITIVE_INT)
+    resume: bool = option(False, "Continue RUN from its last checkpoint: no step lost or repeated.")
+    report_to: str = option("auto", "TRL reporters: auto (TensorBoard when installed), none, or a comma-separated "
+                                     "list (tensorboard, trackio, wandb, ...); tensorboard, trackio and wandb also "
+                                     "get reasonlens' per-step dynamics as reasonlens/* (TensorBoard: "
+                                     "RUN/trl/runs/reasonlens).")
 
     def __post_init__(self):
         if self.out is None:

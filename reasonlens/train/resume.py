@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.folders import owned, read_marker
-from reasonlens.records import remove_stale_temporaries, to_jsonable
+from reasonlens.records import check_writable, remove_stale_temporaries, to_jsonable
 from reasonlens.train.config import TrainConfig
 
 _RESUMABLE = ("steps", "resume", "save_every", "report_to", "out", "threads")
@@ -46,7 +46,7 @@ def prepare_run_dir(config: TrainConfig, edit: bool = True) -> Path | None:
                           stacklevel=2)
             for path in ours:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        _check_writable(out)
+        check_writable(out)
         return None
     if not config.resume:
         raise ReasonlensError(f"run folder {str(out)!r} already holds a run (last checkpoint: {last.name}): pass "
@@ -85,15 +85,6 @@ def last_complete_checkpoint(trl_dir: Path, edit: bool = True) -> Path | None:
             warnings.warn(f"skipping the incomplete checkpoint {folder} ({problem}); removing it.", stacklevel=3)
             shutil.rmtree(folder, ignore_errors=True)
     return None
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_bytes(b"")
-        (out / ".write-test").unlink()
-    except OSError as err:
-        raise ReasonlensError(f"--out {out} is not writable ({err.strerror}): choose a folder you can write to.") from None
 
 
 def _check_same_run(config: TrainConfig) -> None:
