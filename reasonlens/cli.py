@@ -9,11 +9,14 @@ Heavy libraries (torch, transformers) are imported inside the commands so `--hel
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import os
+import signal
 import sys
+import threading
 import typing
 import warnings
 from pathlib import Path
@@ -46,21 +49,44 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show the full trac
         os.environ[_DEBUG] = "1"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it stops like Ctrl-C: the step in progress is dropped,
+    temporaries removed, locks released, finished steps kept."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM handled like SIGINT for the duration of a command (main thread only: signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _friendly(fn: Callable) -> Callable:
-    """Every failure becomes one red line and exit code 1 (Ctrl-C: 130); --debug re-raises."""
+    """Every failure becomes one red line and exit code 1 (Ctrl-C: 130, SIGTERM: 143); --debug re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _show_warning
             try:
                 return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
-            except KeyboardInterrupt:
-                console.print("[bold red]interrupted[/]: finished steps are kept; rerun the same command to "
+            except KeyboardInterrupt as err:
+                said = "terminated" if isinstance(err, Terminated) else "interrupted"
+                console.print(f"[bold red]{said}[/]: finished steps are kept; rerun the same command to "
                               "resume.", highlight=False)
-                raise typer.Exit(130) from None
+                raise typer.Exit(128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)) from None
             except Exception as err:  # noqa: BLE001 - the CLI boundary: no traceback unless asked
                 if os.environ.get(_DEBUG) == "1":
                     raise

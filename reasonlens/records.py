@@ -46,13 +46,14 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for tmp in Path(folder).rglob("*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1]
-        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_file() and pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -130,26 +131,32 @@ def write_csv(path: str | os.PathLike, df) -> Path:
     return Path(path)
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, paths, numpy scalars and tuples as plain JSON values; NaN/inf become null."""
+def to_jsonable(obj: Any, exact: bool = False) -> Any:
+    """Dataclasses, paths, numpy scalars and tuples as plain JSON values; NaN/inf become null (with ``exact``,
+    ``{"__float__": "nan"}`` and the like, so no two values share a form)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
+        return to_jsonable(dataclasses.asdict(obj), exact)
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, exact) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, exact) for v in (sorted(obj, key=repr) if isinstance(obj, set) else obj)]
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # NaN and infinities are not JSON
+        return {"__float__": repr(obj)} if exact else None  # NaN and infinities are not JSON
     return obj
 
 
 def cache_key(*parts: Any) -> str:
-    """sha256 of the canonical JSON of ``parts`` (dataclasses and paths included)."""
-    blob = json.dumps(to_jsonable(list(parts)), sort_keys=True, separators=(",", ":"), default=repr)
+    """sha256 of the canonical JSON of ``parts`` (dataclasses and paths included); every distinct value,
+    NaN and the infinities included, gives a distinct key. Each stage puts its own version in ``parts``.
+
+    >>> len({cache_key(float("nan")), cache_key(float("inf")), cache_key(float("-inf")), cache_key(None)})
+    4
+    """
+    blob = json.dumps(to_jsonable(list(parts), exact=True), sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -54,4 +54,4 @@ def test_bootstrap_zero_is_off_and_negative_is_an_error(tmp_path):
     assert result.exit_code == 0, result.output
     assert not any(c.endswith("_ci_low") for c in pd.read_csv(tmp_path / "a" / "dynamics.csv").columns)
     result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(tmp_path / "b"), "--bootstrap", "-1"])
-    assert result.exit_code == 1 and "bootstrap=-1 must be >= 0" in result.output
+    assert result.exit_code == 1 and "bootstrap=-1 (--bootstrap) is invalid; expected an integer in [0, 100000]" in " ".join(result.output.split())

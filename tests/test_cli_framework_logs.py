@@ -143,10 +143,11 @@ def test_verl_dump_reward_and_graded_accuracy_disagree_with_a_named_cause(tmp_pa
 
 
 def test_verl_validation_dump_with_acc_needs_no_grading(tmp_path):
-    jsonl(tmp_path / "0.jsonl", verl_rows(0, ["q1", "q2"], [["so \\boxed{7}", "8"], ["12", "\\boxed{12}"]],
-                                          [1.0, -1.0, -1.0, 1.0], ["7", "12"], kind="validation"))
+    dump = tmp_path / "dump"  # the analysis goes next to the dump folder, never inside it
+    jsonl(dump / "0.jsonl", verl_rows(0, ["q1", "q2"], [["so \\boxed{7}", "8"], ["12", "\\boxed{12}"]],
+                                      [1.0, -1.0, -1.0, 1.0], ["7", "12"], kind="validation"))
     out = tmp_path / "out"
-    result = _analyze("--rollouts", tmp_path, "--out", out)
+    result = _analyze("--rollouts", dump, "--out", out)
     assert result.exit_code == 0, result.output
     row = pd.read_csv(out / "dynamics.csv").iloc[0]
     # acc (the reward function's verdict) gives accuracy 0.5; the +1/-1 score averages 0: no disagreement

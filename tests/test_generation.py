@@ -100,9 +100,9 @@ def test_progress_reports_sequences_done_per_batch(tiny, prompts):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(samples=0), "samples=0 is invalid; expected an integer >= 1"),
-    (dict(top_p=0.0), r"top_p=0.0 is invalid; expected in \(0, 1\]"),
-    (dict(temperature=-1.0), "temperature=-1.0 is invalid; expected >= 0"),
+    (dict(samples=0), r"samples=0 is invalid; expected an integer in \[1, 1024\]"),
+    (dict(top_p=0.0), r"top_p=0.0 is invalid; expected a finite number in \(0, 1\]"),
+    (dict(temperature=-1.0), r"temperature=-1.0 is invalid; expected a finite number in \[0, 100\]"),
     (dict(batch_size=0), "batch_size=0 is invalid"),
 ], ids=["samples", "top_p", "temperature", "batch_size"])
 def test_invalid_arguments(tiny, prompts, kwargs, message):

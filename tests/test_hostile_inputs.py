@@ -7,62 +7,18 @@ name, no summary.json of a failed run) and that every input file is byte-for-byt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from hostile import SMALL, TRAIN, refused, runner, small_log, write_jsonl
 
 from reasonlens import cli
 from reasonlens.cli import app
-
-runner = CliRunner()
-SMALL = ["--task", "basic_arithmetic", "--num-prompts", "1", "--samples", "2", "--max-new-tokens", "4",
-         "--device", "cpu", "--dtype", "fp32", "--no-report"]
-TRAIN = ["--steps", "1", "--prompts-per-step", "2", "--num-generations", "2", "--max-new-tokens", "4",
-         "--num-prompts", "2", "--dtype", "fp32", "--report-to", "none"]
-
-
-def _digests(paths) -> dict:
-    out = {}
-    for path in map(Path, paths):
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        out.update({str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
-    return out
-
-
-def refused(args, *, names, inputs=(), out=None, stdin=None, code=1):
-    """Run ``reasonlens ARGS``; check the refusal and return the output (newlines folded)."""
-    before = _digests(inputs)
-    had_summary = out is not None and (Path(out) / "summary.json").exists()
-    result = runner.invoke(app, [str(a) for a in args], input=stdin)
-    text = " ".join(result.output.split())
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and "File \"" not in result.output, result.output
-    assert text.startswith("error:") or "\nerror:" in result.output or "error:" in text, result.output
-    for name in names:
-        assert " ".join(str(name).split()) in text, (name, result.output)
-    assert _digests(inputs) == before, "an input was changed"
-    if out is not None and Path(out).exists():
-        assert not list(Path(out).rglob("*.tmp-*")), "a half-written file was left"
-        assert (Path(out) / "summary.json").exists() == had_summary, "a failed run left a summary.json"
-    return text
-
-
-def _jsonl(path: Path, rows) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def _log(tmp_path, **overrides) -> Path:
-    rows = [{"step": 0, "prompt": "q", "response": "so it is 4", "correct": True, "reward": 1.0}] * 1 + \
-           [{"step": 1, "prompt": "q", "response": "but wait", "correct": False, "reward": 0.0}]
-    rows[-1] = {**rows[-1], **overrides}
-    return _jsonl(tmp_path / "log.jsonl", rows)
-
+from reasonlens.folders import writing
+from reasonlens.train.resume import RUN_FILES
 
 # --- 1. code shipped inside a checkpoint is never run -------------------------------------------------
 
@@ -110,7 +66,7 @@ def test_tag_refuses_a_tokenizer_with_its_own_code(tmp_path, remote_code_tokeniz
 
 
 def test_text_only_tokenizer_with_its_own_code(tmp_path, remote_code_tokenizer):
-    log = _log(tmp_path)
+    log = small_log(tmp_path)
     refused(["analyze", "--rollouts", log, "--tokenizer", remote_code_tokenizer, "--out", tmp_path / "out"],
             stdin="y\n" * 20, names=["--trust-remote-code"], inputs=[log, remote_code_tokenizer], out=tmp_path / "out")
     assert not (tmp_path / "RAN").exists()
@@ -126,7 +82,7 @@ def test_train_refuses_a_model_with_its_own_code_before_creating_the_run(tmp_pat
 
 
 def test_string_false_counts_as_false(tmp_path):
-    log = _jsonl(tmp_path / "log.jsonl", [{"step": 0, "prompt": "q", "response": "4", "correct": "false",
+    log = write_jsonl(tmp_path / "log.jsonl", [{"step": 0, "prompt": "q", "response": "4", "correct": "false",
                                            "reward": 0.0}] * 2)
     result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(tmp_path / "out"), "--no-report"])
     assert result.exit_code == 0, result.output
@@ -147,27 +103,27 @@ def test_string_false_counts_as_false(tmp_path):
 ], ids=["correct-word", "correct-2", "step-fraction", "step-bool", "step-null", "step-negative", "reward-text",
         "reward-bool", "truncated-word", "n_tokens-fraction"])
 def test_malformed_values_name_file_line_and_value(tmp_path, field, value, said):
-    log = _log(tmp_path, **{field: value})
+    log = small_log(tmp_path, **{field: value})
     refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"], names=[log, "line 2", said],
             inputs=[log], out=tmp_path / "out")
 
 
 def test_duplicate_rows_are_kept_with_a_warning(tmp_path):
     row = {"step": 0, "prompt": "q", "response": "so 4", "correct": True}
-    log = _jsonl(tmp_path / "log.jsonl", [row, row, {**row, "response": "5", "correct": False}])
+    log = write_jsonl(tmp_path / "log.jsonl", [row, row, {**row, "response": "5", "correct": False}])
     result = runner.invoke(app, ["analyze", "--rollouts", str(log), "--out", str(tmp_path / "out"), "--no-report"])
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "repeat an earlier row exactly (e.g. line 2" in " ".join(result.output.split())
 
 
 def test_mine_grams_never_mines_responses_marked_false(tmp_path):
-    log = _jsonl(tmp_path / "r.jsonl", [{"response": "let me check the sum", "correct": "false"}] * 5)
+    log = write_jsonl(tmp_path / "r.jsonl", [{"response": "let me check the sum", "correct": "false"}] * 5)
     refused(["mine-grams", log, "--out", tmp_path / "m.txt"], names=[log, "no correct responses"], inputs=[log])
     assert not (tmp_path / "m.txt").exists()
 
 
 def test_mine_grams_malformed_label(tmp_path):
-    log = _jsonl(tmp_path / "r.jsonl", [{"response": "a b c", "correct": True}, {"response": "d e f", "correct": "yes"}])
+    log = write_jsonl(tmp_path / "r.jsonl", [{"response": "a b c", "correct": True}, {"response": "d e f", "correct": "yes"}])
     refused(["mine-grams", log, "--out", tmp_path / "m.txt"], names=[log, "line 2", "correct = 'yes'"], inputs=[log])
 
 
@@ -206,6 +162,8 @@ def test_a_run_killed_before_its_first_checkpoint_restarts(tmp_path, tiny_model_
     (run / "rollouts" / "step_000001.parquet").write_bytes(b"half")
     (run / "metrics.csv").write_text("step,loss\n")
     (run / "trl" / "checkpoint-1").mkdir(parents=True)  # cut short: no trainer_state.json, no weights
+    with writing(run, kind="run", covers=RUN_FILES):  # the marker the killed run wrote first
+        pass
     for resume in ([], ["--resume"]):
         result = runner.invoke(app, ["train-hicra", "--model", str(tiny_model_dir), "--task", "basic_arithmetic",
                                      "--out", str(run), *TRAIN, *resume])
@@ -233,7 +191,7 @@ def test_vllm_without_vllm_fails_before_the_run_folder_exists(tmp_path, tiny_mod
 def test_out_is_an_existing_file(tmp_path, command, tiny_model_dir):
     out = tmp_path / "taken.txt"
     out.write_text("mine")
-    log = _log(tmp_path)
+    log = small_log(tmp_path)
     args = {"analyze": ["analyze", "--rollouts", log, "--out", out],
             "train-hicra": ["train-hicra", "--model", tiny_model_dir, "--out", out, *TRAIN],
             "compare": ["compare", tmp_path, tmp_path, "--out", out],
@@ -245,7 +203,7 @@ def test_out_is_an_existing_file(tmp_path, command, tiny_model_dir):
 def test_out_not_writable(tmp_path, out):
     (tmp_path / "under-a-file").write_text("x")
     out = tmp_path / out if not out.startswith("/") else Path(out)
-    log = _log(tmp_path)
+    log = small_log(tmp_path)
     refused(["analyze", "--rollouts", log, "--out", out], names=[out, "not writable"], inputs=[log])
 
 
@@ -257,7 +215,7 @@ def test_full_disk_is_one_line_and_leaves_no_summary(tmp_path, monkeypatch):
     def no_space(path, parts):  # a text log's rollouts.parquet is written from its steps' parts
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
     monkeypatch.setattr(stream, "write_rollouts", no_space)
-    log = _log(tmp_path)
+    log = small_log(tmp_path)
     refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"],
             names=["No space left on device", tmp_path / "out" / "rollouts.parquet"], inputs=[log], out=tmp_path / "out")
 
@@ -362,8 +320,8 @@ def no_model_loads(monkeypatch):
     (["--prompts-file", "NOT_UTF8"], "not UTF-8"),
     (["--device", "cuda"], "torch sees no CUDA GPU"),
     (["--dtype", "int8"], "dtype='int8' is not supported"),
-    (["--samples", "0"], "samples=0 must be an integer >= 1"),
-    (["--top-p", "2"], "top_p=2.0 in (0, 1]"),
+    (["--samples", "0"], "samples=0 (--samples) is invalid; expected an integer in [1, 1024]"),
+    (["--top-p", "2"], "top_p=2.0 (--top-p) is invalid; expected a finite number in (0, 1]"),
     (["--scoring", "magic"], "scoring='magic' is not known"),
 ], ids=["lexicon-missing", "lexicon-empty", "unknown-task", "task-option", "prompts-array", "prompts-not-utf8",
         "no-gpu", "dtype", "samples", "top-p", "scoring"])
@@ -388,7 +346,7 @@ def test_analyze_bad_options_fail_before_any_model(tmp_path, tiny_series, no_mod
 @pytest.mark.parametrize("extra, said", [
     (["--lexicon", "MISSING"], "does not exist"),
     (["--model", "MISSING"], "does not exist"),
-    (["--num-generations", "1"], "num_generations=1 must be >= 2"),
+    (["--num-generations", "1"], "num_generations=1 (--num-generations) is invalid; expected an integer in [2, 1024] (a group needs two"),
     (["--task", "no_such_task"], "unknown task"),
 ], ids=["lexicon", "model", "group", "task"])
 def test_train_bad_options_fail_before_the_run_folder(tmp_path, tiny_model_dir, extra, said):
@@ -439,7 +397,7 @@ def test_run_logs_as_text_with_out_on_the_run(tmp_path):
 
 
 def test_mine_grams_out_over_its_input(tmp_path):
-    log = _jsonl(tmp_path / "r.jsonl", [{"response": "a b c", "correct": True}])
+    log = write_jsonl(tmp_path / "r.jsonl", [{"response": "a b c", "correct": True}])
     refused(["mine-grams", log, "--out", log], names=["would overwrite the input"], inputs=[log])
 
 
@@ -475,7 +433,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, 
     def boom(config, **kwargs):
         raise ZeroDivisionError("division by zero")
     monkeypatch.setattr(pipeline, "analyze", boom)
-    log = _log(tmp_path)
+    log = small_log(tmp_path)
     text = refused(["analyze", "--rollouts", log], names=["unexpected ZeroDivisionError", "--debug"], inputs=[log])
     assert text.count("error:") == 1
     monkeypatch.setenv(cli._DEBUG, "1")

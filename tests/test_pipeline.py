@@ -95,7 +95,7 @@ def test_same_seed_gives_the_same_rollouts(tiny_series, analyzed, tmp_path):
 def test_config_rejects_bad_values(tmp_path):
     with pytest.raises(ReasonlensError, match="analyze needs an input"):
         AnalyzeConfig()
-    with pytest.raises(ReasonlensError, match="samples=0 must be an integer >= 1"):
+    with pytest.raises(ReasonlensError, match=r"samples=0 \(--samples\) is invalid; expected an integer in \[1, 1024\]"):
         AnalyzeConfig(path=tmp_path, samples=0)
 
 

@@ -79,13 +79,13 @@ def test_verl_dump_rescored_by_its_checkpoints(tiny_series, tmp_path):
 
 
 def test_trl_conversational_prompts_go_through_the_chat_template(tiny_series, tmp_path):
-    folder = tmp_path / "completions"
-    folder.mkdir()
+    folder = tmp_path / "trl-output" / "completions"  # TRL's output_dir: the analysis goes next to it, not in it
+    folder.mkdir(parents=True)
     pd.DataFrame({"step": [2, 2], "prompt": [[{"role": "user", "content": "What is 1 + 1?"}]] * 2,
                   "completion": ["So 2.", "It is 3."], "accuracy_reward": [1.0, 0.0]}
                  ).to_parquet(folder / "completions_00002.parquet")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["analyze", str(tiny_series), "--rollouts", str(tmp_path), "--out", str(out),
+    result = runner.invoke(app, ["analyze", str(tiny_series), "--rollouts", str(folder.parent), "--out", str(out),
                                  "--strict-steps", "--device", "cpu", "--dtype", "fp32", "--no-report"])
     assert result.exit_code == 0, result.output
     rollouts = pd.read_parquet(out / "rollouts.parquet")

@@ -167,7 +167,7 @@ def test_chunk_rows_and_batch_size_do_not_change_results(tiny, sequences):
 @pytest.mark.parametrize("args, kwargs, message", [
     (([[1]], [[2], [3]]), {}, "prompt_token_ids has 1 rows but token_ids has 2"),
     (([[]], [[2]]), {}, r"prompt_token_ids\[0\] is empty"),
-    (([[1]], [[2]]), {"temperature": 0.0}, "temperature=0.0 is invalid; expected > 0"),
+    (([[1]], [[2]]), {"temperature": 0.0}, r"temperature=0.0 is invalid; expected a finite number in \(0, 100\]"),
     (([[1]], [[2]]), {"chunk_rows": 0}, "chunk_rows=0 is invalid"),
     (([[1]], [[2]]), {"reducer": "numpy"}, "reducer='numpy' is invalid; expected 'auto' or 'torch' or 'triton'"),
 ], ids=["lengths", "empty-prompt", "temperature", "chunk-rows", "reducer"])

@@ -179,7 +179,8 @@ def test_a_verl_dump_folder_newest_step_waits_for_the_settle_time(tmp_path):
     dump.mkdir()
     for step in (1, 2):
         _verl_step(dump, step)
-    proc = _watch(None, "--rollouts", str(dump), "--no-report", "--watch-settle", "3", "--watch-idle", "2")
+    # --watch-idle above --watch-settle: the loop cannot stop before step 2 has had its 3 s to settle
+    proc = _watch(None, "--rollouts", str(dump), "--no-report", "--watch-settle", "3", "--watch-idle", "5")
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("complete:")]

@@ -1,6 +1,6 @@
 """Print the import graph between reasonlens' rooms and fail on an upward arrow or a cycle.
 
-Rooms, bottom to top: the shared base modules (errors, columns, options, records, progress, exports), then
+Rooms, bottom to top: the shared base modules (errors, columns, options, records, progress, exports, folders), then
 sources -> models -> hierarchy -> metrics -> report, then the two commands' packages analysis and
 train, then the top (the package root and cli). A room may import its own room and the rooms below
 it, and no two modules may import each other. Every import counts, lazy ones inside functions included.
@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "reasonlens"
-BASE = ("errors", "columns", "options", "records", "progress", "exports")
+BASE = ("errors", "columns", "options", "records", "progress", "exports", "folders")
 ORDER = ("base", "sources", "models", "hierarchy", "metrics", "report", "analysis", "train", "top")
 
 

@@ -1,5 +1,6 @@
-"""The configuration of one `analyze` run: every field documented once (its help), checked in
-`__post_init__` without touching the file system; the `analyze` command is generated from it."""
+"""The configuration of one `analyze` run: every field documented once (its help), numbers bounded by the
+`Range` in their metadata (`options.check_options`), checked in `__post_init__` without touching the file
+system; the `analyze` command is generated from it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Optional
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.scoring import REDUCERS
-from reasonlens.options import (DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, LEXICON_HELP, PROMPTS_FILE_HELP,
-                                REMOTE_CODE_HELP, TASK_HELP, THREADS_HELP, check_positive, documented,
+from reasonlens.options import (BATCH, BOOTSTRAP, DEVICE_HELP, DTYPE_HELP, FEWSHOT_HELP, FRACTION, LEXICON_HELP,
+                                PROBLEMS, PROMPTS_FILE_HELP, REMOTE_CODE_HELP, SAMPLES, SCORE_TEMPERATURE, SECONDS,
+                                SEED, TASK_HELP, TEMPERATURE, THREADS, THREADS_HELP, TOKENS, Range, check_options,
+                                documented,
                                 option)
 
 BACKENDS = ("transformers", "vllm", "vllm-server")
@@ -41,19 +44,20 @@ class AnalyzeConfig:
     answer_field: str = option("answer", "Gold-answer field in --prompts-file, or in a --rollouts log without a "
                                          "'correct' field (its responses are then graded; verl's 'gts' is read "
                                          "as 'answer').")
-    num_prompts: int = option(8, "Number of problems per checkpoint.")
+    num_prompts: int = option(8, "Number of problems per checkpoint.", PROBLEMS)
     eval_task: Optional[str] = option(None, "For a training run: re-evaluate its checkpoints on this task, on "
                                             "problems it never trained on (drawn with a seed far from the run's, "
                                             "its training questions removed), instead of reading its logs.")
     fewshot: Optional[str] = option(None, FEWSHOT_HELP + " Default: the run's own with --eval-task, else none.")
     # --- sampling and scoring ----------------------------------------------------------
-    samples: int = option(4, "Samples per problem (K); pass@k is reported for powers of 2 up to K.")
-    max_new_tokens: int = option(256, "Generation budget per response; longer ones are flagged truncated.")
-    temperature: float = option(0.6, "Sampling temperature (0 = greedy). The paper evaluates at 0.6.")
-    top_p: float = option(1.0, "Nucleus sampling threshold.")
-    score_temperature: float = option(1.0, "Temperature of the distribution whose entropy is measured.")
-    seed: int = option(0, "Seed for problems and sampling.")
-    batch_size: int = option(8, "Sequences per generation/scoring batch.")
+    samples: int = option(4, "Samples per problem (K); pass@k is reported for powers of 2 up to K.", SAMPLES)
+    max_new_tokens: int = option(256, "Generation budget per response; longer ones are flagged truncated.", TOKENS)
+    temperature: float = option(0.6, "Sampling temperature (0 = greedy). The paper evaluates at 0.6.", TEMPERATURE)
+    top_p: float = option(1.0, "Nucleus sampling threshold.", FRACTION)
+    score_temperature: float = option(1.0, "Temperature of the distribution whose entropy is measured.",
+                                      SCORE_TEMPERATURE)
+    seed: int = option(0, "Seed for problems and sampling.", SEED)
+    batch_size: int = option(8, "Sequences per generation/scoring batch.", BATCH)
     backend: str = option("transformers", "Generation engine: transformers; vllm (vLLM in this environment, "
                                           "one engine per checkpoint); vllm-server (a `vllm serve` process started "
                                           "per checkpoint from --vllm-command, e.g. .venv-vllm/bin/vllm). vLLM "
@@ -69,17 +73,19 @@ class AnalyzeConfig:
                                   "kernel on CUDA, chunked torch elsewhere), torch or triton (teacher-forced).")
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", DTYPE_HELP)
-    threads: Optional[int] = option(None, THREADS_HELP)
+    threads: Optional[int] = option(None, THREADS_HELP, THREADS)
     workers: Optional[int] = option(None, "A --rollouts log alone: processes that read, grade, tag and measure its "
-                                          "steps (default: the usable cores; 1 = this process only).")
+                                          "steps (default: the usable cores; 1 = this process only).", THREADS)
     # --- classification and metrics ----------------------------------------------------
     lexicon: str = option("paper", LEXICON_HELP)
     tokenizer: Optional[str] = option(None, "With --rollouts: decode a token-level log (prime-rl token exports, "
                                             "NeMo-RL train data, slime dumps) to use its logged token scores; "
                                             "for a text log, measure length in this tokenizer's tokens.")
-    high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.")
+    high_entropy_quantile: float = option(0.3, "Fraction of a step's tokens counted as high-entropy.",
+                                          Range(0, 1, low_open=True, high_open=True))
     bootstrap: int = option(200, "Bootstrap replicates (prompts resampled with their samples, seeded by --seed) "
-                                 "for the 95% interval of every per-step metric; 0 = no intervals.")
+                                 "for the 95% interval of every per-step metric; 0 = no intervals.",
+                            BOOTSTRAP)
     report: bool = option(True, "Write figures and report.html.")
     # --- trackers and live mode ------------------------------------------------------------
     report_to: str = option("none", "Also send the dynamics to experiment trackers: none, or a comma-separated "
@@ -95,12 +101,12 @@ class AnalyzeConfig:
     watch: bool = option(False, "Follow an input still being written (a training run, a log or checkpoint "
                                 "folder): analyse each new step once complete, until Ctrl-C, SIGTERM or "
                                 "--watch-idle; both finish cleanly (exit 0).")
-    watch_interval: float = option(5.0, "--watch: seconds between looks at the input.")
+    watch_interval: float = option(5.0, "--watch: seconds between looks at the input.", SECONDS)
     watch_settle: float = option(30.0, "--watch: a step with no later step and no STABLE marker counts as "
                                        "complete once its files are unchanged this many seconds (reasonlens "
-                                       "runs write atomically: complete at once).")
+                                       "runs write atomically: complete at once).", SECONDS)
     watch_idle: Optional[float] = option(None, "--watch: stop after this many seconds without a new step "
-                                               "(default: never).")
+                                               "(default: never).", SECONDS)
 
     def __post_init__(self):
         if self.path is None and self.rollouts is None:
@@ -109,17 +115,7 @@ class AnalyzeConfig:
         for name in ("path", "rollouts", "out", "prompts_file", "tensorboard_dir"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
-        check_positive(self, "num_prompts", "samples", "max_new_tokens", "batch_size")
-        if self.threads is not None:
-            check_positive(self, "threads")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.score_temperature <= 0:
-            raise ReasonlensError(f"temperature={self.temperature} must be >= 0, top_p={self.top_p} in (0, 1], "
-                                  f"score_temperature={self.score_temperature} > 0.")
-        if self.bootstrap < 0:
-            raise ReasonlensError(f"bootstrap={self.bootstrap} must be >= 0 (replicates, e.g. 200; 0 turns the "
-                                  "intervals off).")
-        if not 0 < self.high_entropy_quantile < 1:
-            raise ReasonlensError(f"high_entropy_quantile={self.high_entropy_quantile} must be in (0, 1).")
+        check_options(self)
         for name, choices in (("backend", BACKENDS), ("scoring", REDUCERS)):
             if getattr(self, name) not in choices:
                 raise ReasonlensError(f"{name}={getattr(self, name)!r} is not known; expected one of "
@@ -128,14 +124,8 @@ class AnalyzeConfig:
 
         parse_report_to(self.report_to)
         parse_wandb_run(self.wandb_run)
-        for name in ("watch_interval", "watch_settle", "watch_idle"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ReasonlensError(f"{name}={value!r} must be a number of seconds >= 0.")
         if self.ray_address:
             self.ray = True
-        if self.workers is not None:
-            check_positive(self, "workers")
         from reasonlens.models.hardware import check_dtype
 
         self.dtype = check_dtype(self.dtype)

@@ -3,7 +3,7 @@
 `make_plan` resolves the mode (a checkpoint series, a training run read or re-evaluated, a text log,
 or a text log re-scored by its checkpoints), the lexicon, the checkpoints, the problems and the
 output folder, and raises on the first bad one, so a wrong option costs seconds, not hours. Writing
-the analysis must never overwrite one of its inputs.
+the analysis must never overwrite one of its inputs, nor a folder reasonlens does not own (`folders`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import pandas as pd
 
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.errors import ReasonlensError
-from reasonlens.records import check_writable, remove_stale_temporaries
+from reasonlens.folders import check_out, is_run_folder
+from reasonlens.records import check_writable
 
 OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
                 "report.html")
-OUTPUT_FOLDERS = ("rollouts", "tags", "figures")
+OUTPUT_FOLDERS = ("rollouts", "tags", "figures", "tensorboard", ".watch")  # what an analysis folder's marker covers
+RAY_CONNECT_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +65,7 @@ def make_plan(config: AnalyzeConfig) -> Plan:
 
     lexicon = load_lexicon(config.lexicon)
     if config.ray:
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ReasonlensError("--ray needs Ray in this environment: pip install 'reasonlens[ray]' (or drop --ray).")
+        _check_ray(config.ray_address)
     from reasonlens.report.trackers import check_installed, parse_report_to
 
     check_installed(parse_report_to(config.report_to))
@@ -83,10 +82,33 @@ def make_plan(config: AnalyzeConfig) -> Plan:
     return plan
 
 
+def _check_ray(address: Optional[str]) -> None:
+    """Ray must be installed, and a cluster address must answer within `RAY_CONNECT_SECONDS` (Ray itself
+    retries a closed port for minutes)."""
+    import importlib.util
+    import os
+    import socket
+
+    if importlib.util.find_spec("ray") is None:
+        raise ReasonlensError("--ray needs Ray in this environment: pip install 'reasonlens[ray]' (or drop --ray).")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return  # a local cluster, or the one `ray start` recorded on this machine
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not port.isdigit():
+        raise ReasonlensError(f"--ray-address {address!r} has no port: expected HOST:PORT or ray://HOST:PORT.")
+    try:
+        socket.create_connection((host or "localhost", int(port)), timeout=RAY_CONNECT_SECONDS).close()
+    except OSError as err:
+        raise ReasonlensError(f"--ray-address {address}: no Ray cluster answers at {host}:{port} within "
+                              f"{RAY_CONNECT_SECONDS:g} s ({err.strerror or err}): start it (ray start --head) or "
+                              "fix the address (RAY_ADDRESS counts too).") from None
+
+
 def is_training_run(path) -> bool:
-    """A `train-hicra` run folder: config.json next to rollouts/step_*.parquet."""
-    path = Path(path)
-    return (path / "config.json").is_file() and any((path / "rollouts").glob("step_*.parquet"))
+    """A `train-hicra` run folder (its marker, or an earlier version's config.json next to rollouts/step_*.parquet);
+    a model folder that merely holds a config.json and an analysis' rollouts/ is not one."""
+    return is_run_folder(Path(path))
 
 
 def output_folder(config: AnalyzeConfig) -> Path:
@@ -231,28 +253,10 @@ def _check_backend(config: AnalyzeConfig, series) -> None:
 
 
 def _check_output_folder(plan: Plan) -> None:
-    """The output folder must be a writable folder, and writing it must not overwrite any input."""
-    out = plan.out
-    if out.exists() and not out.is_dir():
-        raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the analysis.")
+    """The output folder: reasonlens' own (or new), outside every input (`folders.check_out`), writable."""
+    out, config = plan.out, plan.config
+    check_out(out, kind="analysis", option="--out", inputs=[
+        config.path, config.rollouts, config.prompts_file, plan.run,
+        *(given for given in (config.base, config.lexicon, config.tokenizer, config.fewshot)
+          if given is not None and Path(given).exists())])
     check_writable(out)
-    remove_stale_temporaries(out)  # half-written files of a killed run: never read, never kept
-    written = {(out / name).resolve() for name in OUTPUT_FILES}
-    folders = [(out / name).resolve() for name in OUTPUT_FOLDERS]
-    for source in _input_files(plan):
-        source = source.resolve()
-        if source in written or any(folder in source.parents for folder in folders):
-            raise ReasonlensError(f"--out {out} would overwrite the input {source}: choose another --out "
-                                  "(reasonlens never writes over its inputs).")
-
-
-def _input_files(plan: Plan) -> list[Path]:
-    config, files = plan.config, []
-    if plan.log is not None:
-        files += [f for _, part in plan.log.parts for f in part]
-    for given in (config.prompts_file, config.lexicon):
-        if given is not None and Path(given).is_file():
-            files.append(Path(given))
-    if plan.run is not None and plan.mode == "training-run":
-        files += sorted((plan.run / "rollouts").glob("step_*.*"))
-    return files

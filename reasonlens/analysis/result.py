@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reasonlens import columns as C
-from reasonlens.errors import ReasonlensError
+from reasonlens.errors import AnalysisFolderError, ReasonlensError
 from reasonlens.report import figures, highlight, narrative
 from reasonlens.report import html as report_html
 
@@ -136,11 +136,16 @@ def load_analysis(out_dir) -> Analysis:
                                      ("dynamics.parquet or dynamics.csv", has_dynamics)) if not ok]
     if not path.is_dir() or missing:
         what = "it does not exist" if not path.is_dir() else "missing " + ", ".join(missing)
-        raise ReasonlensError(f"load_analysis: {str(path)!r} is not a finished analysis folder ({what}); "
-                              "pass the output folder of `reasonlens analyze` (its --out), or rerun it to finish.")
+        raise AnalysisFolderError(f"load_analysis: {str(path)!r} is not a finished analysis folder ({what}); "
+                                  "pass the output folder of `reasonlens analyze` (its --out), or rerun it to "
+                                  "finish.", path)
     summary = _read_summary(path)
-    dynamics = _table(path / "dynamics.parquet") if (path / "dynamics.parquet").is_file() else \
-        _table(path / "dynamics.csv")
+    dynamics_file = path / "dynamics.parquet" if (path / "dynamics.parquet").is_file() else path / "dynamics.csv"
+    dynamics = _table(dynamics_file)
+    if C.STEP not in dynamics or not pd.api.types.is_integer_dtype(dynamics[C.STEP]):
+        raise AnalysisFolderError(f"load_analysis: {dynamics_file} has no integer {C.STEP!r} column (columns: "
+                                  f"{', '.join(map(str, dynamics.columns[:8]))}); the file was edited or damaged: "
+                                  "rerun `reasonlens analyze` to rewrite it.", dynamics_file, C.STEP)
     return Analysis(path, dynamics, None, summary, _phrases(path, summary))
 
 
@@ -148,20 +153,39 @@ def _read_summary(path: Path) -> dict:
     try:
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise ReasonlensError(f"load_analysis: {path / 'summary.json'} is not valid JSON ({err}); "
-                              "rerun `reasonlens analyze` to rewrite it.") from None
+        raise AnalysisFolderError(f"load_analysis: {path / 'summary.json'} is not valid JSON ({err}); "
+                                  "rerun `reasonlens analyze` to rewrite it.", path / "summary.json") from None
     if not isinstance(summary, dict):
-        raise ReasonlensError(f"load_analysis: {path / 'summary.json'} is not a JSON object; rerun `reasonlens "
-                              "analyze` to rewrite it.")
+        raise AnalysisFolderError(f"load_analysis: {path / 'summary.json'} is not a JSON object; rerun "
+                                  "`reasonlens analyze` to rewrite it.", path / "summary.json")
+    for key, expected in _SUMMARY_TYPES.items():
+        value = summary.get(key)
+        nested = key == "phases" and isinstance(value, dict) and not all(isinstance(v, dict) for v in value.values())
+        if (value is not None and not isinstance(value, expected)) or nested:
+            wanted = " or ".join(_JSON_NAMES[t] for t in (expected if isinstance(expected, tuple) else (expected,)))
+            shown = "an object holding a non-object" if nested else f"a JSON {_json_name(value)}"
+            raise AnalysisFolderError(f"load_analysis: {path / 'summary.json'} field {key!r} is {shown}, expected "
+                                      f"{wanted}; the file was edited or damaged: rerun `reasonlens analyze` to "
+                                      "rewrite it.", path / "summary.json", key)
     return summary
+
+
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+_SUMMARY_TYPES = {"mode": str, "config": dict, "lexicon": dict, "phases": dict, "checkpoints": list,
+                  "skipped": list, "provenance": dict, "runtime": dict, "n_responses": int,
+                  "tokens_scored": int, "seconds": (int, float)}  # analysis.run.Summary, as read here
+
+
+def _json_name(value) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(type(value), "number")
 
 
 def _table(file: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
     except (OSError, ValueError) as err:
-        raise ReasonlensError(f"load_analysis: {file} is unreadable ({str(err).splitlines()[0][:200]}); it may be "
-                              "truncated: rerun `reasonlens analyze` to rewrite it.") from None
+        raise AnalysisFolderError(f"load_analysis: {file} is unreadable ({str(err).splitlines()[0][:200]}); it may "
+                                  "be truncated: rerun `reasonlens analyze` to rewrite it.", file) from None
 
 
 def _phrases(path: Path, summary: dict) -> tuple[str, ...]:
@@ -173,7 +197,8 @@ def _phrases(path: Path, summary: dict) -> tuple[str, ...]:
         return ()
     lexicon = load_lexicon(file)
     if recorded and lexicon.hash != recorded:
-        raise ReasonlensError(f"load_analysis: {file} has hash {lexicon.hash} but summary.json records {recorded}: "
-                              "the lexicon was edited after the analysis. Restore it, or rerun `reasonlens "
-                              f"analyze --lexicon {file}` to recompute the numbers with it.")
+        raise AnalysisFolderError(f"load_analysis: {file} has hash {lexicon.hash} but summary.json records "
+                                  f"{recorded}: the lexicon was edited after the analysis. Restore it, or rerun "
+                                  f"`reasonlens analyze --lexicon {file}` to recompute the numbers with it.", file,
+                                  "lexicon.hash")
     return lexicon.phrases

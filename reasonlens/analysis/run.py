@@ -22,10 +22,11 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
-from reasonlens.analysis.plan import Inputs, Plan, make_plan, run_model
+from reasonlens.analysis.plan import OUTPUT_FILES, OUTPUT_FOLDERS, Inputs, Plan, make_plan, run_model
 from reasonlens.analysis.record import Record
+from reasonlens.folders import writing
 from reasonlens.progress import progress_bar
-from reasonlens.records import provenance, write_csv, write_json, write_parquet
+from reasonlens.records import provenance, remove_stale_temporaries, write_csv, write_json, write_parquet
 
 
 class Summary(TypedDict, total=False):
@@ -74,18 +75,20 @@ def analyze(config: AnalyzeConfig, *, progress: bool = True, trackers=None):
     record = Record()
     with record.timed("plan"):  # discovery, problems, lexicon, output checks
         plan = make_plan(config)
-    if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory (`analysis.stream`)
-        from reasonlens.analysis.stream import finish_stream, stream_log
+    with writing(plan.out, kind="analysis", covers=OUTPUT_FILES + OUTPUT_FOLDERS):  # one writer, marked as ours
+        remove_stale_temporaries(plan.out)  # half-written files of a killed run: never read, never kept
+        if plan.mode == "text-only":  # a log: step by step on every core, in bounded memory (`analysis.stream`)
+            from reasonlens.analysis.stream import finish_stream, stream_log
 
+            with progress_bar(progress) as bar:
+                inputs, aggregates, streamed = stream_log(plan, bar)
+            return finish_stream(plan, record.merge(streamed), inputs, aggregates, started, summarize=_summary,
+                                 export=export_trackers, trackers=trackers)
         with progress_bar(progress) as bar:
-            inputs, aggregates, streamed = stream_log(plan, bar)
-        return finish_stream(plan, record.merge(streamed), inputs, aggregates, started, summarize=_summary,
-                             export=export_trackers, trackers=trackers)
-    with progress_bar(progress) as bar:
-        inputs, ran = read_inputs(plan, bar)
-        record = record.merge(ran)
-        rollouts = tag_stage(inputs, plan, record, bar)
-    return finish(plan, record, inputs, rollouts, started, trackers)
+            inputs, ran = read_inputs(plan, bar)
+            record = record.merge(ran)
+            rollouts = tag_stage(inputs, plan, record, bar)
+        return finish(plan, record, inputs, rollouts, started, trackers)
 
 
 # --- read or generate --------------------------------------------------------------------------

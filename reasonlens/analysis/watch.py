@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from reasonlens.analysis.config import AnalyzeConfig
-from reasonlens.analysis.plan import output_folder
+from reasonlens.analysis.plan import OUTPUT_FILES, OUTPUT_FOLDERS, output_folder
 from reasonlens.errors import ReasonlensError
+from reasonlens.folders import check_out, writing
 
 STEP_NAME = re.compile(r"^(?:step_|checkpoint-|global_step_?|completions_|iter_)?(\d+)(?:\.(?:parquet|jsonl|json))?$")
 MARKER = "STABLE"
@@ -171,9 +172,10 @@ def watch(config: AnalyzeConfig, *, say: Callable[[str], None] = None, progress:
     check_installed(names)
     session = TrackerSession(names, out, tensorboard_dir=config.tensorboard_dir,
                              trackio_project=config.trackio_project, wandb_run=config.wandb_run) if names else None
+    check_out(out, kind="analysis", option="--out", inputs=roots.values())
     loop = _Loop(config, roots, out, session, say, progress)
     try:
-        with StopFlag() as stop:
+        with writing(out, kind="analysis", covers=OUTPUT_FILES + OUTPUT_FOLDERS), StopFlag() as stop:
             loop.run(stop)
     finally:
         if session is not None:

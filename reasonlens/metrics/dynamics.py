@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import columns as rc
 from ..errors import ReasonlensError
+from ..options import BOOTSTRAP, check_value
 from ..sources.logs import parse_bool
 from . import columns as dc
 from .bootstrap import (bootstrap_step, gram_estimators, ratio_estimator, ratio_intervals, row_mean_stats,
@@ -70,8 +71,7 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     >>> dynamics_table(tag_rollouts(rollouts, "paper"), bootstrap=200)[["step", "accuracy_ci_low"]]  # doctest: +SKIP
     """
     _check_input(rollouts, high_entropy_quantile)
-    if bootstrap < 0:
-        raise ReasonlensError(f"bootstrap={bootstrap} must be >= 0 (replicates; 0 turns intervals off).")
+    check_value("bootstrap", bootstrap, BOOTSTRAP)
     equivalent = cached_equivalence(equivalent)  # one memo shared by all steps: answers repeat
     df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
     ks, pass_k = pass_grid(df.groupby([rc.STEP, "_prompt"]).size())

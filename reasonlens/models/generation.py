@@ -23,6 +23,7 @@ import numpy as np
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.offsets import token_offsets
+from reasonlens.options import BATCH, FRACTION, SAMPLES, TEMPERATURE, TOKENS, check_value
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,10 @@ def _check_args(prompts, samples, max_new_tokens, temperature, top_p, batch_size
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
         raise ReasonlensError("prompts must be a list of strings (chat-templated prompts); "
                               f"got {type(prompts).__name__}.")
-    checks = [("samples", samples, samples >= 1, "an integer >= 1"),
-              ("max_new_tokens", max_new_tokens, max_new_tokens >= 1, "an integer >= 1"),
-              ("temperature", temperature, temperature >= 0, ">= 0 (0 = greedy)"),
-              ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
-              ("batch_size", batch_size, batch_size >= 1, "an integer >= 1")]
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
+    for name, value, allowed in (("samples", samples, SAMPLES), ("max_new_tokens", max_new_tokens, TOKENS),
+                                 ("temperature", temperature, TEMPERATURE), ("top_p", top_p, FRACTION),
+                                 ("batch_size", batch_size, BATCH)):
+        check_value(name, value, allowed)
 
 
 def stop_token_ids(generation_config, tokenizer) -> set[int]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from reasonlens.errors import ReasonlensError
 from reasonlens.models.generation import pad_rows
+from reasonlens.options import BATCH, POSITIVE_INT, SCORE_TEMPERATURE, check_value
 
 # Rows per lm_head chunk when the caller gives none. CPU (SmolLM2, fp32, one AVX2 thread, 448 rows): the
 # chunked lm_head + reduction took 0.49 / 0.50 / 0.47 s of CPU time at 128 / 256 / 448 rows, so 256 rows
@@ -121,13 +122,12 @@ def _check_args(prompt_token_ids, token_ids, temperature, batch_size, chunk_rows
         if len(prompt) == 0:
             raise ReasonlensError(f"prompt_token_ids[{index}] is empty; the first response token needs "
                                   "at least one prompt token to be predicted from.")
-    checks = [("temperature", temperature, temperature > 0, "> 0"),
-              ("batch_size", batch_size, batch_size >= 1, "an integer >= 1"),
-              ("chunk_rows", chunk_rows, chunk_rows is None or chunk_rows >= 1, "an integer >= 1 or None"),
-              ("reducer", reducer, reducer in REDUCERS, " or ".join(map(repr, REDUCERS)))]
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
+    check_value("temperature", temperature, SCORE_TEMPERATURE)
+    check_value("batch_size", batch_size, BATCH)
+    if chunk_rows is not None:
+        check_value("chunk_rows", chunk_rows, POSITIVE_INT)
+    if reducer not in REDUCERS:
+        raise ReasonlensError(f"reducer={reducer!r} is invalid; expected {' or '.join(map(repr, REDUCERS))}.")
 
 
 def lm_head_parts(model):

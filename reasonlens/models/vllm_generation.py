@@ -55,6 +55,7 @@ from reasonlens.errors import ReasonlensError
 from reasonlens.models.generation import Generation, row_seed, split_response
 from reasonlens.models.hardware import cpu_model
 from reasonlens.models.offsets import token_offsets
+from reasonlens.options import FRACTION, SAMPLES, TEMPERATURE, TOKENS, check_value
 
 CPU_KV_CACHE_GIB = 2  # KV cache on vLLM's CPU build when memory_fraction is None (SmolLM2 fp32: ~45k tokens)
 INSTALL_HINT = ("run `make install-vllm` (it builds .venv-vllm with vLLM's CPU build and reasonlens) and use "
@@ -72,13 +73,9 @@ def _check_args(prompt_token_ids, samples, max_new_tokens, temperature, top_p, s
     if isinstance(prompt_token_ids, (str, bytes)) or not all(token_list(p) for p in prompt_token_ids):
         raise ReasonlensError("prompt_token_ids must be a list of token-id lists (tokenize the chat-templated "
                               "prompts with add_special_tokens=False first).")
-    checks = [("samples", samples, samples >= 1, "an integer >= 1"),
-              ("max_new_tokens", max_new_tokens, max_new_tokens >= 1, "an integer >= 1"),
-              ("temperature", temperature, temperature >= 0, ">= 0 (0 = greedy)"),
-              ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]")]
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise ReasonlensError(f"{name}={value!r} is invalid; expected {expected}.")
+    for name, value, allowed in (("samples", samples, SAMPLES), ("max_new_tokens", max_new_tokens, TOKENS),
+                                 ("temperature", temperature, TEMPERATURE), ("top_p", top_p, FRACTION)):
+        check_value(name, value, allowed)
     for index, ids in enumerate(prompt_token_ids):
         if not ids:
             raise ReasonlensError(f"Prompt {index} is empty; every prompt needs at least one token.")

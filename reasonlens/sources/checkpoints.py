@@ -8,6 +8,8 @@ model folder, or one .gguf file. NeMo-RL and prime-rl DCP checkpoints are refuse
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.integrity import adapter_base_model, model_folder_kind, tokenizer_hash, weight_problem
+from reasonlens.sources.integrity import (adapter_base_model, config_problem, model_folder_kind, tokenizer_hash,
+                                          weight_problem)
 from reasonlens.sources.layouts import foreign_problem, framework_of, verl_checkpoint, warn_short_series
 from reasonlens.sources.specs import model_source, remote_code_problem
 from reasonlens.sources.verl_fsdp import HF_SUBDIR, is_fsdp_actor
@@ -133,8 +136,8 @@ def _entries(root: Path, base: Path | None) -> list[_Entry]:
 
 
 def _numbered(root: Path) -> list[_Entry]:
-    found = [_Entry(int(m.group(1)), p.name, p) for p in root.iterdir()
-             if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    found = [_Entry(int(m.group(1)), p.name, p) for p in root.iterdir()  # folders, files, broken links: all named
+             if (m := _STEP_DIR.match(p.name))]
     return sorted(found, key=lambda e: (e.step, e.name))
 
 
@@ -158,6 +161,8 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
             _inspect_local(entry.path, None)
             _check_code(entry.path, trust_remote_code)
         return Checkpoint(0, "base", entry.path, "base")  # an alias or hub id is resolved when loaded
+    if not entry.path.is_dir() and entry.path.suffix.lower() != ".gguf":
+        raise _Bad(_not_a_folder(entry.path))
     problem = None if model_folder_kind(entry.path) else foreign_problem(entry.path)
     if problem:
         raise _Bad(problem)
@@ -171,6 +176,17 @@ def _inspect(entry: _Entry, base: Path | None, trust_remote_code: bool) -> Check
         found = _inspect_local(entry.path, None if base is None else str(base))
     _check_code(_config_folder(found), trust_remote_code)
     return Checkpoint(entry.step, entry.name, found.path, found.kind, found.adapter_base)
+
+
+def _not_a_folder(path: Path) -> str:
+    """Why a step-named entry is not a checkpoint folder: a broken symlink, a symlink loop, or a plain file."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except (OSError, RuntimeError) as err:  # RuntimeError: Python < 3.13 reports a loop so
+            loop = isinstance(err, RuntimeError) or getattr(err, "errno", None) == errno.ELOOP
+            return "a symlink loop" if loop else f"a dangling symlink (to {os.readlink(path)}, which does not exist)"
+    return "a file, not a checkpoint folder" if path.exists() else "unreadable (not a folder)"
 
 
 def _config_folder(ckpt: Checkpoint) -> Path:
@@ -195,7 +211,7 @@ def _inspect_local(path: Path, base: str | None) -> Checkpoint:
         return _inspect_peft(path, base)
     if kind is None:
         raise _Bad("no config.json (not a Hugging Face model folder, nor a PEFT adapter)")
-    problem = weight_problem(path)
+    problem = config_problem(path) or weight_problem(path)
     if problem:
         raise _Bad(problem)
     return Checkpoint(0, path.name, path, "hf")

@@ -35,7 +35,19 @@ def adapter_base_model(folder: Path) -> str | None:
 
     Raises OSError when the file can't be read and ValueError when it is not JSON.
     """
-    return json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"a JSON {type(config).__name__}, not an object")
+    return config.get("base_model_name_or_path")
+
+
+def config_problem(folder: Path) -> str | None:
+    """Why ``folder``'s config.json can't describe a model (unreadable, not JSON, not an object), or None."""
+    try:
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"config.json is unreadable ({err})"
+    return None if isinstance(config, dict) else f"config.json is a JSON {type(config).__name__}, not an object"
 
 
 def weight_problem(folder: Path, *, adapter: bool = False) -> str | None:

@@ -38,7 +38,8 @@ from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.sources.files import cell_text, read_parquet, read_records
 from reasonlens.sources.frameworks import LogLayout, detect
-from reasonlens.sources.values import parse_bool, parse_count, parse_reward, parse_step
+from reasonlens.sources.values import (is_conversation, parse_bool, parse_count, parse_id, parse_reward, parse_step,
+                                      parse_text)
 
 __all__ = ["LogLayout", "detect_layout", "log_files", "read_rollout_log", "join_parts",
            "parse_bool", "parse_count", "parse_reward", "parse_step"]
@@ -171,26 +172,22 @@ def _read_one(file: Path) -> pd.DataFrame:
                               f"'{C.STEP}', '{C.PROMPT}' and '{C.RESPONSE}' (or TRL's 'completion', or verl's "
                               "'input'/'output'). Rename the columns or add them.")
     for column, parse in ((C.STEP, parse_step), (C.SAMPLE_ID, parse_step), (C.N_TOKENS, parse_count),
+                          (C.PROMPT_ID, parse_id),
                           (C.CORRECT, parse_bool), (C.TRUNCATED, parse_bool), (C.REWARD, parse_reward)):
         if column in df.columns:
             df[column] = _parsed(df, column, parse, file)
-    if not _all_text(df[C.PROMPT]) and df[C.PROMPT].map(_is_conversation).any():
+    if not _all_text(df[C.PROMPT]) and df[C.PROMPT].map(is_conversation).any():
         # kept whole: re-scoring applies the chat template to it
-        df[C.PROMPT_MESSAGES] = [list(p) if _is_conversation(p) else None for p in df[C.PROMPT]]
+        df[C.PROMPT_MESSAGES] = [list(p) if is_conversation(p) else None for p in df[C.PROMPT]]
     for column in (C.PROMPT, C.RESPONSE):
-        if not _all_text(df[column]):
-            df[column] = df[column].map(cell_text)
+        if not _all_text(df[column]):  # the common case, every cell a str, needs no parsing
+            df[column] = _parsed(df, column, parse_text, file)
     return df
 
 
 def _all_text(series: pd.Series) -> bool:
-    """Every cell is already a str (the common case: `cell_text` would return each unchanged)."""
+    """Every cell is already a str (what `parse_text` would return unchanged)."""
     return pd.api.types.infer_dtype(series, skipna=False) == "string"
-
-
-def _is_conversation(value) -> bool:
-    """A list of {"role", "content"} messages (TRL's conversational prompts)."""
-    return _is_container(value) and len(value) > 0 and all(isinstance(m, dict) and "content" in m for m in value)
 
 
 def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Series:
@@ -205,9 +202,10 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
         try:
             values.append(parse(value))
         except ValueError as err:
-            raise ReasonlensError(f"{file} {where}: {column} = {value!r} is {err}. Fix that value (or drop the "
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise ReasonlensError(f"{file} {where}: {column} = {shown} is {err}. Fix that value (or drop the "
                                   f"'{column}' field) and rerun.") from None
-    if parse is parse_bool:
+    if parse in (parse_bool, parse_text, parse_id):
         return pd.Series(values, index=df.index, dtype=object)
     return pd.Series(values, index=df.index, dtype=int if parse is parse_step else float)
 

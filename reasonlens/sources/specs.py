@@ -83,21 +83,39 @@ def _classify_folder(path: Path) -> tuple[str, Path]:
 
 
 def remote_code_problem(folder: Path) -> str | None:
-    """Why ``folder`` would need code shipped inside it (its config maps a model type transformers does
-    not know to its own ``*.py``), or None. Checked before any load, so the answer comes at once."""
-    config = folder / MODEL_CONFIG
-    if not config.is_file():
-        return None
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None  # unreadable configs are reported by the weight and config checks
-    if not isinstance(data, dict) or "auto_map" not in data:
-        return None
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    """Why ``folder`` would need code shipped inside it (its config.json or tokenizer_config.json maps a model
+    type or tokenizer class transformers does not know to its own ``*.py``), or None. Checked before any load,
+    so the answer comes at once."""
+    data = _json_object(folder / MODEL_CONFIG)
+    if "auto_map" in data:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    if data.get("model_type") in CONFIG_MAPPING_NAMES:
-        return None  # a known architecture: transformers' own code loads it and ignores auto_map
-    return (f"its config.json maps model type {data.get('model_type')!r} to code shipped inside the checkpoint "
-            f"(auto_map: {', '.join(map(str, data['auto_map'].values()))}), which reasonlens never runs unless "
-            "you pass --trust-remote-code")
+        if data.get("model_type") not in CONFIG_MAPPING_NAMES:  # a known one: transformers' code, auto_map ignored
+            return (f"its config.json maps model type {data.get('model_type')!r} to code shipped inside the "
+                    f"checkpoint (auto_map: {_targets(data['auto_map'])}), which reasonlens never runs unless "
+                    "you pass --trust-remote-code")
+    tokenizer = _json_object(folder / "tokenizer_config.json")
+    if isinstance(tokenizer.get("auto_map"), dict) and "AutoTokenizer" in tokenizer["auto_map"]:
+        from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+
+        known = {str(name).removesuffix("Fast") for names in TOKENIZER_MAPPING_NAMES.values()
+                 for name in (names if isinstance(names, tuple) else (names,))}
+        if str(tokenizer.get("tokenizer_class")).removesuffix("Fast") not in known:
+            return (f"its tokenizer_config.json maps tokenizer class {tokenizer.get('tokenizer_class')!r} to code "
+                    f"shipped inside the checkpoint (auto_map: {_targets(tokenizer['auto_map'])}), which "
+                    "reasonlens never runs unless you pass --trust-remote-code")
+    return None
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON object file, or {} when absent or unreadable (reported by the weight and config checks)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _targets(auto_map) -> str:
+    values = auto_map.values() if isinstance(auto_map, dict) else [auto_map]
+    return ", ".join(str(v) for v in values)

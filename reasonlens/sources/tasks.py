@@ -9,9 +9,12 @@ the bare target number.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
+import signal
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ FEWSHOT_PRESETS = {
                           "First, I start with 3. Then I add 4 to get 7. So the answer is \\boxed{7}."),),
 }
 HELD_OUT_SEED_OFFSET = 1_000_003  # far from any training seed: reasoning-gym seeds item i with seed + i
+TEMPLATE_SECONDS = 10.0  # one chat-template render; a real template takes milliseconds
 SCORER_ONLY_TASKS = frozenset({"countdown"})  # gold is one valid solution among many
 
 
@@ -194,7 +198,29 @@ def chat_prompt(tokenizer, question: str, examples=()) -> str:
     if not getattr(tokenizer, "chat_template", None):
         shots = "".join(f"{t['content']}\n" + ("\n" if t["role"] == "assistant" else "") for t in turns[:-1])
         return shots + turns[-1]["content"] + "\n"
-    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    with time_limit(TEMPLATE_SECONDS, f"the chat template of {getattr(tokenizer, 'name_or_path', 'the tokenizer')} "
+                    f"took over {TEMPLATE_SECONDS:g} s to render one prompt (runaway loops in the template?): fix "
+                    "chat_template in its tokenizer_config.json, or use another model"):
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, message: str):
+    """Raise ReasonlensError(``message``) if the block runs longer than ``seconds`` (SIGALRM: main thread only,
+    elsewhere the block runs unlimited)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise ReasonlensError(message)
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def held_out_problems(task: str, n: int, *, seed: int, exclude: set[str]) -> list[Problem]:

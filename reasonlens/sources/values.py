@@ -1,4 +1,4 @@
-"""Strict parsing of the values a log holds: steps, counts, booleans and rewards, never coerced.
+"""Strict parsing of the values a log holds: steps, counts, booleans, rewards, ids and texts, never coerced.
 
 A step is a non-negative integer (``3``, ``3.0``, ``"3"``; not ``0.4``, ``true`` or ``"late"``), a boolean
 is ``true/false``, ``0/1`` or ``"true"/"false"``, a reward a finite number; anything else raises
@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.sources.files import cell_text
 
 _INTEGER = re.compile(r"\+?[0-9]+")
+_CONTAINERS = (list, tuple, dict, np.ndarray)
 
 
 def parse_step(value) -> int:
@@ -75,6 +77,42 @@ def parse_reward(value) -> float:
     if not math.isfinite(number):
         raise ValueError("not finite" if not math.isnan(number) else "not a number")
     return number
+
+
+def parse_id(value) -> str:
+    """A prompt id: text or an integer (``7``, ``7.0``), as text (missing: ""); a list, dict or other value
+    raises ValueError.
+
+    >>> parse_id("q7"), parse_id(7.0)
+    ('q7', '7')
+    """
+    if _is_missing(value):
+        return ""
+    if isinstance(value, str) or (isinstance(value, (int, float, np.integer, np.floating))
+                                  and not isinstance(value, (bool, np.bool_)) and float(value).is_integer()):
+        return cell_text(value.item() if hasattr(value, "item") else value)
+    raise ValueError(f"of type {type(value).__name__}, not an id (text or an integer)")
+
+
+def parse_text(value) -> str:
+    """A text cell: a string, a conversation (its last message's content) or None/NaN (""); a number, list,
+    dict or anything else raises ValueError, so it is never graded as its printed form.
+
+    >>> parse_text("so 4"), parse_text([{"role": "assistant", "content": "4"}]), parse_text(None)
+    ('so 4', '4', '')
+    """
+    conversation = is_conversation(value) and isinstance(value[-1]["content"], str)
+    if isinstance(value, str) or _is_missing(value) or conversation:
+        return cell_text(value)
+    kind = ("an object (dict)" if isinstance(value, dict) else "a list that is not a conversation"
+            if isinstance(value, _CONTAINERS) else f"of type {type(value).__name__}")
+    raise ValueError(f"{kind}, not text")
+
+
+def is_conversation(value) -> bool:
+    """A list of {"role", "content"} messages (TRL's conversational prompts)."""
+    return isinstance(value, _CONTAINERS) and len(value) > 0 and \
+        all(isinstance(m, dict) and "content" in m for m in value)
 
 
 def _is_missing(value) -> bool:

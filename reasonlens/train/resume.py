@@ -4,7 +4,8 @@ Resume uses TRL's own checkpoints (RUN/trl/checkpoint-N: weights, optimizer, sch
 data position). Whatever an interrupted run logged after step N is removed first, so every step
 appears in metrics.csv and rollouts/ exactly once. A checkpoint a kill cut short (no readable
 trainer_state.json or weights) is skipped with a warning and removed; a run killed before its
-first checkpoint starts again from scratch, with a warning.
+first checkpoint starts again from scratch, with a warning. Only what the folder's marker covers
+(`folders`: a folder reasonlens made or adopted) is ever removed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import warnings
 from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.folders import owned, read_marker
 from reasonlens.records import check_writable, remove_stale_temporaries, to_jsonable
 from reasonlens.train.config import TrainConfig
 
 _RESUMABLE = ("steps", "resume", "save_every", "report_to", "out", "threads")
-_RUN_FILES = ("metrics.csv", "rollouts", "trl", "checkpoints", "config.json")
+RUN_FILES = ("metrics.csv", "rollouts", "trl", "checkpoints", "config.json")  # what a run's marker covers
 
 
 def prepare_run_dir(config: TrainConfig, edit: bool = True) -> Path | None:
@@ -33,17 +35,16 @@ def prepare_run_dir(config: TrainConfig, edit: bool = True) -> Path | None:
     from reasonlens.train.recording import export_checkpoint, prune_after
 
     out, trl_dir = config.out, config.out / "trl"
-    if out.exists() and not out.is_dir():
-        raise ReasonlensError(f"--out {out} is an existing file, not a folder: choose a folder for the run.")
     if out.is_dir() and edit:
         remove_stale_temporaries(out)
     last = last_complete_checkpoint(trl_dir, edit=edit)
     if last is None:
-        if edit and any((out / name).exists() for name in _RUN_FILES):
+        marker = (read_marker(out) or {}) if out.is_dir() else {}
+        ours = [out / name for name in RUN_FILES if owned(marker, name) and (out / name).exists()]
+        if edit and ours:
             warnings.warn(f"{out} holds a run that stopped before its first checkpoint: starting it again.",
                           stacklevel=2)
-            for name in _RUN_FILES:
-                path = out / name
+            for path in ours:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         check_writable(out)
         return None

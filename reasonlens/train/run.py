@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from reasonlens.errors import ReasonlensError
+from reasonlens.folders import check_out, writing
 from reasonlens.records import provenance, write_json
 from reasonlens.train.config import TrainConfig
-from reasonlens.train.resume import checkpoint_step, prepare_run_dir
+from reasonlens.train.resume import RUN_FILES, checkpoint_step, prepare_run_dir
 
 GRPO_FIELDS = {  # TrainConfig field -> the GRPOConfig field it sets, unchanged
     "steps": "max_steps", "seed": "seed", "num_generations": "num_generations",
@@ -38,8 +39,7 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     PosixPath('runs/hicra')
     """
     from reasonlens.hierarchy.lexicon import load_lexicon
-    from reasonlens.models.hardware import resolve_device, runtime, set_threads
-    from reasonlens.models.loading import load_model
+    from reasonlens.models.hardware import resolve_device
     from reasonlens.sources.tasks import fewshot_examples, load_problems
 
     lexicon = load_lexicon(config.lexicon)  # every input is checked before the run folder is touched
@@ -52,16 +52,32 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
     _check_model(config)
     _check_vllm(config)
     _check_trackers(config)
+    _check_reporters(config)
+    check_out(config.out, kind="run", option="--out", inputs=[config.prompts_file, *(
+        given for given in (config.model, config.lexicon, config.fewshot) if Path(given).exists())])
     from accelerate import PartialState
 
     device = resolve_device("auto")
     state = PartialState(cpu=device == "cpu")  # one process, or each of an `accelerate launch`
-    with state.main_process_first():  # only the main one edits the run folder; the others find its result
-        resume_from = prepare_run_dir(config, edit=state.is_main_process)
-    if resume_from is not None and checkpoint_step(resume_from) >= config.steps:
-        warnings.warn(f"{config.out} is already trained to step {checkpoint_step(resume_from)}: nothing to do "
-                      "(raise --steps to train further).", stacklevel=2)
-        return config.out
+    with contextlib.ExitStack() as held:
+        with state.main_process_first():  # the main process locks and edits the run folder; the others find it
+            if state.is_main_process:
+                held.enter_context(writing(config.out, kind="run", covers=RUN_FILES))
+            resume_from = prepare_run_dir(config, edit=state.is_main_process)
+        if resume_from is not None and checkpoint_step(resume_from) >= config.steps:
+            warnings.warn(f"{config.out} is already trained to step {checkpoint_step(resume_from)}: nothing to do "
+                          "(raise --steps to train further).", stacklevel=2)
+            return config.out
+        _train(config, state, device, resume_from, (problems, examples, lexicon), extra_rewards, progress)
+    return config.out
+
+
+def _train(config: TrainConfig, state, device: str, resume_from, data, extra_rewards, progress: bool) -> None:
+    """Load the policy, record the run's config.json (main process) and run TRL's loop."""
+    from reasonlens.models.hardware import runtime, set_threads
+    from reasonlens.models.loading import load_model
+
+    problems, examples, lexicon = data
     threads = set_threads(config.threads)
     weights = weights_dtype(config, device)
     model, tokenizer = load_model(config.model, device=device, dtype=weights, trust_remote_code=config.trust_remote_code)
@@ -76,7 +92,6 @@ def train_hicra(config: TrainConfig, *, progress: bool = False, extra_rewards: S
                                                                "processes": state.num_processes},
                 "trl_args": trainer.args.to_dict(), "provenance": provenance()})
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return config.out
 
 
 def _tag_version() -> int:
@@ -99,6 +114,34 @@ def _check_trackers(config: TrainConfig) -> None:
     from reasonlens.report.trackers import check_installed
 
     check_installed(tracker_names(config))
+
+
+def _wandb_ready() -> bool:
+    """W&B can log: an API key, a netrc login, or an offline/disabled mode (else it stops the run to ask)."""
+    import netrc
+    import os
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _check_reporters(config: TrainConfig) -> None:
+    """--report-to names reporters transformers knows, and W&B only once logged in: checked before any load
+    (`_check_trackers` checks the packages of those that get our dynamics)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    for name in reporters_of(config):
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ReasonlensError(f"--report-to {config.report_to}: {name!r} is not a reporter transformers knows; "
+                                  f"expected auto, none, or a comma-separated list of "
+                                  f"{', '.join(INTEGRATION_TO_CALLBACK)}.")
+        if name == "wandb" and not _wandb_ready():
+            raise ReasonlensError("--report-to wandb needs a W&B login: run `wandb login`, set WANDB_API_KEY, or "
+                                  "WANDB_MODE=offline; or drop wandb from --report-to.")
 
 
 def _check_vllm(config: TrainConfig) -> None:
