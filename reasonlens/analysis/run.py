@@ -26,7 +26,8 @@ from reasonlens.analysis.plan import OUTPUT_FILES, OUTPUT_FOLDERS, Inputs, Plan,
 from reasonlens.analysis.record import Record
 from reasonlens.folders import writing
 from reasonlens.progress import progress_bar
-from reasonlens.records import provenance, remove_stale_temporaries, write_csv, write_json, write_parquet
+from reasonlens.analysis.outputs import write_outputs, write_summary
+from reasonlens.records import provenance, remove_stale_temporaries, write_parquet
 
 
 class Summary(TypedDict, total=False):
@@ -175,7 +176,6 @@ def tag_stage(inputs: Inputs, plan: Plan, record: Record, bar) -> pd.DataFrame:
 def finish(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, started: float, trackers=None):
     """Aggregate, detect phases, then write tables, lexicon.txt, figures, report.html, the trackers' new steps
     and summary.json last."""
-    from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.dynamics import dynamics_table, top_grams
     from reasonlens.metrics.phases import detect_phases
     from reasonlens.analysis.result import Analysis
@@ -187,22 +187,10 @@ def finish(plan: Plan, record: Record, inputs: Inputs, rollouts: pd.DataFrame, s
                                   bootstrap=plan.config.bootstrap, seed=plan.config.seed, seconds=record.seconds)
         phases = detect_phases(dynamics)
     summary = _summary(plan, record, inputs, rollouts, phases, started)
-    with record.timed("write"):
-        write_parquet(out / "rollouts.parquet", rollouts)
-        write_csv(out / "dynamics.csv", dynamics)
-        write_parquet(out / "dynamics.parquet", dynamics)
-        write_lexicon(out / "lexicon.txt", plan.lexicon)
-    if plan.config.report:
-        from reasonlens.report.figures import save_figures
-        from reasonlens.report.html import write_report
-
-        with record.timed("report"):
-            figures = save_figures(out, dynamics, top_grams(rollouts, n=12), summary["phases"])
-            write_report(out, summary=summary, dynamics=dynamics, rollouts=rollouts, figures=figures)
+    write_outputs(plan, record, summary, dynamics, write_rollouts=lambda path: write_parquet(path, rollouts),
+                  top_grams=lambda: top_grams(rollouts, n=12), example_rows=lambda: rollouts)
     summary["trackers"] = export_trackers(plan, record, dynamics, rollouts, summary["phases"], trackers)
-    summary["seconds"] = round(time.time() - started, 2)
-    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in record.seconds.items()}
-    write_json(out / "summary.json", summary)
+    write_summary(out, summary, record, started)
     return Analysis(out, dynamics, rollouts, summary, plan.lexicon.phrases)
 
 

@@ -24,7 +24,6 @@ import functools
 import os
 import re
 import shutil
-import time
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -225,10 +224,9 @@ def finish_stream(plan: Plan, record: Record, inputs: Inputs, aggregates: dict, 
     """`run.finish` for a streamed log: dynamics from the steps' rows, rollouts.parquet from their parts.
     ``summarize`` and ``export`` are `run._summary` and `run.export_trackers`, given the rows' outcome columns
     (step, reward, correct, pred): all they read of a text log."""
+    from reasonlens.analysis.outputs import write_outputs, write_summary
     from reasonlens.analysis.result import Analysis
-    from reasonlens.hierarchy.lexicon import write_lexicon
     from reasonlens.metrics.phases import detect_phases
-    from reasonlens.records import write_csv, write_json, write_parquet
 
     out, outcomes = plan.out, aggregates["outcomes"]
     (out / "summary.json").unlink(missing_ok=True)  # the folder is unfinished until the new one is written
@@ -238,21 +236,9 @@ def finish_stream(plan: Plan, record: Record, inputs: Inputs, aggregates: dict, 
     parts = aggregates["parts"]
     summary = summarize(plan, record, inputs, outcomes, phases, started)
     summary["workers"] = aggregates["workers"]
-    with record.timed("write"):
-        write_rollouts(out / "rollouts.parquet", parts)
-        write_csv(out / "dynamics.csv", dynamics)
-        write_parquet(out / "dynamics.parquet", dynamics)
-        write_lexicon(out / "lexicon.txt", plan.lexicon)
-    if plan.config.report:
-        from reasonlens.report.figures import save_figures
-        from reasonlens.report.html import write_report
-
-        with record.timed("report"):
-            figures = save_figures(out, dynamics, aggregates["top_grams"], summary["phases"])
-            examples = example_rows(out / "rollouts.parquet", parts, summary["phases"])
-            write_report(out, summary=summary, dynamics=dynamics, rollouts=examples, figures=figures)
+    write_outputs(plan, record, summary, dynamics, write_rollouts=lambda path: write_rollouts(path, parts),
+                  top_grams=lambda: aggregates["top_grams"],
+                  example_rows=lambda: example_rows(out / "rollouts.parquet", parts, summary["phases"]))
     summary["trackers"] = export(plan, record, dynamics, outcomes, summary["phases"], trackers)
-    summary["seconds"] = round(time.time() - started, 2)
-    summary["stage_seconds"] = {stage: round(t, 3) for stage, t in record.seconds.items()}
-    write_json(out / "summary.json", summary)
+    write_summary(out, summary, record, started)
     return Analysis(out, dynamics, None, summary, plan.lexicon.phrases)
