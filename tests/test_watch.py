@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,3 +197,34 @@ def test_watching_an_input_with_no_complete_step_yet_stops_cleanly(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "no new step for 1 s: stopping" in stderr, stderr
     assert not (dump / "reasonlens" / "summary.json").exists()
+
+
+def _analysed_steps(out: Path) -> list[int]:
+    """The steps of a finished analysis (summary.json is written last), [] while there is none."""
+    try:
+        json.loads((out / "summary.json").read_text())
+        return pd.read_csv(out / "dynamics.csv")["step"].tolist()
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@pytest.mark.slow
+def test_a_checkpoint_folder_gaining_checkpoints_is_generated_once_per_checkpoint(tmp_path, tiny_series):
+    series, out = tmp_path / "ckpts", tmp_path / "analysis"
+    series.mkdir()
+    for step in (1, 2):
+        shutil.copytree(tiny_series / f"checkpoint-{step}", series / f"checkpoint-{step}")
+    small = ["--task", "basic_arithmetic", "--num-prompts", "1", "--samples", "2", "--max-new-tokens", "4",
+             "--device", "cpu", "--dtype", "fp32", "--no-report"]
+    proc = _watch(series, "--out", str(out), "--watch-settle", "1", *small)
+    _wait_for(lambda: _analysed_steps(out) == [1, 2], timeout=300)
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "rollouts").glob("step_*.parquet")}
+    shutil.copytree(tiny_series / "checkpoint-3", series / "checkpoint-3")  # a new checkpoint lands
+    _wait_for(lambda: _analysed_steps(out) == [1, 2, 3], timeout=300)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "rollouts").glob("step_*.parquet")}
+    assert sorted(after) == ["step_000001.parquet", "step_000002.parquet", "step_000003.parquet"]
+    assert all(after[name] == mtime for name, mtime in first.items())  # finished checkpoints never regenerated
+    assert pd.read_csv(out / "dynamics.csv")["step"].tolist() == [1, 2, 3]
