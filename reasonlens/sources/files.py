@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,23 @@ def cell_text(value: Any) -> str:
     if hasattr(value, "__len__") and len(value) and isinstance(value[-1], dict) and "content" in value[-1]:
         return str(value[-1]["content"])
     return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+
+
+def step_number(pattern: re.Pattern, name: str) -> int | None:
+    """The step a file name holds (``pattern``'s first group), None when the name does not match it.
+
+    >>> step_number(re.compile(r"train_data_step(\\d+)\\.jsonl"), "train_data_step12.jsonl")
+    12
+    """
+    match = pattern.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def step_files(files: Iterable[Path], pattern: re.Pattern) -> dict[int, list[Path]] | None:
+    """``{step: [files]}`` of the files whose name matches ``pattern``, steps in order, files sorted; None if none."""
+    steps: dict[int, list[Path]] = {}
+    for file in sorted(files):
+        step = step_number(pattern, file.name)
+        if step is not None:
+            steps.setdefault(step, []).append(file)
+    return dict(sorted(steps.items())) or None

@@ -28,7 +28,7 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.files import cell_text, read_records
+from reasonlens.sources.files import cell_text, read_records, step_files, step_number
 from reasonlens.sources.values import parse_reward, parse_step
 from reasonlens.sources.token_logs import aligned, floats
 
@@ -42,14 +42,12 @@ _FILE = re.compile(r"train_data_step(\d+)\.jsonl")
 
 def step_of(file: Path) -> int | None:
     """N of ``train_data_stepN.jsonl``; None for any other name."""
-    match = _FILE.fullmatch(file.name)
-    return int(match.group(1)) if match else None
+    return step_number(_FILE, file.name)
 
 
 def find_steps(root: Path) -> dict[int, list[Path]] | None:
     """``{step: [file]}`` of the ``train_data_step{N}.jsonl`` files in ``root``; None when there are none."""
-    steps = {step_of(f): [f] for f in root.glob("train_data_step*.jsonl") if step_of(f) is not None}
-    return dict(sorted(steps.items())) or None
+    return step_files(root.glob("train_data_step*.jsonl"), _FILE)
 
 
 def read_step(files: list[Path], step: int) -> pd.DataFrame:

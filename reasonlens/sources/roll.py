@@ -20,7 +20,7 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.files import cell_text, read_records
+from reasonlens.sources.files import cell_text, read_records, step_files, step_number
 
 FRAMEWORK = "roll"
 RENAME = {"global_step": C.STEP, "id": C.PROMPT_ID, "ground_truth": C.ANSWER, "responses": C.RESPONSE,
@@ -31,14 +31,12 @@ _FILE = re.compile(r"rollout_dump_data\.step_(\d+)\.jsonl")
 
 def step_of(file: Path) -> int | None:
     """N of ``rollout_dump_data.step_N.jsonl``; None for any other name."""
-    match = _FILE.fullmatch(file.name)
-    return int(match.group(1)) if match else None
+    return step_number(_FILE, file.name)
 
 
 def find_steps(root: Path) -> dict[int, list[Path]] | None:
     """``{step: [file]}`` of the dump files in ``root``; None when there are none."""
-    steps = {step_of(f): [f] for f in root.glob("rollout_dump_data.step_*.jsonl") if step_of(f) is not None}
-    return dict(sorted(steps.items())) or None
+    return step_files(root.glob("rollout_dump_data.step_*.jsonl"), _FILE)
 
 
 def read_step(files: list[Path], step: int) -> pd.DataFrame:

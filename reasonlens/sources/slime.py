@@ -23,7 +23,7 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.files import cell_text
+from reasonlens.sources.files import cell_text, step_files, step_number
 from reasonlens.sources.values import parse_reward
 
 FRAMEWORK = "slime"
@@ -32,19 +32,14 @@ _FILE = re.compile(r"(?:eval_)?(\d+)\.pt")
 
 def step_of(file: Path) -> int | None:
     """N of ``N.pt`` / ``eval_N.pt``; None for any other name."""
-    match = _FILE.fullmatch(file.name)
-    return int(match.group(1)) if match else None
+    return step_number(_FILE, file.name)
 
 
 def find_steps(root: Path) -> dict[int, list[Path]] | None:
     """``{rollout_id: [file]}`` of the ``.pt`` dumps in ``root`` (or ``root/rollout_data``); None if none."""
     for base in (root / "rollout_data", root):
-        steps: dict[int, list[Path]] = {}
-        for f in sorted(base.glob("*.pt")) if base.is_dir() else []:
-            if step_of(f) is not None:
-                steps.setdefault(step_of(f), []).append(f)
-        if steps:
-            return dict(sorted(steps.items()))
+        if base.is_dir() and (steps := step_files(base.glob("*.pt"), _FILE)):
+            return steps
     return None
 
 
