@@ -24,14 +24,9 @@ class Record:
     skipped: list = dataclasses.field(default_factory=list)   # [{"path", "reason"}] dropped while running
     seconds: dict = dataclasses.field(default_factory=dict)   # wall time per stage, summed over steps
 
-    @contextlib.contextmanager
     def timed(self, stage: str):
         """Add the wall time of the ``with`` block to ``seconds[stage]``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add_seconds({stage: time.perf_counter() - start})
+        return timed(self.seconds, stage)
 
     def add_seconds(self, seconds: dict) -> None:
         """Sum per-stage times (a worker's, a sub-stage's) into this record."""
@@ -46,3 +41,13 @@ class Record:
                 setattr(merged, name, getattr(other, name))
         merged.add_seconds(other.seconds)
         return merged
+
+
+@contextlib.contextmanager
+def timed(seconds: dict, stage: str):
+    """Add the wall time of the ``with`` block to ``seconds[stage]`` (a worker's seconds, a record's)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start

@@ -11,10 +11,8 @@ in-memory pipeline (`analysis.run.tag_stage`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Optional
 import pandas as pd
 
 from reasonlens import columns as C
+from reasonlens.analysis.record import timed
 from reasonlens.records import cache_key, read_cached, step_file, text_digest, write_cached, write_parquet
 
 TOP_GRAMS = 12  # grams per step in the report's heatmap
@@ -56,16 +55,6 @@ class StepResult:
     graded: Optional[str] = None  # the gold-answer field responses were graded against here, if any
     warnings: list[str] = dataclasses.field(default_factory=list)
     outcomes: Optional[pd.DataFrame] = None  # step, reward, correct, pred of each row (summary.json's log entry)
-
-
-@contextlib.contextmanager
-def timed(seconds: dict, stage: str):
-    """Add the wall time of the ``with`` block to ``seconds[stage]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def run_step_task(task: StepTask) -> StepResult:
@@ -157,16 +146,12 @@ def graded_note(field: str) -> str:
     return f"'{field}' field: last \\boxed{{}} answer, math-verify (gold first)"
 
 
-_TOKENIZERS: dict = {}
-
-
+@functools.lru_cache(maxsize=4)
 def _tokenizer(spec: str, trust_remote_code: bool):
     """The --tokenizer, loaded once per process."""
-    if (spec, trust_remote_code) not in _TOKENIZERS:
-        from reasonlens.models.loading import load_tokenizer
+    from reasonlens.models.loading import load_tokenizer
 
-        _TOKENIZERS[spec, trust_remote_code] = load_tokenizer(spec, trust_remote_code=trust_remote_code)
-    return _TOKENIZERS[spec, trust_remote_code]
+    return load_tokenizer(spec, trust_remote_code=trust_remote_code)
 
 
 def tag_step(frame: pd.DataFrame, out: Path, lexicon, seconds: dict) -> pd.DataFrame:
