@@ -30,9 +30,8 @@ from reasonlens.records import write_json
 from reasonlens.report import exporters
 from reasonlens.report.exporters import PREFIX
 
-TRACKERS = ("tensorboard", "trackio", "wandb")
+TRACKERS = ("tensorboard", "trackio", "wandb")  # each also the name of its package
 STATE_FILE = "trackers.json"
-PACKAGES = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}
 
 
 def parse_report_to(value: Optional[str]) -> tuple[str, ...]:
@@ -53,7 +52,7 @@ def parse_report_to(value: Optional[str]) -> tuple[str, ...]:
 
 def check_installed(trackers) -> None:
     """Raise before anything loads when a requested tracker's package is missing."""
-    missing = [PACKAGES[t] for t in trackers if importlib.util.find_spec(PACKAGES[t]) is None]
+    missing = [t for t in trackers if importlib.util.find_spec(t) is None]
     if missing:
         raise ReasonlensError(f"--report-to needs {', '.join(missing)} in this environment: pip install "
                               f"'reasonlens[trackers]' (or {' '.join(missing)}), or drop them from --report-to.")
