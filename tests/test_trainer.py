@@ -217,3 +217,15 @@ def test_per_token_credit_reaches_the_loss(runs):
     assert all(np.array_equal(a, b) for a, b in zip(first[0][C.TOKEN_IDS], first[1][C.TOKEN_IDS]))
     losses = [pd.read_csv(runs[name] / "metrics.csv")["loss"][0] for name in ("grpo-lexicon", "hicra-lexicon")]
     assert losses[0] != pytest.approx(losses[1], rel=1e-6, abs=1e-9)
+
+
+def test_auto_trains_fp32_master_weights_even_where_the_cpu_computes_bf16_fast(monkeypatch):
+    # bf16 has an 8-bit mantissa: a weight of 0.05 moves in steps of 2**-12 ~ 2.4e-4, far above an
+    # Adam step at lr 1e-5, so bf16 weights alone would drop every update (the demo did not learn).
+    from reasonlens.models import hardware
+    from reasonlens.train.config import TrainConfig
+    from reasonlens.train.run import weights_dtype
+
+    monkeypatch.setattr(hardware, "cpu_bf16_timing", lambda: {"fp32_s": 0.01, "bf16_s": 0.001, "bf16_is_faster": True})
+    assert weights_dtype(TrainConfig(out="x")) == "fp32"
+    assert weights_dtype(TrainConfig(out="x", dtype="bf16")) == "bf16"

@@ -68,8 +68,8 @@ class TrainConfig:
     grad_accum: int = option(1, "Micro-batches per step (prompts_per_step*num_generations must divide evenly).",
                               BATCH)
     seed: int = option(0, "Seed for problems, sampling and initialisation.", SEED)
-    dtype: str = option("auto", "auto (GPU: fp32 weights under bf16 autocast; CPU: bf16 weights only where the CPU "
-                                 "computes bf16 natively, else fp32), bf16 or fp32 weights.")
+    dtype: str = option("auto", "auto (fp32 weights; on a GPU under bf16 autocast), bf16 or fp32 weights. bf16 "
+                                 "weights alone drop updates smaller than their rounding step.")
     threads: Optional[int] = option(None, THREADS_HELP, THREADS)
     vllm: str = option("off", "Generate with vLLM (GPU): off, colocate (same GPUs) or server (a `trl vllm-serve` "
                                "process); install reasonlens[vllm].")

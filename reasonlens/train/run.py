@@ -79,7 +79,7 @@ def _train(config: TrainConfig, state, device: str, resume_from, data, extra_rew
 
     problems, examples, lexicon = data
     threads = set_threads(config.threads)
-    weights = weights_dtype(config, device)
+    weights = weights_dtype(config)
     model, tokenizer = load_model(config.model, device=device, dtype=weights, trust_remote_code=config.trust_remote_code)
     with _quiet_deprecations():
         trainer = _build_trainer(config, model, tokenizer, problems, examples, lexicon, device, weights,
@@ -208,14 +208,12 @@ def prompt_schedule(n_problems: int, n_rows: int, seed: int) -> list[int]:
     return order[:n_rows]
 
 
-def weights_dtype(config: TrainConfig, device: str) -> str:
-    """The weights' dtype: fp32 master weights under bf16 autocast on a GPU; on a CPU bf16 only where it
-    is native (`models.hardware`), since emulated bf16 made a step ~10x slower here."""
-    from reasonlens.models.hardware import resolve_dtype_name
-
-    if config.dtype != "auto":
-        return config.dtype
-    return "fp32" if device != "cpu" else resolve_dtype_name("auto", device)
+def weights_dtype(config: TrainConfig) -> str:
+    """The weights' dtype: fp32 master weights for ``auto`` everywhere (on a GPU under bf16 autocast).
+    Why not bf16 weights on a CPU that computes bf16 natively: an Adam step at lr 1e-5 is below a bf16
+    weight's rounding step, so updates vanish (the demo did not learn in bf16 on an AVX512 CPU, and did
+    in fp32)."""
+    return "fp32" if config.dtype == "auto" else config.dtype
 
 
 def grpo_args(config: TrainConfig, device: str, weights: str, n_extra: int):
