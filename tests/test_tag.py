@@ -48,7 +48,7 @@ def test_reflection_markers():
 def test_tag_rollouts_one_matcher_pass(monkeypatch):
     calls = []
     real = batch_module.find_batch
-    monkeypatch.setattr(batch_module, "find_batch", lambda grams, text: calls.append(text) or real(grams, text))
+    monkeypatch.setattr(batch_module, "find_batch", lambda grams, text, *low: calls.append(text) or real(grams, text, *low))
     df = pd.DataFrame({C.STEP: [0, 0], C.RESPONSE: ["so, wait", "nothing"],
                        C.TOKEN_OFFSETS: [[[0, 2], [2, 8]], [[0, 7]]]})
     tagged = tag_rollouts(df, LEXICON)

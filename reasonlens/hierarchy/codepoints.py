@@ -1,0 +1,165 @@
+"""Text as an array of code points: the tagger's normalisation, word finding and word text, vectorised.
+
+`hierarchy.batch` runs the tag stage over a whole batch joined into one string. Per character Python
+work (``str.translate``, a loop over runs of spaces, a regex per word) costs more there than the
+automaton itself, so these helpers work on the (N,) uint32 code points of the text (one UTF-32
+encode) with numpy, and decode once where a ``str`` is needed. Each equals a reference kept in
+`tagger` / `tag` (``normalize_text``, ``collapse_spaces``, ``WORD_RE``, ``str.lower`` per word);
+tests/test_tag_batch.py holds them equal on generated text. Lower-casing stays ``str.lower`` (on the
+string, before encoding): its case rules are not rebuilt here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+SPACE, APOSTROPHE, RIGHT_QUOTE = ord(" "), ord("'"), 0x2019
+LAST_WHITESPACE = 0x3000  # the largest code point with str.isspace() (U+3000; tested over all of Unicode)
+CONTEXT_LOWER = (0x3A3, 0x130)
+"""Code points whose ``str.lower`` depends on their neighbours (capital sigma: final or not) or changes the
+length (U+0130; the only one, tested): a word holding one is lowered on its own, as the reference does."""
+LOWERED_CONTEXT = (0x3C3, 0x3C2, 0x130)  # what ``lower_text`` makes of them: small sigma, final sigma, U+0130 kept
+
+
+def code_points(text: str) -> np.ndarray:
+    """The code points of ``text`` (N,) uint32 (lone surrogates kept)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def text_of(codes: np.ndarray) -> str:
+    """The string of an array of code points (the inverse of `code_points`)."""
+    return np.ascontiguousarray(codes, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+
+
+@functools.lru_cache(maxsize=1)
+def _alnum_table() -> np.ndarray:
+    """``table[c]`` is ``chr(c).isalnum()`` (what the regex ``[^\\W_]`` matches) for the Basic Multilingual
+    Plane (~10 ms to build)."""
+    return np.fromiter((chr(c).isalnum() for c in range(0x10000)), dtype=bool, count=0x10000)
+
+
+def is_alnum(codes: np.ndarray) -> np.ndarray:
+    """Letter-or-digit flags of an array of code points (N,) -> (N,) bool.
+
+    ASCII by unsigned range tests (``c | 32`` folds the capitals onto the small letters; uint32 wraps below
+    the range), the characters beyond ASCII (few, in most text) through `_alnum_table` or ``str.isalnum``.
+    """
+    codes = codes.astype(np.uint32, copy=False)
+    out = (((codes | np.uint32(32)) - np.uint32(ord("a"))) < 26) | ((codes - np.uint32(ord("0"))) < 10)
+    wide = np.flatnonzero(codes > 0x7F)
+    if wide.size:
+        out[wide] = _wide_alnum(codes[wide])
+    return out
+
+
+def _wide_alnum(codes: np.ndarray) -> np.ndarray:
+    """`is_alnum` by table (Basic Multilingual Plane) or ``str.isalnum`` (the few distinct astral characters)."""
+    table = _alnum_table()
+    astral = codes >= table.size
+    if not astral.any():
+        return table[codes]
+    out = table[np.where(astral, 0, codes)]
+    rare, where = np.unique(codes[astral], return_inverse=True)
+    out[astral] = np.array([chr(c).isalnum() for c in rare.tolist()])[where]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _replacement_table() -> np.ndarray:
+    """``table[min(c, LAST_WHITESPACE + 1)]``: what `normalize_codes` writes for ``c`` (0 = keep it)."""
+    table = np.array([SPACE if chr(c).isspace() else 0 for c in range(LAST_WHITESPACE + 2)], dtype=np.uint32)
+    table[RIGHT_QUOTE] = APOSTROPHE
+    return table
+
+
+def normalize_codes(low: np.ndarray) -> np.ndarray:
+    """`tagger.normalize_text` on the code points of ``lower_text(text)``: every whitespace character a space,
+    U+2019 an apostrophe, plus one trailing space (N,) -> (N + 1,) uint32.
+
+    Only a control character (below U+0020) or one beyond ASCII can change: these few are found by one
+    unsigned test (``c - 32`` wraps below 32) and looked up in `_replacement_table`.
+    """
+    norm = np.empty(low.size + 1, dtype=np.uint32)
+    norm[:-1] = low
+    norm[-1] = SPACE
+    odd = np.flatnonzero((low - np.uint32(SPACE)) > 0x7F - SPACE)  # (K,) below U+0020 or above U+007F
+    replace = _replacement_table()[np.minimum(low[odd], LAST_WHITESPACE + 1)]
+    changed = replace != 0
+    norm[odd[changed]] = replace[changed]
+    return norm
+
+
+def pair_keys(pairs: frozenset) -> np.ndarray:
+    """The two-character strings of ``GramAutomaton.space_pairs`` as sorted int64 keys (see `collapse_codes`)."""
+    return np.array(sorted((ord(p[0]) << 21) | ord(p[1]) for p in pairs), dtype=np.int64)
+
+
+def collapse_codes(norm: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`tagger.collapse_spaces` on the code points of a normalised text (ending with a space): each run of
+    2+ spaces between a pair of ``keys`` (`pair_keys`) cut to one space. Returns (collapsed, kept, shifts)
+    as arrays, with the meaning of ``collapse_spaces``'s lists."""
+    space = norm == SPACE
+    double = np.flatnonzero(space[:-1] & space[1:])  # (D,) i: spaces at i and i + 1
+    if double.size == 0 or keys.size == 0:
+        return norm, np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    first = np.concatenate(([True], double[1:] != double[:-1] + 1))  # (D,) True where a run starts
+    starts = double[first]
+    ends = double[np.concatenate((np.flatnonzero(first)[1:] - 1, [double.size - 1]))] + 2
+    # the characters around each run; a run at 0 reads the trailing space and one at the end reads it
+    # too, as collapse_spaces' ``norm[start - 1]`` / ``norm[end:end + 1]`` (never a pair: no gram space
+    # sits next to a space)
+    around = (norm[starts - 1].astype(np.int64) << 21) | norm[np.minimum(ends, norm.size - 1)]
+    at = np.minimum(np.searchsorted(keys, around), keys.size - 1)
+    cut = keys[at] == around
+    starts, ends = starts[cut], ends[cut]
+    if starts.size == 0:
+        return norm, np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    dropped = ends - starts - 1  # (K,) spaces cut from each run
+    total = np.cumsum(dropped)
+    before = total - dropped
+    gone = np.repeat(starts + 1 - before, dropped) + np.arange(total[-1])  # (sum,) indices of the cut spaces
+    return np.delete(norm, gone), starts - before, np.concatenate(([0], total))
+
+
+def words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of every word: a maximal run of letters or digits with inner apostrophes
+    (``tag.WORD_RE``: an apostrophe joins two runs when a letter or digit is on each side of it).
+
+    ``codes`` may be those of the text or of ``lower_text(text)``: ``str.lower`` keeps a letter or digit one,
+    and anything else not one (tested over all of Unicode), so both give the same words."""
+    word = np.zeros(codes.size + 2, dtype=bool)  # (N + 2,) padded so edges count; True = in a word
+    alnum = word[1:-1]
+    alnum[:] = is_alnum(codes)
+    quotes = np.flatnonzero((codes == APOSTROPHE) | (codes == RIGHT_QUOTE))
+    quotes = quotes[(quotes > 0) & (quotes < codes.size - 1)]
+    inner = quotes[alnum[quotes - 1] & alnum[quotes + 1]]  # decided before any is set: runs stay separate
+    alnum[inner] = True
+    edges = np.flatnonzero(word[1:] != word[:-1])
+    return edges[0::2], edges[1::2]
+
+
+def joined_words(text: str, low: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int) -> list[str]:
+    """Groups of ``n`` words, each ``" ".join(text[a:b].lower() for a, b in group)`` (K * n,) -> K strings.
+
+    Gathered from ``low``, the code points of ``lower_text(text)``, and decoded at once (a Python call
+    per word costs 3x more); a group with a `CONTEXT_LOWER` character is lowered word by word instead.
+    """
+    if starts.size == 0:
+        return []
+    size = ends - starts + 1  # (K * n,) each word and the character after it (a space or the group's end)
+    out_at = np.cumsum(size) - size
+    at = np.repeat(starts - out_at, size) + np.arange(out_at[-1] + size[-1])
+    gathered = low[np.minimum(at, low.size - 1)]  # a word at the very end: its separator slot reads anything
+    gathered[out_at + size - 1] = SPACE
+    gathered[out_at[n - 1::n] + size[n - 1::n] - 1] = 0  # NUL ends a group: never in a word
+    groups = text_of(gathered).split("\x00")[:-1]
+    if any(chr(c) in text for c in CONTEXT_LOWER):
+        # what lower_text made of them: a capital sigma is a small one now, U+0130 stays (a superset: a group
+        # with a small sigma of its own is lowered again, to the same text)
+        odd = np.flatnonzero(np.isin(gathered, LOWERED_CONTEXT))
+        for k in np.unique(np.searchsorted(out_at[::n], odd, side="right") - 1).tolist():
+            group = zip(starts[k * n:(k + 1) * n].tolist(), ends[k * n:(k + 1) * n].tolist())
+            groups[k] = " ".join(text[a:b].lower() for a, b in group)
+    return groups
