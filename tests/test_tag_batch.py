@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reasonlens import columns as C
-from reasonlens.hierarchy import batch, codepoints
+from reasonlens.hierarchy import batch
 from reasonlens.hierarchy.lexicon import Lexicon
-from reasonlens.hierarchy.tag import TAG_COLUMNS, WORD_RE, tag_response, tag_rollouts, tag_texts
+from reasonlens.hierarchy.tag import TAG_COLUMNS, tag_response, tag_rollouts, tag_texts
 
 ALL = TAG_COLUMNS + [C.PLANNING_MASK]
 
@@ -63,21 +63,6 @@ def test_batch_equals_reference_on_generated_text(texts):
     offsets = [_token_offsets(t) + [[-2, 1], [len(t), len(t) + 5], [3, 2]] for t in texts]  # odd spans too
     assert _mismatches(texts, "paper", offsets) == []
     assert _mismatches(texts, ["but", "but wait", "so", "wait", "hmm,", "## step", "let's", "'s"]) == []
-
-
-@settings(max_examples=200, deadline=None)
-@given(TEXTS)
-def test_words_equal_the_word_regex(text):
-    starts, ends = codepoints.words(codepoints.code_points(text))
-    assert list(zip(starts.tolist(), ends.tolist())) == [m.span() for m in WORD_RE.finditer(text)]
-
-
-def test_words_by_hand():
-    # "it's" is one word (inner apostrophe), "x''y" two, "'a" one (a leading apostrophe is not inner),
-    # "\U0001d400" (mathematical bold A) is a letter beyond the Basic Multilingual Plane
-    text = "it's x''y 'a \U0001d400b_c"
-    starts, ends = codepoints.words(codepoints.code_points(text))
-    assert [text[a:b] for a, b in zip(starts, ends)] == ["it's", "x", "y", "a", "\U0001d400b", "c"]
 
 
 def test_union_and_leftmost_longest_by_hand():
