@@ -6,6 +6,7 @@ import pytest
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy import batch as batch_module
+from reasonlens.hierarchy.codepoints import text_of
 from reasonlens.hierarchy.tag import TAG_COLUMNS, next_word_ngrams, tag_response, tag_rollouts, word_spans
 from reasonlens.hierarchy.tagger import PlanningTagger, leftmost_longest, span_union
 
@@ -48,7 +49,7 @@ def test_reflection_markers():
 def test_tag_rollouts_one_matcher_pass(monkeypatch):
     calls = []
     real = batch_module.find_batch
-    monkeypatch.setattr(batch_module, "find_batch", lambda grams, text, *low: calls.append(text) or real(grams, text, *low))
+    monkeypatch.setattr(batch_module, "find_batch", lambda grams, low: calls.append(text_of(low)) or real(grams, low))
     df = pd.DataFrame({C.STEP: [0, 0], C.RESPONSE: ["so, wait", "nothing"],
                        C.TOKEN_OFFSETS: [[[0, 2], [2, 8]], [[0, 7]]]})
     tagged = tag_rollouts(df, LEXICON)

@@ -21,8 +21,8 @@ import ahocorasick
 import numpy as np
 
 from reasonlens import columns as C
-from reasonlens.hierarchy.codepoints import (code_points, collapse_codes, is_alnum, joined_words, normalize_codes,
-                                             pair_keys, text_of, words)
+from reasonlens.hierarchy.codepoints import (CONTEXT_CHARS, code_points, collapse_codes, is_alnum, joined_words,
+                                             normalize_codes, pair_keys, text_of, words)
 from reasonlens.hierarchy.tagger import PlanningTagger, build_automaton, lower_text
 
 SEP = "\x00"
@@ -52,11 +52,9 @@ def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
                           np.array([p[0].isalnum() for p in phrases]), np.array([p[-1].isalnum() for p in phrases]))
 
 
-def find_batch(grams: BatchAutomaton, text: str, low: Optional[np.ndarray] = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, ends, phrase indices) of every occurrence in ``text``, sorted by (start, end): the
-    matches of `tagger.find_automaton`, as arrays. ``low``: the code points of ``lower_text(text)``, if known."""
-    low = code_points(lower_text(text)) if low is None else low
+def find_batch(grams: BatchAutomaton, low: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end), from ``low``, the
+    code points of ``lower_text(text)`` (N,): the matches of `tagger.find_automaton`, as arrays."""
     norm, kept, shifts = collapse_codes(normalize_codes(low), grams.pair_keys)  # norm ends with a space
     hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(text_of(norm))),
                        dtype=np.int64).reshape(-1, 2)  # (M, 2): index of the last character, phrase index
@@ -130,17 +128,18 @@ def _split(values: list, bounds: np.ndarray) -> list[list]:
     return [values[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def next_words(text: str, low: np.ndarray, counted_ends: np.ndarray, limits: np.ndarray, free_starts: np.ndarray,
-               free_ends: np.ndarray, n: int) -> list[str]:
+def next_words(low: np.ndarray, counted_ends: np.ndarray, limits: np.ndarray, free_starts: np.ndarray,
+               free_ends: np.ndarray, n: int, text: Optional[str] = None) -> list[str]:
     """For each counted occurrence, its next ``n`` non-SG words before its response ends (``limits``, (K,)),
-    space-joined and lower-cased ("" if fewer follow): `tag.next_word_ngrams` over arrays."""
+    space-joined and lower-cased ("" if fewer follow): `tag.next_word_ngrams` over arrays. ``low`` and ``text``
+    as in `codepoints.joined_words`."""
     i = np.searchsorted(free_starts, counted_ends, side="left")  # first free word starting after the gram
     last = i + n - 1
     ok = last < free_starts.size
     ok[ok] = free_starts[last[ok]] < limits[ok]
     take = (i[ok, None] + np.arange(n)).ravel()  # (K * n,) the free words of each n-gram
     following = np.full(ok.size, "", dtype=object)
-    following[ok] = joined_words(text, low, free_starts[take], free_ends[take], n)
+    following[ok] = joined_words(low, free_starts[take], free_ends[take], n, text)
     return following.tolist()
 
 
@@ -166,13 +165,14 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
     ``tagger`` (fitted) holds the lexicon and the reflection markers; ``planning`` / ``reflection`` (P,) bool
     say which of its phrases belong to each. ``offsets``: per text, its tokens' [start, end] spans.
     """
-    text = SEP.join(texts)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     bases = np.concatenate(([0], np.cumsum(lengths + 1)))  # (R + 1,) where each text starts in the join, and the end
-    low = code_points(lower_text(text))  # (N,) shared by the matcher and the next words' text
+    # (N,) shared by the matcher and the next words' text; lowered text by text, as the reference is (an
+    # all-ASCII text takes str.lower's fast path, the join rarely is one)
+    low = code_points(SEP.join(map(lower_text, texts)))
     phrases = tagger.lexicon_.phrases
     grams = batch_automaton(phrases)
-    starts, ends, index = find_batch(grams, text, low) if grams is not None else _find_each(tagger, texts, bases)
+    starts, ends, index = find_batch(grams, low) if grams is not None else _find_each(tagger, texts, bases)
 
     keep = planning[index]
     span_starts, span_ends = union(starts[keep], ends[keep])
@@ -188,7 +188,9 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
     planning_words = np.concatenate(([0], np.cumsum(in_gram)))[word_bounds]
     free = ~in_gram
     owner = np.searchsorted(bases, starts[counted], side="right") - 1  # (K,) response of each counted gram
-    following = next_words(text, low, ends[counted], bases[owner + 1] - 1, word_starts[free], word_ends[free], n_next)
+    # the join of the texts themselves only where str.lower has context (rare): joined_words lowers those words alone
+    text = SEP.join(texts) if any(ch in t for t in texts for ch in CONTEXT_CHARS) else None
+    following = next_words(low, ends[counted], bases[owner + 1] - 1, word_starts[free], word_ends[free], n_next, text)
     span_owner = np.repeat(np.arange(len(texts)), np.diff(span_bounds))
     local = np.stack([span_starts - bases[span_owner], span_ends - bases[span_owner]], axis=1)
     out = {

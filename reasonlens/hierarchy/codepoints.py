@@ -5,20 +5,21 @@ work (``str.translate``, a loop over runs of spaces, a regex per word) costs mor
 automaton itself, so these helpers work on the (N,) uint32 code points of the text (one UTF-32
 encode) with numpy, and decode once where a ``str`` is needed. Each equals a reference kept in
 `tagger` / `tag` (``normalize_text``, ``collapse_spaces``, ``WORD_RE``, ``str.lower`` per word);
-tests/test_tag_batch.py holds them equal on generated text. Lower-casing stays ``str.lower`` (on the
+tests/test_codepoints.py holds them equal on generated text. Lower-casing stays ``str.lower`` (on the
 string, before encoding): its case rules are not rebuilt here.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import numpy as np
 
 SPACE, APOSTROPHE, RIGHT_QUOTE = ord(" "), ord("'"), 0x2019
 LAST_WHITESPACE = 0x3000  # the largest code point with str.isspace() (U+3000; tested over all of Unicode)
-CONTEXT_LOWER = (0x3A3, 0x130)
-"""Code points whose ``str.lower`` depends on their neighbours (capital sigma: final or not) or changes the
+CONTEXT_CHARS = ("\u03a3", "\u0130")
+"""Characters whose ``str.lower`` depends on their neighbours (capital sigma: final or not) or changes the
 length (U+0130; the only one, tested): a word holding one is lowered on its own, as the reference does."""
 LOWERED_CONTEXT = (0x3C3, 0x3C2, 0x130)  # what ``lower_text`` makes of them: small sigma, final sigma, U+0130 kept
 
@@ -29,7 +30,10 @@ def code_points(text: str) -> np.ndarray:
 
 
 def text_of(codes: np.ndarray) -> str:
-    """The string of an array of code points (the inverse of `code_points`)."""
+    """The string of an array of code points (the inverse of `code_points`); below the surrogates (most
+    text) through UTF-16, whose decoder is ~4x faster than UTF-32's."""
+    if codes.size and codes.max() < 0xD800:
+        return codes.astype(np.uint16).tobytes().decode("utf-16-le")
     return np.ascontiguousarray(codes, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
 
 
@@ -119,8 +123,9 @@ def collapse_codes(norm: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.n
     dropped = ends - starts - 1  # (K,) spaces cut from each run
     total = np.cumsum(dropped)
     before = total - dropped
-    gone = np.repeat(starts + 1 - before, dropped) + np.arange(total[-1])  # (sum,) indices of the cut spaces
-    return np.delete(norm, gone), starts - before, np.concatenate(([0], total))
+    pieces = np.stack([np.concatenate(([0], ends)), np.concatenate((starts + 1, [norm.size]))], axis=1).tolist()
+    collapsed = np.concatenate([norm[a:b] for a, b in pieces])  # each run's first space kept, the rest cut
+    return collapsed, starts - before, np.concatenate(([0], total))
 
 
 def words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,11 +145,13 @@ def words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[0::2], edges[1::2]
 
 
-def joined_words(text: str, low: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int) -> list[str]:
+def joined_words(low: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int, text: Optional[str] = None
+                 ) -> list[str]:
     """Groups of ``n`` words, each ``" ".join(text[a:b].lower() for a, b in group)`` (K * n,) -> K strings.
 
-    Gathered from ``low``, the code points of ``lower_text(text)``, and decoded at once (a Python call
-    per word costs 3x more); a group with a `CONTEXT_LOWER` character is lowered word by word instead.
+    Gathered from ``low``, the code points of ``lower_text(text)``, and decoded at once (a Python call per
+    word costs 3x more). ``text`` is needed only if it holds a `CONTEXT_CHARS` character (None: it holds
+    none): a group with one is lowered word by word from it.
     """
     if starts.size == 0:
         return []
@@ -155,7 +162,7 @@ def joined_words(text: str, low: np.ndarray, starts: np.ndarray, ends: np.ndarra
     gathered[out_at + size - 1] = SPACE
     gathered[out_at[n - 1::n] + size[n - 1::n] - 1] = 0  # NUL ends a group: never in a word
     groups = text_of(gathered).split("\x00")[:-1]
-    if any(chr(c) in text for c in CONTEXT_LOWER):
+    if text is not None:
         # what lower_text made of them: a capital sigma is a small one now, U+0130 stays (a superset: a group
         # with a small sigma of its own is lowered again, to the same text)
         odd = np.flatnonzero(np.isin(gathered, LOWERED_CONTEXT))
