@@ -97,3 +97,8 @@ def _quiet_timeout_warning() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def grade_pairs(pairs) -> list[bool]:
+    """`answers_equivalent` of each (gold, pred) pair."""
+    return [answers_equivalent(gold, pred) for gold, pred in pairs]

@@ -111,11 +111,11 @@ def _from_records(records, source: str, label: str, question_field: str, answer_
             raise ReasonlensError(f"{source} {where} repeats id {prompt_id!r} (first seen at {seen[prompt_id]}). "
                                   "Give every record a unique id, or drop the id field.")
         seen[prompt_id] = where
-        problems.append(Problem(prompt_id, question, _final_answer(answer), {**meta, "where": where}))
+        problems.append(Problem(prompt_id, question, final_answer(answer), {**meta, "where": where}))
     return problems
 
 
-def _final_answer(answer: str) -> str:
+def final_answer(answer: str) -> str:
     """GSM8K-style golds end their worked solution with '#### 72': keep just the answer."""
     return answer.rsplit("####", 1)[1].strip() if "####" in answer else answer
 
@@ -256,29 +256,6 @@ def score_response(response: str, problem: Problem) -> Score:
         return Score(0.0, False, pred)
     score = _task_score(task, problem.meta["entry"], response if pred is None else pred)
     return Score(score, score >= 1.0, pred)
-
-
-def grade_log(responses, answers) -> list[Score]:
-    r"""Grade logged responses against their gold answers as generated rollouts are graded: the last
-    oxed{} of each response, checked by math-verify (gold first). Each distinct (gold, answer) pair is
-    checked once: logs repeat answers.
-
-    >>> [s.correct for s in grade_log([r"so \boxed{4}", "4", r"\boxed{5}"], ["4", "4", "4"])]
-    [True, False, False]
-    """
-    verdicts: dict[tuple[str, str], bool] = {}
-    scores = []
-    for response, gold in zip(responses, answers):
-        pred = extract_boxed(response)
-        gold = None if gold is None else str(gold)
-        if pred is None or gold is None:
-            scores.append(Score(0.0, False, pred))
-            continue
-        key = (_final_answer(gold), pred)
-        if key not in verdicts:
-            verdicts[key] = answers_equivalent(*key)
-        scores.append(Score(float(verdicts[key]), verdicts[key], pred))
-    return scores
 
 
 def _task_score(task: str, entry: dict, answer: str) -> float:
