@@ -117,3 +117,27 @@ def test_covered_by_hand():
     starts, ends = np.array([0, 3, 6, 10]), np.array([2, 5, 9, 12])
     hit = batch.covered(np.array([1, 9, 11]), np.array([4, 10, 20]), starts, ends)
     assert hit.tolist() == [True, True, False, True]
+
+
+WIDE_PHRASES = ("so", "\u2192 so", "x\U0001d400", "\u00fcber", "wait \u03c3")  # arrow, astral, Latin-1, Greek
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + ["\u2192", "\u00fcber", "x\U0001d400", "\u03c3"]) | TEXTS, max_size=12)
+       .map("".join))
+def test_scan_text_finds_what_the_full_text_finds(text):
+    grams = batch.batch_automaton(WIDE_PHRASES)
+    norm = cp.normalize_codes(_low(text))
+    scanned = cp.scan_text(norm, grams.alphabet)
+    assert len(scanned) == norm.size
+    assert list(grams.automaton.iter(scanned)) == list(grams.automaton.iter(cp.text_of(norm)))
+
+
+def test_alphabet_by_hand():
+    # the wide characters of the phrases, sorted; the stand-in is the first of U+0001..U+00FF in no phrase
+    letters = cp.alphabet(("\x01a\u2192", "\x02\U0001d400"))
+    assert letters.wide.tolist() == [0x2192, 0x1D400] and letters.stand_in == 3
+    # a lexicon holding all of Latin-1 has no stand-in: the text is scanned as it is
+    full = cp.alphabet(("".join(map(chr, range(1, 0x100))),))
+    norm = cp.code_points("ab\u2192\U0001d400 ")
+    assert full.stand_in == -1 and cp.scan_text(norm, full) == "ab\u2192\U0001d400 "

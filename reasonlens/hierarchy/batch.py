@@ -21,8 +21,8 @@ import ahocorasick
 import numpy as np
 
 from reasonlens import columns as C
-from reasonlens.hierarchy.codepoints import (CONTEXT_CHARS, code_points, collapse_codes, is_alnum, joined_words,
-                                             normalize_codes, pair_keys, text_of, words)
+from reasonlens.hierarchy.codepoints import (CONTEXT_CHARS, Alphabet, alphabet, code_points, collapse_codes, is_alnum,
+                                             joined_words, normalize_codes, pair_keys, scan_text, words)
 from reasonlens.hierarchy.tagger import PlanningTagger, build_automaton, lower_text
 
 SEP = "\x00"
@@ -36,6 +36,7 @@ class BatchAutomaton(NamedTuple):
     lengths: np.ndarray  # (P,) phrase length
     head: np.ndarray     # (P,) bool: starts with a letter or digit
     tail: np.ndarray     # (P,) bool: ends with one
+    alphabet: Alphabet   # the phrases' characters beyond Latin-1, and a stand-in for the others
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,14 +50,15 @@ def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
         automaton.add_word(phrase, index)
     automaton.make_automaton()
     return BatchAutomaton(automaton, pair_keys(grams.space_pairs), np.array([len(p) for p in phrases], dtype=np.int64),
-                          np.array([p[0].isalnum() for p in phrases]), np.array([p[-1].isalnum() for p in phrases]))
+                          np.array([p[0].isalnum() for p in phrases]), np.array([p[-1].isalnum() for p in phrases]),
+                          alphabet(phrases))
 
 
 def find_batch(grams: BatchAutomaton, low: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end), from ``low``, the
     code points of ``lower_text(text)`` (N,): the matches of `tagger.find_automaton`, as arrays."""
     norm, kept, shifts = collapse_codes(normalize_codes(low), grams.pair_keys)  # norm ends with a space
-    hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(text_of(norm))),
+    hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(scan_text(norm, grams.alphabet))),
                        dtype=np.int64).reshape(-1, 2)  # (M, 2): index of the last character, phrase index
     last, index = hits[:, 0], hits[:, 1]
     start = last - grams.lengths[index] + 1  # norm[start - 1] at 0 reads the trailing space

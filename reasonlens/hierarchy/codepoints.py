@@ -12,7 +12,7 @@ string, before encoding): its case rules are not rebuilt here.
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -126,6 +126,38 @@ def collapse_codes(norm: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.n
     pieces = np.stack([np.concatenate(([0], ends)), np.concatenate((starts + 1, [norm.size]))], axis=1).tolist()
     collapsed = np.concatenate([norm[a:b] for a, b in pieces])  # each run's first space kept, the rest cut
     return collapsed, starts - before, np.concatenate(([0], total))
+
+
+class Alphabet(NamedTuple):
+    """What `scan_text` needs of a lexicon: its characters beyond Latin-1, and one within it that it lacks."""
+
+    wide: np.ndarray  # (A,) uint32, sorted: the code points above U+00FF in some phrase
+    stand_in: int     # a code point below U+0100 in no phrase (-1 if every one is in some phrase)
+
+
+def alphabet(phrases) -> Alphabet:
+    """The `Alphabet` of ``phrases``."""
+    chars = {ord(ch) for phrase in phrases for ch in phrase}
+    free = [c for c in range(1, 0x100) if c not in chars]
+    return Alphabet(np.array(sorted(c for c in chars if c > 0xFF), dtype=np.uint32), free[0] if free else -1)
+
+
+def scan_text(norm: np.ndarray, letters: Alphabet) -> str:
+    """The string an automaton over phrases of ``letters`` scans for ``norm``: every character above U+00FF
+    that no phrase holds is the stand-in (no phrase holds either, so the same occurrences are found, at the
+    same offsets), which makes it a Latin-1 string: decoded ~20x faster than by UTF-32 when a character
+    beyond U+FFFF is about, and never widened."""
+    if letters.stand_in < 0:
+        return text_of(norm)
+    wide = np.flatnonzero(norm > 0xFF)  # (W,) few, in most text
+    lost = wide[~np.isin(norm[wide], letters.wide)]
+    if lost.size < wide.size:  # some are the phrases' own: keep them, in a wider string
+        narrow = norm.copy()
+        narrow[lost] = letters.stand_in
+        return text_of(narrow)
+    narrow = norm.astype(np.uint8)  # (N,) wraps the wide ones, set just below
+    narrow[lost] = letters.stand_in
+    return narrow.tobytes().decode("latin-1")
 
 
 def words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
