@@ -119,25 +119,37 @@ def test_covered_by_hand():
     assert hit.tolist() == [True, True, False, True]
 
 
-WIDE_PHRASES = ("so", "\u2192 so", "x\U0001d400", "\u00fcber", "wait \u03c3")  # arrow, astral, Latin-1, Greek
+WIDE_PHRASES = ("so", "x\u00e9", "\u00fcber", "wait a")  # Latin-1 only: the texts' wider characters are stood in for
+WIDER = ["\u2192", "\u00fcber", "x\U0001d400", "\u03c3", "\u0416", "\U0001f600"]  # arrow, Cyrillic, astral letter/emoji
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(PIECES + ["\u2192", "\u00fcber", "x\U0001d400", "\u03c3"]) | TEXTS, max_size=12)
-       .map("".join))
-def test_scan_text_finds_what_the_full_text_finds(text):
+@given(st.lists(st.sampled_from(PIECES + WIDER) | TEXTS, max_size=12).map("".join))
+def test_narrow_codes_find_and_bound_what_the_full_codes_do(text):
     grams = batch.batch_automaton(WIDE_PHRASES)
     norm = cp.normalize_codes(_low(text))
-    scanned = cp.scan_text(norm, grams.alphabet)
-    assert len(scanned) == norm.size
-    assert list(grams.automaton.iter(scanned)) == list(grams.automaton.iter(cp.text_of(norm)))
+    narrow = cp.narrow_codes(_low(text), grams.alphabet)
+    assert narrow.dtype == np.uint8 and narrow.size == norm.size
+    latin = norm < 0x100
+    assert (narrow[latin] == norm[latin]).all()  # the same text where it fits in a byte
+    assert (cp.is_alnum(narrow) == cp.is_alnum(norm)).all()  # stand-ins keep letter-or-digit
+    assert list(grams.automaton.iter(cp.text_of(narrow))) == list(grams.automaton.iter(cp.text_of(norm)))
+
+
+def test_narrow_codes_gives_way_to_wide_phrases():
+    # a phrase holding U+2192 and a text holding it: no byte may stand for it, so None (find_batch then
+    # scans the code points); a text without it narrows: the letter U+0416 becomes "0" (the first letter or
+    # digit in no phrase), the symbol U+2200 becomes U+0001, the tab a space, plus the trailing space
+    letters = cp.alphabet(("\u2192 so", "so"))
+    assert cp.narrow_codes(cp.code_points("a \u2192 so"), letters) is None
+    assert cp.text_of(cp.narrow_codes(cp.code_points("\u0416\u2200 so\t"), letters)) == "0\x01 so  "
 
 
 def test_alphabet_by_hand():
-    # the wide characters of the phrases, sorted; the stand-in is the first of U+0001..U+00FF in no phrase
-    letters = cp.alphabet(("\x01a\u2192", "\x02\U0001d400"))
-    assert letters.wide.tolist() == [0x2192, 0x1D400] and letters.stand_in == 3
-    # a lexicon holding all of Latin-1 has no stand-in: the text is scanned as it is
+    # the wide characters of the phrases, sorted; the stand-ins: the first letter or digit ("1": "0" is in a
+    # phrase) and the first other character from U+0001 that no phrase holds (U+0001-U+0003 are: U+0004)
+    letters = cp.alphabet(("\x01a0\u2192", "\x02\U0001d400", "\x03"))
+    assert letters.wide.tolist() == [0x2192, 0x1D400] and (letters.letter, letters.other) == (ord("1"), 4)
+    # a lexicon holding all of Latin-1 has no stand-in: the text is not narrowed
     full = cp.alphabet(("".join(map(chr, range(1, 0x100))),))
-    norm = cp.code_points("ab\u2192\U0001d400 ")
-    assert full.stand_in == -1 and cp.scan_text(norm, full) == "ab\u2192\U0001d400 "
+    assert (full.letter, full.other) == (-1, -1) and cp.narrow_codes(cp.code_points("ab"), full) is None

@@ -1,12 +1,14 @@
 """The tag columns of many responses at once, at the speed of the matcher (the fast path of `hierarchy.tag`).
 
 `tag_batch` gives exactly the columns of `tag.tag_response` (the reference, kept and compared in the
-tests), but works on arrays: the responses are joined by a NUL character (never in a gram, never a
-letter or digit, so no gram or word crosses it), the automaton runs once over the join with its
-word-boundary checks vectorised, and the words come from one pass of a letter-or-digit lookup over
-the join's code points. Span unions, word overlap, planning-word counts and the next non-SG words are
-then `np.searchsorted` of sorted span arrays against word start/end arrays. Python loops remain only
-per counted gram (the greedy leftmost-longest choice and the three next words' text), never per word.
+tests), but works on arrays: the responses, each lower-cased by ``str.lower`` as the reference does, are
+joined by a NUL character (never in a gram, never a letter or digit, so no gram or word crosses it) and
+encoded once to code points. On that one array (`hierarchy.codepoints`) the text is normalised and its
+space runs cut for the automaton, which runs once over the join with its word-boundary checks vectorised;
+the words come from one letter-or-digit pass, and the next non-SG words' text is gathered and decoded at
+once. Span unions, word overlap, planning-word counts and per-response bounds are `np.searchsorted` of
+sorted arrays. A Python loop remains only per counted gram (the greedy leftmost-longest choice), never
+per word. benchmarks/tag_batch.py times it against the bare matcher over each response.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from reasonlens import columns as C
 from reasonlens.hierarchy.codepoints import (CONTEXT_CHARS, Alphabet, alphabet, code_points, collapse_codes, is_alnum,
-                                             joined_words, normalize_codes, pair_keys, scan_text, words)
+                                             joined_words, narrow_codes, normalize_codes, pair_keys, text_of,
+                                             words)
 from reasonlens.hierarchy.tagger import PlanningTagger, build_automaton, lower_text
 
 SEP = "\x00"
@@ -57,8 +60,9 @@ def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
 def find_batch(grams: BatchAutomaton, low: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end), from ``low``, the
     code points of ``lower_text(text)`` (N,): the matches of `tagger.find_automaton`, as arrays."""
-    norm, kept, shifts = collapse_codes(normalize_codes(low), grams.pair_keys)  # norm ends with a space
-    hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(scan_text(norm, grams.alphabet))),
+    norm = narrow_codes(low, grams.alphabet)  # one byte a character where the lexicon allows (nearly always)
+    norm, kept, shifts = collapse_codes(normalize_codes(low) if norm is None else norm, grams.pair_keys)
+    hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(text_of(norm))),
                        dtype=np.int64).reshape(-1, 2)  # (M, 2): index of the last character, phrase index
     last, index = hits[:, 0], hits[:, 1]
     start = last - grams.lengths[index] + 1  # norm[start - 1] at 0 reads the trailing space
