@@ -67,13 +67,15 @@ def test_unicode_facts_the_helpers_rely_on():
     assert all(ch.isalnum() == ch.lower().isalnum() for ch in chars if len(ch.lower()) == 1)
     flags = cp.is_alnum(np.arange(sys.maxunicode + 1, dtype=np.uint32))
     assert flags.tolist() == [ch.isalnum() for ch in chars]
+    assert cp.is_alnum(np.arange(256, dtype=np.uint8)).tolist() == [ch.isalnum() for ch in chars[:256]]  # bytes too
 
 
 @settings(max_examples=300, deadline=None)
 @given(TEXTS)
-def test_words_from_the_text_or_its_lower_case_equal_the_word_regex(text):
+def test_words_from_the_text_its_lower_case_or_narrow_codes_equal_the_word_regex(text):
     expected = [m.span() for m in WORD_RE.finditer(text)]
-    for codes in (cp.code_points(text), _low(text)):
+    narrow = cp.narrow_codes(_low(text), cp.alphabet(("so", "but wait")))[:-1]
+    for codes in (cp.code_points(text), _low(text), narrow):
         starts, ends = cp.words(codes)
         assert list(zip(starts.tolist(), ends.tolist())) == expected
 

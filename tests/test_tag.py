@@ -49,11 +49,11 @@ def test_reflection_markers():
 def test_tag_rollouts_one_matcher_pass(monkeypatch):
     calls = []
     real = batch_module.find_batch
-    monkeypatch.setattr(batch_module, "find_batch", lambda grams, low: calls.append(text_of(low)) or real(grams, low))
+    monkeypatch.setattr(batch_module, "find_batch", lambda grams, norm: calls.append(text_of(norm)) or real(grams, norm))
     df = pd.DataFrame({C.STEP: [0, 0], C.RESPONSE: ["so, wait", "nothing"],
                        C.TOKEN_OFFSETS: [[[0, 2], [2, 8]], [[0, 7]]]})
     tagged = tag_rollouts(df, LEXICON)
-    assert calls == ["so, wait\x00nothing"]  # one automaton pass over the batch, responses joined by NUL
+    assert calls == ["so, wait\x00nothing "]  # one automaton pass over the batch, responses joined by NUL
     assert set(TAG_COLUMNS + [C.PLANNING_MASK]) <= set(tagged.columns)
     assert tagged[C.PLANNING_MASK].tolist() == [[True, True], [False]]
     assert tagged[C.GRAMS].tolist() == [["so", "wait"], []]

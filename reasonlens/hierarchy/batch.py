@@ -57,11 +57,11 @@ def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
                           alphabet(phrases))
 
 
-def find_batch(grams: BatchAutomaton, low: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end), from ``low``, the
-    code points of ``lower_text(text)`` (N,): the matches of `tagger.find_automaton`, as arrays."""
-    norm = narrow_codes(low, grams.alphabet)  # one byte a character where the lexicon allows (nearly always)
-    norm, kept, shifts = collapse_codes(normalize_codes(low) if norm is None else norm, grams.pair_keys)
+def find_batch(grams: BatchAutomaton, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end): the matches of
+    `tagger.find_automaton`, as arrays. ``norm`` (N + 1,): the `normalize_codes` of the code points of
+    ``lower_text(text)``, or their `narrow_codes` for ``grams.alphabet`` (the same occurrences)."""
+    norm, kept, shifts = collapse_codes(norm, grams.pair_keys)
     hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(text_of(norm))),
                        dtype=np.int64).reshape(-1, 2)  # (M, 2): index of the last character, phrase index
     last, index = hits[:, 0], hits[:, 1]
@@ -178,7 +178,12 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
     low = code_points(SEP.join(map(lower_text, texts)))
     phrases = tagger.lexicon_.phrases
     grams = batch_automaton(phrases)
-    starts, ends, index = find_batch(grams, low) if grams is not None else _find_each(tagger, texts, bases)
+    # (N + 1,) one byte a character where the lexicon allows (nearly always): the automaton's text and the words'
+    norm = None if grams is None else narrow_codes(low, grams.alphabet)
+    if grams is None:
+        starts, ends, index = _find_each(tagger, texts, bases)
+    else:
+        starts, ends, index = find_batch(grams, normalize_codes(low) if norm is None else norm)
 
     keep = planning[index]
     span_starts, span_ends = union(starts[keep], ends[keep])
@@ -188,7 +193,7 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
     reflect = np.flatnonzero(reflection[index])
     reflected = starts[reflect[leftmost_longest(starts[reflect], ends[reflect])]]
 
-    word_starts, word_ends = words(low)
+    word_starts, word_ends = words(low if norm is None else norm[:-1])
     word_bounds = np.searchsorted(word_starts, bases)
     in_gram = covered(span_starts, span_ends, word_starts, word_ends)
     planning_words = np.concatenate(([0], np.cumsum(in_gram)))[word_bounds]

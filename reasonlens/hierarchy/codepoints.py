@@ -47,16 +47,21 @@ def _alnum_table() -> np.ndarray:
 
 
 def is_alnum(codes: np.ndarray) -> np.ndarray:
-    """Letter-or-digit flags of an array of code points (N,) -> (N,) bool.
+    """Letter-or-digit flags of an array of code points (N,) -> (N,) bool (any unsigned dtype).
 
-    ASCII by unsigned range tests (``c | 32`` folds the capitals onto the small letters; uint32 wraps below
-    the range), the characters beyond ASCII (few, in most text) through `_alnum_table` or ``str.isalnum``.
+    ASCII by unsigned range tests in the array's own dtype (``c | 32`` folds the capitals onto the small
+    letters; the subtraction wraps below the range), through one scratch array (each fresh multi-megabyte
+    array costs page faults); the characters beyond ASCII (few, in most text) through `_alnum_table`.
     """
-    codes = codes.astype(np.uint32, copy=False)
-    out = (((codes | np.uint32(32)) - np.uint32(ord("a"))) < 26) | ((codes - np.uint32(ord("0"))) < 10)
+    kind = codes.dtype.type
+    scratch = np.bitwise_or(codes, kind(32))
+    scratch -= kind(ord("a"))
+    out = scratch < 26
+    np.subtract(codes, kind(ord("0")), out=scratch)
+    out |= scratch < 10
     wide = np.flatnonzero(codes > 0x7F)
     if wide.size:
-        out[wide] = _wide_alnum(codes[wide])
+        out[wide] = _wide_alnum(codes[wide].astype(np.uint32))
     return out
 
 
@@ -84,13 +89,13 @@ def normalize_codes(low: np.ndarray) -> np.ndarray:
     """`tagger.normalize_text` on the code points of ``lower_text(text)``: every whitespace character a space,
     U+2019 an apostrophe, plus one trailing space (N,) -> (N + 1,) uint32.
 
-    Only a control character (below U+0020) or one beyond ASCII can change: these few are found by one
-    unsigned test (``c - 32`` wraps below 32) and looked up in `_replacement_table`.
+    Only a control character (below U+0020) or one beyond ASCII can change: these few are looked up in
+    `_replacement_table`.
     """
     norm = np.empty(low.size + 1, dtype=np.uint32)
     norm[:-1] = low
     norm[-1] = SPACE
-    odd = np.flatnonzero((low - np.uint32(SPACE)) > 0x7F - SPACE)  # (K,) below U+0020 or above U+007F
+    odd = np.flatnonzero((low < SPACE) | (low > 0x7F))  # (K,) few, in most text
     replace = _replacement_table()[np.minimum(low[odd], LAST_WHITESPACE + 1)]
     changed = replace != 0
     norm[odd[changed]] = replace[changed]
@@ -135,13 +140,13 @@ class Alphabet(NamedTuple):
 
     wide: np.ndarray  # (A,) uint32, sorted: the code points above U+00FF in some phrase
     letter: int       # a letter or digit below U+0100 in no phrase (-1: none)
-    other: int        # a character below U+0100, neither a letter, a digit nor a space, in no phrase (-1: none)
+    other: int        # a character below U+0100 in no phrase, not a letter, digit, space or apostrophe (-1: none)
 
 
 def alphabet(phrases) -> Alphabet:
     """The `Alphabet` of ``phrases``."""
     chars = {ord(ch) for phrase in phrases for ch in phrase}
-    free = [c for c in range(1, 0x100) if c not in chars and not chr(c).isspace()]
+    free = [c for c in range(1, 0x100) if c not in chars and not chr(c).isspace() and c != APOSTROPHE]
     letter = next((c for c in free if chr(c).isalnum()), -1)
     other = next((c for c in free if not chr(c).isalnum()), -1)
     return Alphabet(np.array(sorted(c for c in chars if c > 0xFF), dtype=np.uint32), letter, other)
@@ -161,7 +166,7 @@ def narrow_codes(low: np.ndarray, letters: Alphabet) -> Optional[np.ndarray]:
     narrow = np.empty(low.size + 1, dtype=np.uint8)
     narrow[:-1] = low  # wraps beyond U+00FF: each of those is set below
     narrow[-1] = SPACE
-    odd = np.flatnonzero((low - np.uint32(SPACE)) > 0x7F - SPACE)  # (K,) below U+0020 or above U+007F
+    odd = np.flatnonzero((low < SPACE) | (low > 0x7F))  # (K,) few
     codes = low[odd]
     replace = _replacement_table()[np.minimum(codes, LAST_WHITESPACE + 1)]  # (K,) 0 = keep
     wide = np.flatnonzero((codes > 0xFF) & (replace == 0))
@@ -177,17 +182,20 @@ def words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of every word: a maximal run of letters or digits with inner apostrophes
     (``tag.WORD_RE``: an apostrophe joins two runs when a letter or digit is on each side of it).
 
-    ``codes`` may be those of the text or of ``lower_text(text)``: ``str.lower`` keeps a letter or digit one,
-    and anything else not one (tested over all of Unicode), so both give the same words."""
+    ``codes`` may be those of the text, of ``lower_text(text)`` (``str.lower`` keeps a letter or digit one,
+    and anything else not one: tested over all of Unicode) or its `narrow_codes` (stand-ins keep letters
+    letters; U+2019 is an apostrophe there): all give the same words."""
     word = np.zeros(codes.size + 2, dtype=bool)  # (N + 2,) padded so edges count; True = in a word
     alnum = word[1:-1]
     alnum[:] = is_alnum(codes)
-    quotes = np.flatnonzero((codes == APOSTROPHE) | (codes == RIGHT_QUOTE))
+    quote = codes == APOSTROPHE
+    if codes.dtype != np.uint8:
+        quote |= codes == RIGHT_QUOTE
+    quotes = np.flatnonzero(quote)
     quotes = quotes[(quotes > 0) & (quotes < codes.size - 1)]
     inner = quotes[alnum[quotes - 1] & alnum[quotes + 1]]  # decided before any is set: runs stay separate
     alnum[inner] = True
-    edges = np.flatnonzero(word[1:] != word[:-1])
-    return edges[0::2], edges[1::2]
+    return np.flatnonzero(word[1:-1] & ~word[:-2]), np.flatnonzero(word[1:-1] & ~word[2:]) + 1
 
 
 def joined_words(low: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int, text: Optional[str] = None
