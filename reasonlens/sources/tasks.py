@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.answers import answers_equivalent, extract_boxed
+from reasonlens.sources.answers import answers_equivalent, extract_boxed, grade_pairs
 from reasonlens.sources.files import field_value, hf_records, read_records, record_id
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -260,25 +260,15 @@ def score_response(response: str, problem: Problem) -> Score:
 
 def grade_log(responses, answers) -> list[Score]:
     r"""Grade logged responses against their gold answers as generated rollouts are graded: the last
-    oxed{} of each response, checked by math-verify (gold first). Each distinct (gold, answer) pair is
-    checked once: logs repeat answers.
+    \boxed{} of each response, checked by math-verify (gold first). Each distinct (gold, answer) pair is
+    checked once (`grade_pairs`): logs repeat answers.
 
     >>> [s.correct for s in grade_log([r"so \boxed{4}", "4", r"\boxed{5}"], ["4", "4", "4"])]
     [True, False, False]
     """
-    verdicts: dict[tuple[str, str], bool] = {}
-    scores = []
-    for response, gold in zip(responses, answers):
-        pred = extract_boxed(response)
-        gold = None if gold is None else str(gold)
-        if pred is None or gold is None:
-            scores.append(Score(0.0, False, pred))
-            continue
-        key = (_final_answer(gold), pred)
-        if key not in verdicts:
-            verdicts[key] = answers_equivalent(*key)
-        scores.append(Score(float(verdicts[key]), verdicts[key], pred))
-    return scores
+    preds = [extract_boxed(response) for response in responses]
+    golds = [None if gold is None else _final_answer(str(gold)) for gold in answers]
+    return [Score(float(ok), ok, pred) for ok, pred in zip(grade_pairs(zip(golds, preds)), preds)]
 
 
 def _task_score(task: str, entry: dict, answer: str) -> float:
