@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import random
 import subprocess
 import sys
@@ -192,3 +194,23 @@ def test_grading_imports_no_torch():
             "assert grade_pairs([('1/2', '0.5'), ('3', '03')]) == [True, True]; "
             "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_grading_benchmark_inputs_and_routes(tmp_path):
+    """benchmarks/grading.py on a two-step verl dump: distinct pairs in log order (golds through
+    _final_answer), one pred group per (step, prompt), and both routes' verdicts and entropies."""
+    bench = _grading_benchmark()
+    rows = [(0, "p", "so #### 4", r"\boxed{4}"), (0, "p", "4", r"\boxed{04}"), (0, "q", "1/2", r"\boxed{0.5}"),
+            (1, "p", "4", r"\boxed{4}"), (1, "p", "4", "no box"), (1, "q", None, r"\boxed{7}")]
+    for step in (0, 1):
+        (tmp_path / f"{step}.jsonl").write_text("".join(
+            json.dumps({"step": s, "input": i, "gts": g, "output": o, "score": 0.0}) + "\n"
+            for s, i, g, o in rows if s == step))
+    pairs, groups, source = bench.log_answers(tmp_path)
+    assert source == str(tmp_path)
+    assert pairs == [("4", "4"), ("4", "04"), ("1/2", "0.5")]
+    assert groups == [["4", "04"], ["0.5"], ["4", None], ["7"]]
+    for route in ("baseline", "ours"):
+        assert bench.timed_route(route, "grading", pairs, [])[2] == [True, True, True]
+        # by hand: {4, 04} one cluster -> 0; one answer -> 0; {4}, {None} -> ln 2; one answer -> 0
+        assert bench.timed_route(route, "entropy", [], groups)[2] == pytest.approx([0, 0, math.log(2), 0])

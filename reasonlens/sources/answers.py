@@ -91,6 +91,17 @@ def grade_pairs(pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
 
     The unit of grading work a worker process runs: imports neither torch nor transformers.
 
+    Parameters
+    ----------
+    pairs : iterable of (gold, pred)
+        Gold answers and predicted answers (e.g. `extract_boxed` of responses); None or blank grades False.
+
+    Returns
+    -------
+    list of bool, one per pair.
+
+    Examples
+    --------
     >>> grade_pairs([("4", "4"), ("4", "04"), ("4", "5"), ("4", "4")])
     [True, True, False, True]
     """
