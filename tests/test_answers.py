@@ -1,4 +1,4 @@
-"""Boxed-answer extraction and math-verify equivalence (fast path, parse cache, grade_pairs), also from worker threads."""
+"""Boxed-answer extraction and math-verify equivalence (integer fast path, parse cache, grade_pairs), in threads too."""
 
 from __future__ import annotations
 
