@@ -6,8 +6,9 @@ Input: a verl rollout dump (``DIR/*.jsonl`` with ``step``, ``input``, ``output``
 /tmp/rl_dumps/champ_80000, written by benchmarks/text_scale.py) or, where there is none, the CHAMP
 transcripts themselves (`_corpus.champ_transcripts`, the same records). pred = `extract_boxed(output)`.
 Workloads:
-  grading               - the distinct (gold, pred) pairs, gold = ``gts`` through `sources.tasks._final_answer`,
-                          in the order `grade_log` meets them (first appearance in the log).
+  grading               - the distinct (gold, pred) pairs (`sources.grading.answer_keys`: gold = ``gts``
+                          through `sources.tasks.final_answer`), in the order analyze checks them (first
+                          appearance in the log).
   grading_integer_pairs - the pairs among those with a plain integer on both sides (the fast path's share).
   entropy               - answer-cluster entropy of every (step, prompt) group's preds (pred vs pred,
                           `metrics.entropy.prompt_answer_entropies` with `cached_equivalence`), as analyze does.
@@ -65,9 +66,8 @@ def baseline_equivalent(gold: str | None, pred: str | None) -> bool:
 
 def log_answers(dump: Path) -> tuple[list[tuple[str, str]], list[list[str | None]], str]:
     """The distinct (gold, pred) pairs of ``dump`` (or of the CHAMP transcripts without one) in the order
-    `grade_log` meets them, the preds of each (step, prompt) group (what answer entropy clusters), the source."""
-    from reasonlens.sources.answers import extract_boxed
-    from reasonlens.sources.tasks import _final_answer
+    `sources.grading` meets them, the preds of each (step, prompt) group (what answer entropy clusters), the source."""
+    from reasonlens.sources.grading import answer_keys, boxed_answers
 
     files = sorted(dump.glob("*.jsonl"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1) if dump.is_dir() else []
     if files:
@@ -79,13 +79,11 @@ def log_answers(dump: Path) -> tuple[list[tuple[str, str]], list[list[str | None
 
         records = [(0, rec["prompt"], rec["answer"], rec["response"]) for rec in champ_transcripts()]
         source = "champ_transcripts"
+    preds = boxed_answers(response for _, _, _, response in records)
     groups: dict[tuple, list[str | None]] = {}
-    pairs = {}
-    for step, prompt, gold, response in records:
-        pred = extract_boxed(response)
+    for (step, prompt, _, _), pred in zip(records, preds):
         groups.setdefault((step, prompt), []).append(pred)
-        if gold is not None and pred is not None:
-            pairs[(_final_answer(str(gold)), pred)] = None
+    pairs = dict.fromkeys(key for key in answer_keys(preds, [gold for _, _, gold, _ in records]) if key is not None)
     return list(pairs), list(groups.values()), source
 
 

@@ -153,9 +153,9 @@ def _champ_pairs(n=60, seed=0):
     pairs (as `metrics.entropy.cluster_answers` asks), so one parsed string serves several pairs and roles."""
     from _corpus import champ_transcripts
 
-    from reasonlens.sources.tasks import _final_answer
+    from reasonlens.sources.tasks import final_answer
 
-    pairs = {(_final_answer(r["answer"]), extract_boxed(r["response"])) for r in champ_transcripts()}
+    pairs = {(final_answer(r["answer"]), extract_boxed(r["response"])) for r in champ_transcripts()}
     pairs = sorted((g, p) for g, p in pairs if p is not None and _integer_verdict(g, p) is None)
     sample = random.Random(seed).sample(pairs, n)
     preds = [p for _, p in sample]
@@ -198,7 +198,7 @@ def test_grading_imports_no_torch():
 
 def test_grading_benchmark_inputs_and_routes(tmp_path):
     """benchmarks/grading.py on a two-step verl dump: distinct pairs in log order (golds through
-    _final_answer), one pred group per (step, prompt), and both routes' verdicts and entropies."""
+    final_answer), one pred group per (step, prompt), and both routes' verdicts and entropies."""
     bench = _grading_benchmark()
     rows = [(0, "p", "so #### 4", r"\boxed{4}"), (0, "p", "4", r"\boxed{04}"), (0, "q", "1/2", r"\boxed{0.5}"),
             (1, "p", "4", r"\boxed{4}"), (1, "p", "4", "no box"), (1, "q", None, r"\boxed{7}")]

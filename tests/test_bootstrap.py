@@ -168,13 +168,13 @@ def test_estimators_at_unit_weights_are_the_point_values(series):
     # W = one draw of each prompt reproduces the table's values, computed by the point functions
     from reasonlens.metrics import dynamics as dyn
 
-    df = series.assign(_prompt=dyn._prompt_key(series), _correct=dyn._correctness(series))
+    df = dyn.step_rows(series)
     g = df[df[C.STEP] == 0]
     result = dyn.step_result(g, [1, 2], 2, quantile=0.3, equivalent=_equal, bootstrap=1)
     keys, codes = np.unique(g["_prompt"].to_numpy(dtype=str), return_inverse=True)
     tokens = {name: dyn._pooled(g, col, dtype) for name, col, dtype in dyn.TOKEN_ARRAYS}
     tokens["high"] = dyn.high_entropy_mask(tokens["entropies"], 0.3)
-    answers = dyn.prompt_answer_entropies(dyn._answers_by_prompt(g, codes, len(keys)), _equal)
+    answers = dyn.prompt_answer_entropies(dyn.answers_by_prompt(g, codes, len(keys)), _equal)
     estimators = dyn._estimators(g, codes, len(keys), tokens, [1, 2], 2, answers)
     for name, estimate in estimators.items():
         assert estimate(np.ones((1, len(keys))))[0] == pytest.approx(result.row[name], nan_ok=True), name

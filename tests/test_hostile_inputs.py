@@ -212,7 +212,7 @@ def test_full_disk_is_one_line_and_leaves_no_summary(tmp_path, monkeypatch):
 
     from reasonlens.analysis import stream
 
-    def no_space(path, parts):  # a text log's rollouts.parquet is written from its steps' parts
+    def no_space(path, parts, grades):  # a text log's rollouts.parquet is written from its steps' parts
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
     monkeypatch.setattr(stream, "write_rollouts", no_space)
     log = small_log(tmp_path)

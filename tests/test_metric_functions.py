@@ -4,9 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.metrics.entropy import (answer_semantic_entropy, cluster_answers, conditional_entropy,
+from reasonlens.metrics.entropy import (answer_semantic_entropy, cluster_answers, cluster_pairs, conditional_entropy,
                                         conditional_procedural_entropy, sg_semantic_entropy, shannon_entropy)
 from reasonlens.metrics.outcomes import mean_pass_at_k, pass_at_k, powers_of_two_upto
 from reasonlens.metrics.token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class,
@@ -105,6 +107,26 @@ def _equal_numbers(a, b):
 def test_cluster_answers_none_is_own_cluster():
     # "2" and "2.0" equivalent; None answers share one cluster; "3" alone
     assert cluster_answers(["2", None, "2.0", "3", None], _equal_numbers) == [0, 1, 0, 2, 1]
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["1", " 1", "01", "1.0", "2", "2.0 ", "x", "3"])), max_size=10))
+def test_cluster_pairs_hold_every_pair_clustering_asks_about(answers):
+    # the verdicts found ahead for cluster_pairs are all clustering ever needs: every question it asks is among them
+    asked = []
+
+    def equivalent(rep, ans):
+        asked.append((rep, ans))
+        return rep == ans or (rep != "x" and ans != "x" and float(rep) == float(ans))
+
+    cluster_answers(answers, equivalent)
+    pairs = cluster_pairs(answers)
+    assert set(asked) <= set(pairs) and len(pairs) == len(set(pairs))
+
+
+def test_cluster_pairs_by_hand():
+    # distinct stripped answers in order 1, 2, 3 (None and repeats left out): each after each earlier one
+    assert cluster_pairs(["1", None, " 2", "1", "3", "2"]) == [("1", "2"), ("1", "3"), ("2", "3")]
+    assert cluster_pairs([None, None]) == [] and cluster_pairs(["5", " 5 "]) == []
 
 
 def test_answer_semantic_entropy():

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from reasonlens import columns as C
 from reasonlens.analysis.config import AnalyzeConfig
 from reasonlens.analysis.run import analyze
-from reasonlens.analysis.steps import prepare_text_log
 from reasonlens.cli import app
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.tag import tag_response
 from reasonlens.metrics.dynamics import dynamics_table, pass_grid
+from reasonlens.sources.answers import answers_equivalent, extract_boxed
 from reasonlens.sources import logs
 
 RESPONSES = [
@@ -48,8 +48,11 @@ def write_verl_dump(folder: Path, steps=(0, 1, 2, 3, 4), seed=0) -> Path:
 
 
 def reference_dynamics(log: Path) -> pd.DataFrame:
-    """Today's route: the whole log read, graded, tagged row by row with tag_response, dynamics_table over it."""
-    table, _ = prepare_text_log(logs.read_rollout_log(log), C.ANSWER, {})
+    """The plain route: the whole log read, each row graded by math-verify on its own, tagged row by row with
+    tag_response, dynamics_table (clustering answers with math-verify as it goes) over it."""
+    table = logs.read_rollout_log(log)
+    table[C.PRED] = [extract_boxed(r) for r in table[C.RESPONSE]]
+    table[C.CORRECT] = [p is not None and answers_equivalent(g, p) for g, p in zip(table[C.ANSWER], table[C.PRED])]
     tags = pd.DataFrame([tag_response(t, "paper") for t in table[C.RESPONSE]], index=table.index)
     defaults = AnalyzeConfig(rollouts=log)
     return dynamics_table(table.join(tags), bootstrap=defaults.bootstrap, seed=defaults.seed)
@@ -157,3 +160,52 @@ def test_ray_steps_equal_the_pool(runs, tmp_path):
     for name in ("dynamics.parquet", "rollouts.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray" / name), pd.read_parquet(root / "w1" / name))
     assert json.loads((tmp_path / "ray" / "summary.json").read_text())["workers"] == "ray"
+
+
+def test_each_answer_pair_is_checked_once_in_shares(tmp_path, monkeypatch):
+    from reasonlens.analysis import steps, stream
+    from reasonlens.analysis.record import Record
+    from reasonlens.sources import answers
+
+    calls, check = [], answers.grade_pairs
+    monkeypatch.setattr(answers, "grade_pairs", lambda pairs: calls.append(list(pairs)) or check(pairs))
+    pairs = {("7", "7"), ("7", "8"), ("1/2", "\\frac{1}{2}"), ("x", "y"), ("0.5", "1/2")}
+    record = Record()
+    path = stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs, 1, tmp_path, record)
+    verdicts = steps.load_verdicts(path, path.stat().st_mtime_ns)
+    assert verdicts == {p: answers_equivalent(*p) for p in pairs}
+    assert verdicts[("1/2", "\\frac{1}{2}")] and not verdicts[("7", "8")]
+    # one worker: min(5 pairs, 4 shares a worker) = 4 shares, every pair in exactly one of them
+    assert len(calls) == 4 and sorted(p for share in calls for p in share) == sorted(pairs)
+    assert record.seconds["grade"] > 0
+
+
+def test_a_parquet_log_is_read_in_runs_of_row_groups_no_step_spans(tmp_path, runs):
+    root, dump = runs
+    table = logs.read_rollout_log(dump)  # 54 rows: steps 0-3 of 12 rows, step 4 of 6
+    by_step = tmp_path / "by_step.parquet"
+    table.to_parquet(by_step, row_group_size=6)  # two row groups a step (one for step 4)
+    assert logs.row_group_runs(by_step) == [(0, 1), (2, 3), (4, 5), (6, 7), (8,)]
+    spanning = tmp_path / "spanning.parquet"
+    table.to_parquet(spanning, row_group_size=5)  # each group shares a step with the next: one run of all
+    assert logs.row_group_runs(spanning) == [tuple(range(11))]
+    backwards = tmp_path / "backwards.parquet"
+    table.iloc[::-1].to_parquet(backwards, row_group_size=6)  # step 4 first: runs still one step each
+    assert logs.row_group_runs(backwards) == [(7, 8), (5, 6), (3, 4), (1, 2), (0,)]  # in step order
+    assert logs.row_group_runs(dump / "0.jsonl") == [None]
+    layout = logs.detect_layout(by_step)
+    assert [key for key, _ in layout.parts] == logs.row_group_runs(by_step)
+    for log in (by_step, backwards):  # analyzed step by step: the numbers of the dump itself
+        out = tmp_path / f"out_{log.stem}"
+        analyze(AnalyzeConfig(rollouts=log, out=out, workers=2, report=False), progress=False)
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "dynamics.parquet"),
+                                      pd.read_parquet(root / "w1" / "dynamics.parquet"))
+
+
+def test_a_bad_value_in_a_row_group_names_its_row_in_the_file(tmp_path, runs):
+    table = logs.read_rollout_log(runs[1])
+    table.loc[40, C.REWARD] = float("inf")  # step 3, in the file's row group 6 (rows 36-41)
+    path = tmp_path / "log.parquet"
+    table.to_parquet(path, row_group_size=6)
+    with pytest.raises(ReasonlensError, match=r"row 40: reward = inf"):
+        analyze(AnalyzeConfig(rollouts=path, out=tmp_path / "out", workers=1, report=False), progress=False)

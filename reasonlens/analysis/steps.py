@@ -1,18 +1,24 @@
-"""The per-step work of a text-only analysis: read a step of a log, grade, tag, measure, write its part.
+"""The per-step work of a text-only analysis, in two passes with one check of each answer pair between them.
 
-`run_step_task` is what a worker process (or a Ray task) runs: it is given a `StepTask` (the files of
-one step of the log and the settings, all picklable) and returns a small `StepResult` (the step's
-dynamics row from `metrics.dynamics.step_metrics`, its prompt-group sizes, its top grams, stage
-seconds) while the tagged rows go to ``OUT/parts/step_NNNNNN.parquet``. Nothing here depends on the
-other steps, so steps run in any order, on any process, with identical results.
-The tag stage's per-step cache (``OUT/tags/step_NNNNNN.parquet``) is `tag_step`, shared with the
-in-memory pipeline (`analysis.run.tag_stage`).
+1. `run_step_task` (a worker process or a Ray task, given a picklable `StepTask`: one part of the log and
+   the settings) reads a step, finds its final answers, tags it and writes its rows to
+   ``OUT/parts/step_NNNNNN.arrow``; it hands back small things: prompt-group sizes, top grams, stage
+   seconds and the answer pairs the step needs verdicts for (gold vs answer, answer vs answer).
+2. `run_grade_task` checks a share of the distinct pairs of all steps with math-verify (~10 ms a pair, so
+   each pair is checked once in the whole run, not once per step or per worker); the driver writes the
+   verdicts to ``OUT/parts/verdicts.parquet``.
+3. `run_metrics_task` reads a step's part back (without its response text when answers are extracted),
+   grades its rows from the verdicts and computes `metrics.dynamics.step_result`.
+Nothing here depends on the other steps, so steps run in any order, on any process, with identical results.
+The tag stage's per-step cache (``OUT/tags/step_NNNNNN.parquet``) is `tag_step`, shared with the in-memory
+pipeline (`analysis.run.tag_stage`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -22,11 +28,12 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.analysis.record import timed
-from reasonlens.records import cache_key, read_cached, step_file, text_digest, write_cached, write_parquet
+from reasonlens.records import atomic_path, cache_key, read_cached, step_file, text_digest, write_cached
 
 TOP_GRAMS = 12  # grams per step in the report's heatmap
-PARTS = "parts"  # OUT/parts/step_NNNNNN.parquet: a step's tagged rows until rollouts.parquet is written
-OUTCOME_COLUMNS = [C.STEP, C.REWARD, C.CORRECT, C.PRED]  # all the summary's log entry reads of the rows
+PARTS = "parts"  # OUT/parts/: each step's tagged rows (Arrow IPC) and the verdicts, until rollouts.parquet is written
+VERDICTS = "verdicts.parquet"  # OUT/parts/verdicts.parquet: gold, answer, equivalent
+GRADED_COLUMNS = (C.CORRECT, C.REWARD)  # what grading adds, right after PRED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,20 +53,20 @@ class StepTask:
 
 @dataclasses.dataclass
 class StepResult:
-    """What a step hands back to the driver: small, whatever the step's size."""
+    """What a step hands back to the driver after the first pass: small, whatever the step's size."""
 
     group_sizes: Counter      # samples per (step, prompt) group -> number of groups (pass@k grid)
     top_grams: list[dict]     # {"step", "gram", "count"}, TOP_GRAMS per step
     parts: list[tuple[int, Path, int]]  # (step, part file, rows)
     seconds: dict             # read, grade, tag, metrics, write: this task's wall time per stage
-    graded: Optional[str] = None  # the gold-answer field responses were graded against here, if any
+    graded: Optional[str] = None  # the gold-answer field responses are graded against, if any
     warnings: list[str] = dataclasses.field(default_factory=list)
-    outcomes: Optional[pd.DataFrame] = None  # step, reward, correct, pred of each row (summary.json's log entry)
+    pairs: set = dataclasses.field(default_factory=set)  # (x, y) answer pairs whose equivalence the step needs
 
 
 def run_step_task(task: StepTask) -> StepResult:
-    """Read, grade, tag, measure and write the step(s) of part ``task.part`` of the log."""
-    from reasonlens.metrics.dynamics import _prompt_key, top_grams
+    """Read, tag and write the step(s) of part ``task.part`` of the log; list the answer pairs to check."""
+    from reasonlens.metrics.dynamics import answer_pairs, prompt_key, top_grams
     from reasonlens.sources.logs import join_parts
 
     seconds: dict = {}
@@ -69,24 +76,35 @@ def run_step_task(task: StepTask) -> StepResult:
             layout = log_layout(task.source, task.trust_remote_code)
             step, files = layout.parts[task.part]
             table = join_parts([layout.read_part(files, step)], task.source)
-        table, graded = prepare_text_log(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
-    outcomes = table[[c for c in OUTCOME_COLUMNS if c in table]]
-    result = StepResult(Counter(), [], [], seconds, graded, [str(w.message) for w in caught], outcomes)
+        table, graded = text_rows(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
+    result = StepResult(Counter(), [], [], seconds, graded, [str(w.message) for w in caught])
     for step, frame in table.groupby(C.STEP, sort=True):
         frame = frame.reset_index(drop=True)
         tagged = tag_step(frame, task.out, task.lexicon, seconds)
+        with timed(seconds, "grade"):
+            result.pairs |= answer_pairs(tagged) | set(filter(None, _keys(tagged, graded)))
         with timed(seconds, "metrics"):
-            result.group_sizes.update(tagged.groupby(_prompt_key(tagged)).size().tolist())
+            result.group_sizes.update(tagged.groupby(prompt_key(tagged)).size().tolist())
             result.top_grams += top_grams(tagged, n=TOP_GRAMS).to_dict("records")
         with timed(seconds, "write"):
-            part = write_parquet(step_file(task.out, int(step), stage=PARTS), tagged)
+            part = write_part(step_file(task.out, int(step), ".arrow", stage=PARTS), tagged)
         result.parts.append((int(step), part, len(tagged)))
     return result
 
 
+def run_grade_task(pairs: list[tuple[str, str]]) -> tuple[list[bool], dict]:
+    """The math-verify verdict of each (x, y) pair (is y the same answer as x?), and the seconds it took."""
+    from reasonlens.sources.answers import grade_pairs
+
+    seconds: dict = {}
+    with timed(seconds, "grade"):
+        verdicts = grade_pairs(pairs)
+    return verdicts, seconds
+
+
 @dataclasses.dataclass(frozen=True)
 class MetricsTask:
-    """The second pass over a step: its tagged part file and the settings every step shares."""
+    """The second pass over a step: its part file, the verdicts, and the settings every step shares."""
 
     part: Path
     ks: tuple[int, ...]   # the pass@k grid of the whole log (`metrics.dynamics.pass_grid`)
@@ -94,17 +112,101 @@ class MetricsTask:
     quantile: float
     bootstrap: int
     seed: int
+    verdicts: Path        # OUT/parts/verdicts.parquet
+    graded: Optional[str] = None  # the gold-answer column to grade against, if the log has no verdicts
 
 
-def run_metrics_task(task: MetricsTask):
-    """`metrics.dynamics.step_result` of one step's tagged rows (its dynamics row, bootstrap replicates)."""
-    from reasonlens.metrics.dynamics import _correctness, _prompt_key, step_result
-    from reasonlens.sources.answers import answers_equivalent
+@dataclasses.dataclass
+class MetricsResult:
+    """A step's dynamics (`metrics.dynamics.StepResult`), its rows' outcomes and what grading adds to them."""
 
-    tagged = pd.read_parquet(task.part)
-    rows = tagged.assign(_prompt=_prompt_key(tagged), _correct=_correctness(tagged))
-    return step_result(rows, list(task.ks), task.pass_k, quantile=task.quantile, equivalent=answers_equivalent,
-                       bootstrap=task.bootstrap, seed=task.seed)
+    step: object
+    outcomes: pd.DataFrame    # step, reward, correct, pred of each row (summary.json's log entry)
+    graded: dict              # {CORRECT: [...], REWARD: [...]} for rollouts.parquet; {} when not graded
+    seconds: dict
+
+
+def run_metrics_task(task: MetricsTask) -> MetricsResult:
+    """Grade a step's rows from the verdicts and compute its `metrics.dynamics.step_result`."""
+    from reasonlens.metrics.dynamics import step_result, step_rows
+
+    seconds: dict = {}
+    with timed(seconds, "metrics"):
+        rows = read_part(task.part, skip_text=True)
+        verdicts = load_verdicts(task.verdicts, task.verdicts.stat().st_mtime_ns)
+        added = grade_rows(rows, task.graded, verdicts) if task.graded else {}
+        rows = rows.assign(**added)
+        result = step_result(step_rows(rows), list(task.ks), task.pass_k, quantile=task.quantile,
+                             equivalent=lambda x, y: verdicts[x, y], bootstrap=task.bootstrap, seed=task.seed)
+        outcomes = rows[[c for c in (C.STEP, C.REWARD, C.CORRECT, C.PRED) if c in rows]]
+    return MetricsResult(result, outcomes, added, seconds)
+
+
+def grade_rows(rows: pd.DataFrame, graded: str, verdicts: dict) -> dict:
+    """CORRECT (and REWARD, unless the log has one) of rows with PRED and the gold column ``graded``."""
+    from reasonlens.sources.grading import scores
+
+    found = scores(rows[C.PRED].tolist(), _keys(rows, graded), verdicts)
+    added = {C.CORRECT: [s.correct for s in found]}
+    if C.REWARD not in rows:  # a logged score stays the reward
+        added[C.REWARD] = [s.reward for s in found]
+    return added
+
+
+def _keys(rows: pd.DataFrame, graded: Optional[str]) -> list:
+    """The (gold, answer) pair that grades each row (`sources.grading.answer_keys`); [] when not graded."""
+    from reasonlens.sources.grading import answer_keys
+
+    if not graded:
+        return []
+    preds = [None if pd.isna(p) else p for p in rows[C.PRED]]  # a table may hold a missing answer as NaN
+    return answer_keys(preds, rows[graded].tolist())
+
+
+def write_verdicts(folder: Path, pairs: list, verdicts: list[bool]) -> Path:
+    """``folder/verdicts.parquet``: each checked pair and its verdict."""
+    path = folder / VERDICTS
+    frame = pd.DataFrame({"x": [p[0] for p in pairs], "y": [p[1] for p in pairs], "equivalent": verdicts},
+                         columns=["x", "y", "equivalent"]).astype({"x": object, "y": object, "equivalent": bool})
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def load_verdicts(path: Path, mtime_ns: int) -> dict[tuple[str, str], bool]:
+    """The verdicts of `write_verdicts`, read once per process (keyed by the file's modification time too)."""
+    frame = pd.read_parquet(path)
+    return dict(zip(zip(frame["x"], frame["y"]), frame["equivalent"].tolist()))
+
+
+def write_part(path: Path, rows: pd.DataFrame) -> Path:
+    """A step's rows as an Arrow IPC file (no compression: written once, read twice, then dropped)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def part_table(path: Path, columns: Optional[list[str]] = None):
+    """The Arrow table of a part file (memory-mapped), ``columns`` only if given."""
+    import pyarrow as pa
+
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    return table.select(columns) if columns is not None else table
+
+
+def read_part(path: Path, *, skip_text: bool = False) -> pd.DataFrame:
+    """A part's rows; with ``skip_text``, without the response text when PRED holds the final answers."""
+    import pyarrow as pa
+
+    names = pa.ipc.open_file(pa.memory_map(str(path))).schema.names
+    keep = [n for n in names if not (skip_text and n == C.RESPONSE and C.PRED in names)]
+    return part_table(path, keep).to_pandas()
 
 
 @functools.lru_cache(maxsize=4)
@@ -115,30 +217,46 @@ def log_layout(source: Path, trust_remote_code: bool):
     return detect_layout(source, trust_remote_code=trust_remote_code)
 
 
-def prepare_text_log(rollouts: pd.DataFrame, answer_field: str, seconds: dict, tokenizer: Optional[str] = None,
-                     trust_remote_code: bool = False, *, keep_tokens: bool = False) -> tuple[pd.DataFrame, Optional[str]]:
-    """A log's rows as text: old tags and (unless ``keep_tokens``) token arrays dropped, so nothing is mixed
-    in; graded against gold answers when the log has no verdicts; lengths in ``tokenizer`` tokens. Returns
-    (table, the gold field graded against or None)."""
+def text_rows(rollouts: pd.DataFrame, answer_field: str, seconds: dict, tokenizer: Optional[str] = None,
+              trust_remote_code: bool = False, *, keep_tokens: bool = False) -> tuple[pd.DataFrame, Optional[str]]:
+    """A log's rows as text: old tags and (unless ``keep_tokens``) token arrays dropped, so nothing is mixed in;
+    the final answers (PRED) found when the log has gold answers but no verdicts; lengths in ``tokenizer``
+    tokens. Returns (table, the gold field to grade against or None)."""
     from reasonlens.hierarchy.tag import TAG_COLUMNS
 
     arrays = [] if keep_tokens else C.TOKEN_ARRAY_COLUMNS + [C.PROMPT_TOKEN_IDS]
     rollouts = rollouts.drop(columns=[c for c in arrays + TAG_COLUMNS if c in rollouts])
     answers = answer_field if answer_field in rollouts else C.ANSWER
     graded = answers if C.CORRECT not in rollouts and answers in rollouts else None
-    if graded:
-        from reasonlens.sources.tasks import grade_log
+    if graded:  # the answers are found here, as they are graded here
+        from reasonlens.sources.grading import boxed_answers
 
         with timed(seconds, "grade"):
-            scores = grade_log(rollouts[C.RESPONSE], rollouts[answers])
-        rollouts[C.CORRECT] = [s.correct for s in scores]
-        rollouts[C.PRED] = [s.pred for s in scores]
-        if C.REWARD not in rollouts:  # a logged score stays the reward
-            rollouts[C.REWARD] = [s.reward for s in scores]
+            rollouts = rollouts.drop(columns=[C.PRED], errors="ignore").assign(
+                **{C.PRED: boxed_answers(rollouts[C.RESPONSE])})
     if tokenizer is not None:
         encode = _tokenizer(tokenizer, trust_remote_code)
         rollouts[C.N_TOKENS] = [len(encode(r, add_special_tokens=False)["input_ids"]) for r in rollouts[C.RESPONSE]]
     return rollouts, graded
+
+
+def prepare_text_log(rollouts: pd.DataFrame, answer_field: str, seconds: dict, tokenizer: Optional[str] = None,
+                     trust_remote_code: bool = False, *, keep_tokens: bool = False) -> tuple[pd.DataFrame, Optional[str]]:
+    """`text_rows`, graded against the gold answers when the log has no verdicts (the whole table at once)."""
+    from reasonlens.sources.grading import verdict_map
+
+    rollouts, graded = text_rows(rollouts, answer_field, seconds, tokenizer, trust_remote_code, keep_tokens=keep_tokens)
+    if graded:
+        with timed(seconds, "grade"):
+            rollouts = with_grades(rollouts, grade_rows(rollouts, graded, verdict_map(_keys(rollouts, graded))))
+    return rollouts, graded
+
+
+def with_grades(rows: pd.DataFrame, added: dict) -> pd.DataFrame:
+    """``rows`` with the graded columns right after PRED (the order every route writes)."""
+    at = rows.columns.get_loc(C.PRED) + 1
+    head, tail = rows.iloc[:, :at], rows.iloc[:, at:]
+    return pd.concat([head, pd.DataFrame(added, index=rows.index), tail], axis=1)
 
 
 def graded_note(field: str) -> str:

@@ -7,13 +7,16 @@ process of a pool (``--workers N``, default the usable cores, one thread each) o
 (``--ray``). The driver holds only what the steps hand back (prompt-group sizes, top grams, the rows'
 outcome columns, one dynamics row per step), so peak memory follows the largest step, not the run:
 
+- between the passes, the distinct answer pairs of all steps (gold vs answer, answer vs answer) are
+  checked once each, split over the workers (`steps.run_grade_task`; math-verify is the costly part);
 - the dynamics table comes from a second pass over the steps' tagged parts, `metrics.dynamics.step_result`
-  of each with the pass@k grid of all steps, gathered by `dynamics_from_steps` (the ratios to the first
-  step and their bootstrap intervals): what `dynamics_table` gives on the whole table (tested equal);
-- ``rollouts.parquet`` is written from the steps' parts, one row group per step, under a temporary
-  name then renamed; the report's example responses are read back from the row groups of the steps
-  it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks from
-  the whole table.
+  of each with the pass@k grid of all steps and the verdicts, gathered by `dynamics_from_steps` (the
+  ratios to the first step and their bootstrap intervals): what `dynamics_table` gives on the whole
+  table (tested equal);
+- ``rollouts.parquet`` is written from the steps' parts and their grades, one row group per step, under
+  a temporary name then renamed; the report's example responses are read back from the row groups of
+  the steps it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks
+  from the whole table.
 Results do not depend on the number of workers (tested).
 """
 
@@ -37,7 +40,7 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.analysis.record import Record
-from reasonlens.analysis.steps import StepTask, graded_note, run_step_task
+from reasonlens.analysis.steps import PARTS, StepTask, graded_note, run_grade_task, run_step_task, write_verdicts
 from reasonlens.errors import ReasonlensError
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -119,26 +122,50 @@ def _on_ray(fn, tasks: list, address=None) -> Iterator:
                                   "steps are cached).") from None
 
 
-def dynamics_of(run, parts: list, sizes: Counter, plan: Plan, record: Record) -> pd.DataFrame:
-    """The dynamics table from the steps' part files: `metrics.dynamics.step_result` of each (a second pass,
-    with the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them."""
+def check_pairs(run, pairs: set, workers: int, folder: Path, record: Record) -> Path:
+    """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers); the verdicts
+    written to ``folder/verdicts.parquet``."""
+    ordered = sorted(pairs)
+    shares = max(1, min(len(ordered), 4 * workers))  # several shares a worker: a slow pair holds up one share
+    chunks = [ordered[i::shares] for i in range(shares)] if ordered else []
+    verdicts = {}
+    for chunk, (found, seconds) in zip(chunks, run(run_grade_task, chunks)):
+        verdicts.update(zip(chunk, found))
+        record.add_seconds(seconds)
+    return write_verdicts(folder, list(verdicts), list(verdicts.values()))
+
+
+def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record):
+    """The dynamics table from the steps' part files (a second pass: `metrics.dynamics.step_result` of each, with
+    the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them; and, per
+    step, the rows' outcomes and grades."""
     from reasonlens.analysis.steps import MetricsTask, run_metrics_task
     from reasonlens.metrics.dynamics import dynamics_from_steps, pass_grid
 
     config = plan.config
     ks, pass_k = pass_grid(pd.Series(np.repeat(list(sizes), list(sizes.values()))))
-    tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed)
-             for _, part, _ in parts]
-    return dynamics_from_steps(run(run_metrics_task, tasks), bootstrap=config.bootstrap, seconds=record.seconds)
+    tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed,
+                         verdicts, graded) for _, part, _ in parts]
+    outcomes, grades = [], []
+
+    def steps():
+        for result in run(run_metrics_task, tasks):
+            outcomes.append(result.outcomes)
+            grades.append(result.graded)
+            record.add_seconds(result.seconds)
+            yield result.step
+
+    dynamics = dynamics_from_steps(steps(), bootstrap=config.bootstrap, seconds=record.seconds)
+    return dynamics, pd.concat(outcomes, ignore_index=True), grades
 
 
 def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
-    """Both passes over the plan's log (read, grade, tag, write each step; then its metrics); returns (Inputs
-    without rows, the aggregates for `finish_stream`, the record of what ran)."""
+    """Both passes over the plan's log (read, tag, write each step; check the answer pairs; then each step's
+    grades and metrics); returns (Inputs without rows, the aggregates for `finish_stream`, the record)."""
     config, record = plan.config, Record()
     tasks = step_tasks(plan)
     workers = 1 if len(tasks) <= 1 else min(config.workers or usable_cores(), len(tasks))
-    sizes, top, parts, messages, outcomes = Counter(), [], [], [], []
+    sizes, top, parts, messages, pairs, graded = Counter(), [], [], [], set(), None
     progress = bar.add_task("steps", total=len(tasks))
     seen: dict[int, list] = {}
     with task_runner(workers, config.ray, config.ray_address) as run:
@@ -154,19 +181,20 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
             top += result.top_grams
             parts += result.parts
             messages += result.warnings
-            outcomes.append(result.outcomes)
+            pairs |= result.pairs
             record.add_seconds(result.seconds)
             if result.graded:
+                graded = result.graded
                 record.graded = graded_note(result.graded)
             bar.advance(progress)
         bar.remove_task(progress)
         _warn_once(messages)
         parts.sort()
-        with record.timed("metrics"):
-            dynamics = dynamics_of(run, parts, sizes, plan, record)
+        verdicts = check_pairs(run, pairs, workers, plan.out / PARTS, record)
+        dynamics, outcomes, grades = dynamics_of(run, parts, sizes, verdicts, graded, plan, record)
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
-        "dynamics": dynamics, "parts": parts, "workers": "ray" if config.ray else workers,
-        "outcomes": pd.concat(outcomes, ignore_index=True), "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}, record
+        "dynamics": dynamics, "parts": parts, "grades": grades, "workers": "ray" if config.ray else workers,
+        "outcomes": outcomes, "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}, record
 
 
 def _warn_once(messages: list[str]) -> None:
@@ -181,25 +209,32 @@ def _warn_once(messages: list[str]) -> None:
             warnings.warn(message + (f" (and the same in {more} more step(s))" if more else ""), stacklevel=3)
 
 
-def write_rollouts(path: Path, parts: list[tuple[int, Path, int]]) -> Path:
-    """``rollouts.parquet`` from the steps' part files, one row group per step, in step order; written under a
-    temporary name then renamed; the parts are removed after."""
+def write_rollouts(path: Path, parts: list[tuple[int, Path, int]], grades: list[dict]) -> Path:
+    """``rollouts.parquet`` from the steps' part files and their grades (columns right after PRED), one row group
+    per step, in step order; written under a temporary name then renamed; the parts are removed after."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from reasonlens.analysis.steps import part_table
     from reasonlens.records import atomic_path
 
-    schemas = [pq.read_schema(part) for _, part, _ in parts]
-    same = all(s.equals(schemas[0], check_metadata=False) for s in schemas)
-    schema = schemas[0] if same else pa.unify_schemas([s.remove_metadata() for s in schemas],
-                                                       promote_options="permissive")
+    def table(part: Path, added: dict):
+        rows = part_table(part)
+        at = rows.schema.get_field_index(C.PRED) + 1
+        for offset, (name, values) in enumerate(added.items()):
+            rows = rows.add_column(at + offset, name, pa.array(values, pa.bool_() if name == C.CORRECT else pa.float64()))
+        return rows
+
+    schemas = [table(part, added).schema for (_, part, _), added in zip(parts, grades)]
+    same = all(s.equals(schemas[0]) for s in schemas)
+    schema = schemas[0] if same else pa.unify_schemas(schemas, promote_options="permissive")
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for _, part, n in parts:
-            table = pq.read_table(part)
+        for (_, part, n), added in zip(parts, grades):
+            rows = table(part, added)
             if not same:
-                table = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(n, f.type)
-                                  for f in schema}).cast(schema)
-            writer.write_table(table, row_group_size=max(n, 1))
+                rows = pa.table({f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type)
+                                 for f in schema}).cast(schema)
+            writer.write_table(rows, row_group_size=max(n, 1))
     if parts:
         shutil.rmtree(parts[0][1].parent, ignore_errors=True)
     return path
@@ -236,7 +271,8 @@ def finish_stream(plan: Plan, record: Record, inputs: Inputs, aggregates: dict, 
     parts = aggregates["parts"]
     summary = summarize(plan, record, inputs, outcomes, phases, started)
     summary["workers"] = aggregates["workers"]
-    write_outputs(plan, record, summary, dynamics, write_rollouts=lambda path: write_rollouts(path, parts),
+    write_outputs(plan, record, summary, dynamics,
+                  write_rollouts=lambda path: write_rollouts(path, parts, aggregates["grades"]),
                   top_grams=lambda: aggregates["top_grams"],
                   example_rows=lambda: example_rows(out / "rollouts.parquet", parts, summary["phases"]))
     summary["trackers"] = export(plan, record, dynamics, outcomes, summary["phases"], trackers)

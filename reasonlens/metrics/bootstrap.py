@@ -215,17 +215,15 @@ def pass_at_k_estimators(successes: np.ndarray, trials: np.ndarray, ks: list[int
 def gram_estimators(grams: pd.Series, nexts: pd.Series, codes: np.ndarray, n_prompts: int) -> dict[str, Estimator]:
     """SG semantic entropy and conditional procedural entropy from per-prompt gram and pair counts."""
     prompt = np.repeat(codes, grams.map(len).to_numpy())  # (M,) prompt of each gram occurrence
-    gram_ids: dict = {}
-    pair_ids: dict = {}
-    gram = np.array([gram_ids.setdefault(g, len(gram_ids)) for g in chain.from_iterable(grams)], dtype=np.intp)
-    pairs = [pair_ids.setdefault(p, len(pair_ids)) if p[1] else -1 for p in zip(chain.from_iterable(grams),
-                                                                               chain.from_iterable(nexts))]
-    pair = np.array(pairs, dtype=np.intp)
-    kept = pair >= 0  # occurrences with a next n-gram ("" = too few words follow)
-    return {dc.SG_SEMANTIC_ENTROPY: entropy_estimator(count_matrix(prompt, gram, n_prompts, len(gram_ids))),
+    gram_text = np.array(list(chain.from_iterable(grams)), dtype=object)  # (M,)
+    next_text = np.array(list(chain.from_iterable(nexts)), dtype=object)  # (M,) "" = too few words follow
+    gram, gram_kinds = pd.factorize(gram_text)  # (M,) ids in order of first occurrence
+    kept = next_text != ""
+    pair, pair_kinds = pd.factorize(gram_text[kept] + "\x00" + next_text[kept])  # NUL: in neither text
+    return {dc.SG_SEMANTIC_ENTROPY: entropy_estimator(count_matrix(prompt, gram, n_prompts, len(gram_kinds))),
             dc.SG_CONDITIONAL_ENTROPY: entropy_estimator(
-                count_matrix(prompt[kept], pair[kept], n_prompts, len(pair_ids)),
-                count_matrix(prompt[kept], gram[kept], n_prompts, len(gram_ids)))}
+                count_matrix(prompt[kept], pair, n_prompts, len(pair_kinds)),
+                count_matrix(prompt[kept], gram[kept], n_prompts, len(gram_kinds)))}
 
 
 def row_sums(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..sources.logs import parse_bool
 from . import columns as dc
 from .bootstrap import (bootstrap_step, gram_estimators, ratio_estimator, ratio_intervals, row_mean_stats,
                         pass_at_k_estimators, token_estimators)
-from .entropy import cached_equivalence, prompt_answer_entropies
+from .entropy import cached_equivalence, cluster_pairs, prompt_answer_entropies
 from .outcomes import mean_pass_at_k, powers_of_two_upto
 from .token_stats import (high_entropy_mask, high_entropy_overlap, mean_by_class, perplexity_by_class, pool,
                           relative_to_first)
@@ -73,7 +73,7 @@ def dynamics_table(rollouts: pd.DataFrame, *, high_entropy_quantile: float = 0.3
     _check_input(rollouts, high_entropy_quantile)
     check_value("bootstrap", bootstrap, BOOTSTRAP)
     equivalent = cached_equivalence(equivalent)  # one memo shared by all steps: answers repeat
-    df = rollouts.assign(_prompt=_prompt_key(rollouts), _correct=_correctness(rollouts))
+    df = step_rows(rollouts)
     ks, pass_k = pass_grid(df.groupby([rc.STEP, "_prompt"]).size())
     results = (step_result(g, ks, pass_k, quantile=high_entropy_quantile, equivalent=equivalent,
                            bootstrap=bootstrap, seed=seed) for _, g in df.groupby(rc.STEP, sort=True))
@@ -134,7 +134,7 @@ def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float,
     tokens = {name: _pooled(g, col, dtype) for name, col, dtype in TOKEN_ARRAYS}
     tokens["high"] = (high_entropy_mask(tokens["entropies"], quantile)  # (N,) True = high-entropy token
                       if tokens["entropies"] is not None and tokens["mask"] is not None else None)
-    answer_entropies = prompt_answer_entropies(_answers_by_prompt(g, codes, len(keys)), equivalent)
+    answer_entropies = prompt_answer_entropies(answers_by_prompt(g, codes, len(keys)), equivalent)
     # gram and (gram, next) counts per prompt: the point values are their entropies at weight 1 per prompt
     grams = gram_estimators(g[rc.GRAMS], g[rc.GRAM_NEXT], codes, len(keys))
     row = {dc.STEP: g[rc.STEP].iloc[0], **_outcomes(g, ks, pass_k), **_lengths(g),
@@ -209,7 +209,19 @@ def _check_input(rollouts: pd.DataFrame, high_entropy_quantile: float = 0.3) -> 
                               "e.g. 0.3 (the paper's).")
 
 
-def _prompt_key(df: pd.DataFrame) -> pd.Series:
+def step_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the ``_prompt`` key and ``_correct`` value `step_result` reads."""
+    return rows.assign(_prompt=prompt_key(rows), _correct=correctness(rows))
+
+
+def answer_pairs(g: pd.DataFrame) -> set[tuple[str, str]]:
+    """Every (representative, answer) pair the answer clustering of one step's rows may check for equivalence
+    (`entropy.cluster_pairs` of each prompt's final answers): what to verdict once, ahead, for many steps."""
+    keys, codes = np.unique(prompt_key(g).to_numpy(dtype=str), return_inverse=True)
+    return {pair for answers in answers_by_prompt(g, codes, len(keys)) for pair in cluster_pairs(answers)}
+
+
+def prompt_key(df: pd.DataFrame) -> pd.Series:
     """Which prompt each row answers: PROMPT_ID, else the prompt text, else the row itself."""
     for col in (rc.PROMPT_ID, rc.PROMPT):
         if col in df.columns:
@@ -217,7 +229,7 @@ def _prompt_key(df: pd.DataFrame) -> pd.Series:
     return pd.Series(np.arange(len(df)).astype(str), index=df.index)
 
 
-def _correctness(df: pd.DataFrame) -> pd.Series:
+def correctness(df: pd.DataFrame) -> pd.Series:
     """1.0/0.0 per row from CORRECT (parsed strictly), else REWARD > 0.5; NaN where unknown."""
     if rc.CORRECT in df.columns:
         try:
@@ -240,7 +252,8 @@ def _bool_or_nan(value) -> float:
 def _outcomes(g: pd.DataFrame, ks: list[int], pass_k: int) -> dict:
     """n_responses, accuracy, mean reward and pass@k of one step."""
     known = g[g["_correct"].notna()]
-    groups = [(len(p), int(p["_correct"].sum())) for _, p in known.groupby("_prompt")]
+    counts = known.groupby("_prompt")["_correct"].agg(["size", "sum"])  # (samples, correct) per prompt, by key
+    groups = list(zip(counts["size"].tolist(), counts["sum"].astype(int).tolist()))
     passes = {dc.pass_at_column(k): mean_pass_at_k(groups, k) for k in ks}
     reward = pd.to_numeric(g[rc.REWARD], errors="coerce").mean() if rc.REWARD in g.columns else math.nan
     return {dc.N_RESPONSES: len(g), dc.ACCURACY: known["_correct"].mean() if len(known) else math.nan,
@@ -324,7 +337,7 @@ def _text_metrics(g: pd.DataFrame, answer_entropies: np.ndarray) -> dict:
     return out
 
 
-def _answers_by_prompt(g: pd.DataFrame, codes: np.ndarray, n_prompts: int) -> list[list]:
+def answers_by_prompt(g: pd.DataFrame, codes: np.ndarray, n_prompts: int) -> list[list]:
     """Final answers grouped by prompt (``codes``: each row's prompt index): PRED, else the last \\boxed{}."""
     if rc.PRED in g.columns:
         preds = [None if pd.isna(p) else str(p) for p in g[rc.PRED]]

@@ -81,6 +81,17 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Callable[[str, st
     return labels
 
 
+def cluster_pairs(answers: Sequence[str | None]) -> list[tuple[str, str]]:
+    """Every (representative, answer) pair `cluster_answers` may pass to ``equivalent``: each distinct answer
+    after each distinct answer before it (stripped; None left out). The verdicts can then be found ahead.
+
+    >>> cluster_pairs(["1", None, " 2", "1", "3"])
+    [('1', '2'), ('1', '3'), ('2', '3')]
+    """
+    seen = list(dict.fromkeys(str(a).strip() for a in answers if a is not None))
+    return [(rep, ans) for i, ans in enumerate(seen) for rep in seen[:i]]
+
+
 def cached_equivalence(equivalent: Callable[[str, str], bool] | None = None) -> Callable[[str, str], bool]:
     """``equivalent`` (default: ``sources.answers.answers_equivalent``, math-verify) memoised: answers repeat
     across samples and steps, and math-verify takes ~10 ms a pair."""

@@ -28,8 +28,9 @@ def mean_pass_at_k(groups: Iterable[tuple[int, int]], k: int) -> float:
 
     NaN when no prompt has k samples.
     """
-    values = [pass_at_k(n, c, k) for n, c in groups if n >= k]
-    return float(np.mean(values)) if values else math.nan
+    groups = [(n, c) for n, c in groups if n >= k]
+    value = {pair: pass_at_k(*pair, k) for pair in set(groups)}  # prompts share a few (n, c): each computed once
+    return float(np.mean([value[pair] for pair in groups])) if groups else math.nan
 
 
 def powers_of_two_upto(n: int) -> list[int]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from reasonlens.errors import ReasonlensError
 
@@ -62,11 +62,15 @@ def _jsonl_records(path: Path, what: str, example: str) -> Iterator[Record]:
                               "UTF-8.") from None
 
 
-def read_parquet(path: Path, what: str):
-    """A Parquet file as a DataFrame, or an error naming the file and the fix."""
+def read_parquet(path: Path, what: str, row_groups: Optional[Sequence[int]] = None):
+    """A Parquet file (or only its ``row_groups``) as a DataFrame, or an error naming the file and the fix."""
     import pandas as pd
 
     try:
+        if row_groups is not None:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).read_row_groups(list(row_groups)).to_pandas()
         return pd.read_parquet(path)
     except (OSError, ValueError) as err:
         brief = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

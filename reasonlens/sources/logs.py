@@ -96,8 +96,42 @@ def detect_layout(path, *, trust_remote_code: bool = False) -> LogLayout:
         return layout
     files = log_files(path)
     framework, reward_from, correct_from = _generic_outcomes(files[0])
-    return LogLayout(framework, [(None, [f]) for f in files], lambda fs, _: _read_one(fs[0]),
-                     reward_from=reward_from, correct_from=correct_from)
+    return LogLayout(framework, [(groups, [f]) for f in files for groups in row_group_runs(f)],
+                     lambda fs, groups: _read_one(fs[0], groups), reward_from=reward_from, correct_from=correct_from)
+
+
+def row_group_runs(file: Path) -> list[Optional[tuple[int, ...]]]:
+    """A Parquet log's row groups in runs that share no step (from the integer ``step`` column's statistics), so
+    each run is read on its own; ``[None]`` (the whole file) for JSONL, one row group, or statistics that do
+    not tell."""
+    if file.suffix.lower() != ".parquet":
+        return [None]
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    try:
+        meta = pq.ParquetFile(file).metadata
+        field = meta.schema.to_arrow_schema().field(C.STEP)
+    except (OSError, ValueError, KeyError):
+        return [None]  # unreadable (the reader names the problem) or no step column
+    if meta.num_row_groups < 2 or not pat.is_integer(field.type):
+        return [None]
+    column = meta.schema.to_arrow_schema().get_field_index(C.STEP)
+    ranges = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return [None]
+        ranges.append((stats.min, stats.max, i))
+    runs, reach = [], None
+    for low, high, i in sorted(ranges):  # overlapping step ranges join one run
+        if runs and low <= reach:
+            runs[-1].append(i)
+            reach = max(reach, high)
+        else:
+            runs.append([i])
+            reach = high
+    return [tuple(sorted(run)) for run in runs]
 
 
 def log_files(path: Path) -> list[Path]:
@@ -152,11 +186,12 @@ def _peek_columns(file: Path) -> list[str]:
     return list(record) if isinstance(record, dict) else []
 
 
-def _read_one(file: Path) -> pd.DataFrame:
-    """One file, normalised to rollout-table column names, its values parsed strictly."""
+def _read_one(file: Path, row_groups: Optional[tuple[int, ...]] = None) -> pd.DataFrame:
+    """One file (a Parquet file's ``row_groups`` only, if given), normalised to rollout-table column names, its
+    values parsed strictly."""
     from reasonlens.sources import verl_dumps
 
-    raw = _read_raw(file)
+    raw = _read_raw(file, row_groups)
     if "completion" in raw.columns and C.RESPONSE not in raw.columns:
         df = _from_trl(raw, file)
     elif verl_dumps.is_verl_dump(raw.columns):
@@ -210,12 +245,13 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
     return pd.Series(values, index=df.index, dtype=int if parse is parse_step else float)
 
 
-def _read_raw(file: Path) -> pd.DataFrame:
-    """Parquet or JSON lines into a DataFrame with each row's location, or a clear error."""
+def _read_raw(file: Path, row_groups: Optional[tuple[int, ...]] = None) -> pd.DataFrame:
+    """Parquet (its ``row_groups`` only, if given) or JSON lines into a DataFrame with each row's location, or a
+    clear error."""
     suffix = file.suffix.lower()
     if suffix == ".parquet":
-        frame = read_parquet(file, "rollout log")
-        return frame.assign(**{_WHERE: [f"row {i}" for i in range(len(frame))]})
+        frame = read_parquet(file, "rollout log", row_groups)
+        return frame.assign(**{_WHERE: [f"row {i}" for i in _row_numbers(file, row_groups, len(frame))]})
     if suffix in (".jsonl", ".json"):
         fast = _read_jsonl_columnar(file)
         if fast is not None:
@@ -224,6 +260,18 @@ def _read_raw(file: Path) -> pd.DataFrame:
         frame = pd.DataFrame([fields for _, fields in records], dtype=object)  # values as written: null stays None
         return frame.assign(**{_WHERE: [where for where, _ in records]})
     raise ReasonlensError(f"{file}: unknown rollout log format '{suffix}': expected .parquet or .jsonl.")
+
+
+def _row_numbers(file: Path, row_groups: Optional[tuple[int, ...]], n: int) -> list[int]:
+    """The file's row number of each row read (row groups in the order given)."""
+    if row_groups is None:
+        return list(range(n))
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(file).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    starts = np.cumsum([0] + sizes)
+    return [int(starts[g]) + r for g in row_groups for r in range(sizes[g])]
 
 
 _SCALAR_JSON = ("string", "int64", "double", "bool", "null")

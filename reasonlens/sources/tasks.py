@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.answers import answers_equivalent, extract_boxed, grade_pairs
+from reasonlens.sources.answers import answers_equivalent, extract_boxed
 from reasonlens.sources.files import field_value, hf_records, read_records, record_id
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -111,11 +111,11 @@ def _from_records(records, source: str, label: str, question_field: str, answer_
             raise ReasonlensError(f"{source} {where} repeats id {prompt_id!r} (first seen at {seen[prompt_id]}). "
                                   "Give every record a unique id, or drop the id field.")
         seen[prompt_id] = where
-        problems.append(Problem(prompt_id, question, _final_answer(answer), {**meta, "where": where}))
+        problems.append(Problem(prompt_id, question, final_answer(answer), {**meta, "where": where}))
     return problems
 
 
-def _final_answer(answer: str) -> str:
+def final_answer(answer: str) -> str:
     """GSM8K-style golds end their worked solution with '#### 72': keep just the answer."""
     return answer.rsplit("####", 1)[1].strip() if "####" in answer else answer
 
@@ -256,19 +256,6 @@ def score_response(response: str, problem: Problem) -> Score:
         return Score(0.0, False, pred)
     score = _task_score(task, problem.meta["entry"], response if pred is None else pred)
     return Score(score, score >= 1.0, pred)
-
-
-def grade_log(responses, answers) -> list[Score]:
-    r"""Grade logged responses against their gold answers as generated rollouts are graded: the last
-    \boxed{} of each response, checked by math-verify (gold first). Each distinct (gold, answer) pair is
-    checked once (`grade_pairs`): logs repeat answers.
-
-    >>> [s.correct for s in grade_log([r"so \boxed{4}", "4", r"\boxed{5}"], ["4", "4", "4"])]
-    [True, False, False]
-    """
-    preds = [extract_boxed(response) for response in responses]
-    golds = [None if gold is None else _final_answer(str(gold)) for gold in answers]
-    return [Score(float(ok), ok, pred) for ok, pred in zip(grade_pairs(zip(golds, preds)), preds)]
 
 
 def _task_score(task: str, entry: dict, answer: str) -> float:
