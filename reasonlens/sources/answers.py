@@ -111,7 +111,10 @@ def grade_pairs(pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
 
 
 def _integer_verdict(gold: str, pred: str) -> bool | None:
-    """``int(gold) == int(pred)`` when both are plain integers (math-verify's verdict on them); else None."""
+    """``int(gold) == int(pred)`` when both are plain integers (math-verify's verdict on them); else None.
+
+    Identical strings get no shortcut: math-verify's (x, x) is True only through its string fallback where
+    the parsed side is nan or zoo (it refuses to compare those), and they are rare (10 of 529 CHAMP pairs)."""
     gold, pred = gold.strip(), pred.strip()  # the strip `_as_latex` applies before math-verify sees them
     if _PLAIN_INTEGER.fullmatch(gold) and _PLAIN_INTEGER.fullmatch(pred):
         return int(gold) == int(pred)
