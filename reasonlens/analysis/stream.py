@@ -125,9 +125,10 @@ def _on_ray(fn, tasks: list, address=None) -> Iterator:
 def check_pairs(run, pairs: set, workers: int, folder: Path, record: Record) -> Path:
     """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers); the verdicts
     written to ``folder/verdicts.parquet``."""
-    ordered = sorted(pairs)
+    ordered = sorted(pairs)  # pairs of one gold side by side: a share parses each of its golds once
     shares = max(1, min(len(ordered), 4 * workers))  # several shares a worker: a slow pair holds up one share
-    chunks = [ordered[i::shares] for i in range(shares)] if ordered else []
+    cuts = np.linspace(0, len(ordered), shares + 1).astype(int)
+    chunks = [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])] if ordered else []
     verdicts = {}
     for chunk, (found, seconds) in zip(chunks, run(run_grade_task, chunks)):
         verdicts.update(zip(chunk, found))

@@ -339,8 +339,10 @@ def _fill_ids(df: pd.DataFrame) -> pd.DataFrame:
     """Add prompt_id (hash of the prompt text) and sample_id (order within step and prompt) where absent."""
     df = df.copy()
     if C.PROMPT_ID not in df.columns:
-        df[C.PROMPT_ID] = df[C.PROMPT].map(lambda p: hashlib.sha256(p.encode()).hexdigest()[:12])
-    df[C.PROMPT_ID] = df[C.PROMPT_ID].map(cell_text)
+        codes, prompts = pd.factorize(df[C.PROMPT], use_na_sentinel=False)  # a prompt's samples share one hash
+        df[C.PROMPT_ID] = np.array([hashlib.sha256(p.encode()).hexdigest()[:12] for p in prompts], dtype=object)[codes]
+    else:
+        df[C.PROMPT_ID] = df[C.PROMPT_ID].map(cell_text)
     if C.SAMPLE_ID not in df.columns:
         df[C.SAMPLE_ID] = df.groupby([C.STEP, C.PROMPT_ID]).cumcount()
     return df
