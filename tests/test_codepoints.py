@@ -115,10 +115,13 @@ def test_joined_words_by_hand():
 
 
 def test_covered_by_hand():
-    # words [0,2) [3,5) [6,9) [10,12); spans [1,4) meets the first two, [9,10) none (ends touch only), [11,20) the last
+    # words [0,2) [3,5) [6,9) [10,12); spans [1,4) meet the first two, [9,10) none (ends touch only), [11,20) the last
     starts, ends = np.array([0, 3, 6, 10]), np.array([2, 5, 9, 12])
     hit = batch.covered(np.array([1, 9, 11]), np.array([4, 10, 20]), starts, ends)
-    assert hit.tolist() == [True, True, False, True]
+    assert hit.tolist() == [0, 1, 3]
+    # two spans inside one word ("a's'b's" with the gram "'s"), and a span over two words: listed once each
+    hit = batch.covered(np.array([1, 5, 10]), np.array([3, 7, 14]), np.array([0, 10, 12]), np.array([7, 11, 15]))
+    assert hit.tolist() == [0, 1, 2]
 
 
 WIDE_PHRASES = ("so", "x\u00e9", "\u00fcber", "wait a")  # Latin-1 only: the texts' wider characters are stood in for

@@ -109,12 +109,15 @@ def leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def covered(span_starts: np.ndarray, span_ends: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """`overlaps` for sorted, disjoint, non-empty items (words) each inside its response, from the spans' side:
-    the words meeting span k are ``first[k]:last[k]``, two bisects per span (spans are ~20x fewer than words)."""
+    """Sorted indices of the items meeting a span: `overlaps` for sorted, disjoint, non-empty items (words) each
+    inside its response, from the spans' side. The words meeting span k are ``first[k]:last[k]``, two bisects
+    per span (spans are ~20x fewer than words); the ranges are merged and listed, never a per-word array."""
     first = np.searchsorted(ends, span_starts, side="right")  # (S,) first word ending after the span starts
     last = np.searchsorted(starts, span_ends, side="left")    # (S,) first word starting at or after its end
-    depth = np.bincount(first, minlength=starts.size + 1) - np.bincount(last, minlength=starts.size + 1)
-    return np.cumsum(depth[:-1]) > 0  # (W,) True = inside some span's word range
+    first, last = union(first, last)  # (G,) disjoint word ranges
+    size = last - first
+    before = np.cumsum(size) - size
+    return np.repeat(first - before, size) + np.arange(size.sum())  # (H,) each range's words, in order
 
 
 def overlaps(span_starts: np.ndarray, span_ends: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -195,9 +198,9 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
 
     word_starts, word_ends = words(low if norm is None else norm[:-1])
     word_bounds = np.searchsorted(word_starts, bases)
-    in_gram = covered(span_starts, span_ends, word_starts, word_ends)
-    planning_words = np.concatenate(([0], np.cumsum(in_gram)))[word_bounds]
-    free = ~in_gram
+    in_gram = covered(span_starts, span_ends, word_starts, word_ends)  # (H,) sorted word indices
+    free = np.ones(word_starts.size, dtype=bool)  # (W,) True = overlaps no gram
+    free[in_gram] = False
     owner = np.searchsorted(bases, starts[counted], side="right") - 1  # (K,) response of each counted gram
     # the join of the texts themselves only where str.lower has context (rare): joined_words lowers those words alone
     text = SEP.join(texts) if any(ch in t for t in texts for ch in CONTEXT_CHARS) else None
@@ -209,7 +212,7 @@ def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray
         C.GRAMS: _split(np.array(phrases, dtype=object)[index[counted]].tolist(), counted_bounds),
         C.GRAM_NEXT: _split(following, counted_bounds),
         C.N_WORDS: np.diff(word_bounds).tolist(),
-        C.N_PLANNING_WORDS: np.diff(planning_words).tolist(),
+        C.N_PLANNING_WORDS: np.diff(np.searchsorted(in_gram, word_bounds)).tolist(),
         C.N_REFLECTIONS: np.diff(np.searchsorted(reflected, bases)).tolist(),
     }
     if offsets is not None:
