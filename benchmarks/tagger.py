@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import long_chains_of_thought, reasoning_responses  # noqa: E402
 
-from reasonlens.hierarchy.tagger import PlanningTagger, regex_finder  # noqa: E402
+from reasonlens.hierarchy.matcher import regex_finder  # noqa: E402
+from reasonlens.hierarchy.tagger import PlanningTagger  # noqa: E402
 
 
 def pin_one_core() -> int:

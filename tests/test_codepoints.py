@@ -1,5 +1,5 @@
 """hierarchy.codepoints (the tag stage's text helpers on code point arrays) against their references:
-tagger.normalize_text / collapse_spaces, tag.WORD_RE, str.isalnum and str.lower per word."""
+matcher.normalize_text / collapse_spaces, tag.WORD_RE, str.isalnum and str.lower per word."""
 
 import sys
 
@@ -11,7 +11,7 @@ from reasonlens.hierarchy import batch
 from reasonlens.hierarchy import codepoints as cp
 from reasonlens.hierarchy.tag import WORD_RE, _tagger
 from reasonlens.hierarchy.lexicon import load_lexicon
-from reasonlens.hierarchy.tagger import collapse_spaces, lower_text, normalize_text
+from reasonlens.hierarchy.matcher import build_automaton, collapse_spaces, lower_text, normalize_text
 
 # whitespace of every kind (tab, newline, NEL, NBSP, U+3000, line separator), both apostrophes, sigma and
 # U+0130 (case rules with context / longer lower case), an astral letter and symbol, a control character
@@ -50,7 +50,7 @@ def test_collapse_codes_by_hand():
 
 
 def test_collapse_codes_with_the_paper_lexicon():
-    pairs = _tagger(load_lexicon("paper"))[0].automaton_.space_pairs
+    pairs = build_automaton(_tagger(load_lexicon("paper"))[0]).space_pairs
     text = "But \t wait,  so  we can\u00a0\u00a0see  that.\n\nLet\u2019s   check."
     norm = normalize_text(text)
     collapsed, kept, shifts = cp.collapse_codes(cp.normalize_codes(_low(text)), cp.pair_keys(pairs))

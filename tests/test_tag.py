@@ -8,7 +8,8 @@ from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy import batch as batch_module
 from reasonlens.hierarchy.codepoints import text_of
 from reasonlens.hierarchy.tag import TAG_COLUMNS, next_word_ngrams, tag_response, tag_rollouts, word_spans
-from reasonlens.hierarchy.tagger import PlanningTagger, leftmost_longest, span_union
+from reasonlens.hierarchy.matcher import leftmost_longest, span_union
+from reasonlens.hierarchy.tagger import PlanningTagger
 
 LEXICON = ["but wait", "let's try", "so", "wait"]
 

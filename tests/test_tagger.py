@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reasonlens.hierarchy.lexicon import Lexicon
-from reasonlens.hierarchy.tagger import (GramAutomaton, Match, PlanningTagger, build_automaton, collapse_spaces,
-                                         find_automaton, find_regex, gram_regex, is_canonical, leftmost_longest,
-                                         normalize_text, overlap_mask, regex_finder, span_union)
+from reasonlens.hierarchy.matcher import (GramAutomaton, Match, build_automaton, collapse_spaces, find_automaton,
+                                          find_regex, gram_regex, is_canonical, leftmost_longest, normalize_text,
+                                          overlap_mask, regex_finder, span_union)
+from reasonlens.hierarchy.tagger import PlanningTagger
 
 
 def found(tagger, text):

@@ -142,7 +142,8 @@ def test_grpo_and_topk_credit(runs):
 def test_planning_mask_equals_tagger_on_decoded_text(runs, setup):
     from transformers import AutoTokenizer
 
-    from reasonlens.hierarchy.tagger import PlanningTagger, leftmost_longest
+    from reasonlens.hierarchy.matcher import leftmost_longest
+    from reasonlens.hierarchy.tagger import PlanningTagger
     from reasonlens.models.offsets import DECODE_KWARGS, token_offsets
 
     tokenizer = AutoTokenizer.from_pretrained(setup["model"])

@@ -10,7 +10,7 @@ from reasonlens.exports import lazy_exports
 _EXPORTS = {
     "Lexicon": "reasonlens.hierarchy.lexicon",
     "load_lexicon": "reasonlens.hierarchy.lexicon",
-    "Match": "reasonlens.hierarchy.tagger",
+    "Match": "reasonlens.hierarchy.matcher",
     "PlanningTagger": "reasonlens.hierarchy.tagger",
 }
 __all__ = sorted(_EXPORTS)

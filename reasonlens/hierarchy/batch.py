@@ -26,7 +26,7 @@ from reasonlens import columns as C
 from reasonlens.hierarchy.codepoints import (CONTEXT_CHARS, Alphabet, alphabet, code_points, collapse_codes, is_alnum,
                                              joined_words, narrow_codes, normalize_codes, pair_keys, text_of,
                                              words)
-from reasonlens.hierarchy.tagger import PlanningTagger, build_automaton, lower_text
+from reasonlens.hierarchy.matcher import build_automaton, gram_finder, lower_text
 
 SEP = "\x00"
 
@@ -44,7 +44,7 @@ class BatchAutomaton(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
-    """Like `tagger.build_automaton` but storing phrase indices, or None if it would not build."""
+    """Like `matcher.build_automaton` but storing phrase indices, or None if it would not build."""
     grams = build_automaton(phrases)
     if grams is None:
         return None
@@ -59,7 +59,7 @@ def batch_automaton(phrases: tuple[str, ...]) -> Optional[BatchAutomaton]:
 
 def find_batch(grams: BatchAutomaton, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, ends, phrase indices) of every occurrence in a text, sorted by (start, end): the matches of
-    `tagger.find_automaton`, as arrays. ``norm`` (N + 1,): the `normalize_codes` of the code points of
+    `matcher.find_automaton`, as arrays. ``norm`` (N + 1,): the `normalize_codes` of the code points of
     ``lower_text(text)``, or their `narrow_codes` for ``grams.alphabet`` (the same occurrences)."""
     norm, kept, shifts = collapse_codes(norm, grams.pair_keys)
     hits = np.fromiter(itertools.chain.from_iterable(grams.automaton.iter(text_of(norm))),
@@ -75,17 +75,17 @@ def find_batch(grams: BatchAutomaton, norm: np.ndarray) -> tuple[np.ndarray, np.
     return start[order], end[order], index[order]
 
 
-def _find_each(tagger: PlanningTagger, texts: Sequence[str], bases: np.ndarray):
-    """`find_batch`'s arrays from ``tagger.find`` on each text (a lexicon the automaton cannot hold)."""
-    rows = [(m.start + base, m.end + base, m.gram) for text, base in zip(texts, bases.tolist())
-            for m in tagger.find(text)]
-    position = {p: i for i, p in enumerate(tagger.lexicon_.phrases)}
+def _find_each(phrases: tuple[str, ...], texts: Sequence[str], bases: np.ndarray):
+    """`find_batch`'s arrays from `matcher.gram_finder` on each text (a lexicon the automaton cannot hold)."""
+    find = gram_finder(phrases)
+    rows = [(m.start + base, m.end + base, m.gram) for text, base in zip(texts, bases.tolist()) for m in find(text)]
+    position = {p: i for i, p in enumerate(phrases)}
     return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64),
             np.array([position[r[2]] for r in rows], dtype=np.int64))
 
 
 def union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (start, end) intervals merged where they overlap or touch (`tagger.span_union`)."""
+    """Sorted (start, end) intervals merged where they overlap or touch (`matcher.span_union`)."""
     if starts.size == 0:
         return starts, ends
     reach = np.maximum.accumulate(ends)  # (M,) the furthest end so far
@@ -96,7 +96,7 @@ def union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Indices of the occurrences chosen left to right, longest first, without overlap
-    (`tagger.leftmost_longest`) among matches sorted by (start, end)."""
+    (`matcher.leftmost_longest`) among matches sorted by (start, end)."""
     if starts.size == 0:
         return starts
     longest = np.flatnonzero(np.concatenate((starts[1:] != starts[:-1], [True])))  # last (longest) per start
@@ -123,7 +123,7 @@ def covered(span_starts: np.ndarray, span_ends: np.ndarray, starts: np.ndarray, 
 def overlaps(span_starts: np.ndarray, span_ends: np.ndarray, starts: np.ndarray, ends: np.ndarray,
              lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """True where [starts, ends) shares a character with one of the disjoint sorted spans ``lo:hi`` of its
-    own response (`tagger.overlap_mask`, one bisect per item, vectorised)."""
+    own response (`matcher.overlap_mask`, one bisect per item, vectorised)."""
     i = np.maximum(np.searchsorted(span_ends, starts, side="right"), lo)  # first span ending after start
     inside = i < hi
     hit = np.zeros(starts.size, dtype=bool)
@@ -166,25 +166,24 @@ def _collector_paused():
 
 
 @_collector_paused()
-def tag_batch(texts: Sequence[str], tagger: PlanningTagger, planning: np.ndarray, reflection: np.ndarray,
+def tag_batch(texts: Sequence[str], phrases: tuple[str, ...], planning: np.ndarray, reflection: np.ndarray,
               offsets: Optional[Sequence] = None, n_next: int = 3) -> dict[str, list]:
     """The tag columns (`tag.TAG_COLUMNS`, and ``planning_mask`` with ``offsets``) of ``texts``, one
     list per column, identical to `tag.tag_response` on each text.
 
-    ``tagger`` (fitted) holds the lexicon and the reflection markers; ``planning`` / ``reflection`` (P,) bool
-    say which of its phrases belong to each. ``offsets``: per text, its tokens' [start, end] spans.
+    ``phrases`` are the lexicon's and the reflection markers; ``planning`` / ``reflection`` (P,) bool say
+    which of them belong to each. ``offsets``: per text, its tokens' [start, end] spans.
     """
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     bases = np.concatenate(([0], np.cumsum(lengths + 1)))  # (R + 1,) where each text starts in the join, and the end
     # (N,) shared by the matcher and the next words' text; lowered text by text, as the reference is (an
     # all-ASCII text takes str.lower's fast path, the join rarely is one)
     low = code_points(SEP.join(map(lower_text, texts)))
-    phrases = tagger.lexicon_.phrases
     grams = batch_automaton(phrases)
     # (N + 1,) one byte a character where the lexicon allows (nearly always): the automaton's text and the words'
     norm = None if grams is None else narrow_codes(low, grams.alphabet)
     if grams is None:
-        starts, ends, index = _find_each(tagger, texts, bases)
+        starts, ends, index = _find_each(phrases, texts, bases)
     else:
         starts, ends, index = find_batch(grams, normalize_codes(low) if norm is None else norm)
 

@@ -86,7 +86,7 @@ def _replacement_table() -> np.ndarray:
 
 
 def normalize_codes(low: np.ndarray) -> np.ndarray:
-    """`tagger.normalize_text` on the code points of ``lower_text(text)``: every whitespace character a space,
+    """`matcher.normalize_text` on the code points of ``lower_text(text)``: every whitespace character a space,
     U+2019 an apostrophe, plus one trailing space (N,) -> (N + 1,) uint32.
 
     Only a control character (below U+0020) or one beyond ASCII can change: these few are looked up in
@@ -108,7 +108,7 @@ def pair_keys(pairs: frozenset) -> np.ndarray:
 
 
 def collapse_codes(norm: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`tagger.collapse_spaces` on the code points of a normalised text (ending with a space): each run of
+    """`matcher.collapse_spaces` on the code points of a normalised text (ending with a space): each run of
     2+ spaces between a pair of ``keys`` (`pair_keys`) cut to one space. Returns (collapsed, kept, shifts)
     as arrays, with the meaning of ``collapse_spaces``'s lists."""
     space = norm == SPACE

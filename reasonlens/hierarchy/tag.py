@@ -11,7 +11,7 @@
   logs without tokens); ``n_reflections``: backtracking and verification markers.
 
 One matcher pass answers all of it: the lexicon and the reflection markers are compiled into one
-tagger and its occurrences split by phrase. `tag_response` is the reference, one response at a time;
+matcher (`matcher.gram_finder`) and its occurrences split by phrase. `tag_response` is the reference, one response at a time;
 `tag_rollouts` and `tag_texts` run the same rules over a whole batch as arrays (`hierarchy.batch`,
 ~10x faster; the tests hold them equal on real transcripts and generated text). The dynamics table, the top-grams
 figure, the report and the trainer's per-step metrics read these columns; none re-tags or decodes.
@@ -33,7 +33,7 @@ from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
 from reasonlens.hierarchy.batch import tag_batch
 from reasonlens.hierarchy.lexicon import Lexicon, LexiconSpec, load_lexicon
-from reasonlens.hierarchy.tagger import Match, PlanningTagger, gram_counts, leftmost_longest, overlap_mask, span_union
+from reasonlens.hierarchy.matcher import Match, gram_counts, gram_finder, leftmost_longest, overlap_mask, span_union
 
 TAG_VERSION = 1  # bump when the content of a tag column changes
 NEXT_WORDS = 3   # the "next non-SG word 3-gram" of the conditional procedural entropy
@@ -60,8 +60,7 @@ def next_word_ngrams(text: str, counted: Sequence[Match], spans: Sequence[tuple[
     wait, we add 3" both "so" and "but wait" continue with "we add 3". Words may cross sentence
     punctuation but never leave the response.
 
-    >>> t = PlanningTagger(["so", "but wait"])
-    >>> found = t.find("So, but wait, we add 3.")
+    >>> found = gram_finder(("so", "but wait"))("So, but wait, we add 3.")
     >>> next_word_ngrams("So, but wait, we add 3.", leftmost_longest(found), span_union(found))
     ['we add 3', 'we add 3']
     """
@@ -76,19 +75,17 @@ def next_word_ngrams(text: str, counted: Sequence[Match], spans: Sequence[tuple[
 
 
 @functools.lru_cache(maxsize=8)
-def _tagger(lexicon: Lexicon) -> tuple[PlanningTagger, frozenset, frozenset]:
-    """One tagger over the lexicon and the reflection markers, and the phrases of each."""
+def _tagger(lexicon: Lexicon) -> tuple[tuple[str, ...], frozenset, frozenset]:
+    """The phrases of one matcher over the lexicon and the reflection markers, and the phrases of each."""
     reflection = load_lexicon(list(REFLECTION_MARKERS)).phrases
-    both = Lexicon(f"{lexicon.name}+reflection", tuple(dict.fromkeys(lexicon.phrases + reflection)))
-    return PlanningTagger(both).fit(), frozenset(lexicon.phrases), frozenset(reflection)
+    return tuple(dict.fromkeys(lexicon.phrases + reflection)), frozenset(lexicon.phrases), frozenset(reflection)
 
 
 @functools.lru_cache(maxsize=8)
-def _batch_tagger(lexicon: Lexicon) -> tuple[PlanningTagger, np.ndarray, np.ndarray]:
-    """`_tagger` for `batch.tag_batch`: which of the tagger's phrases are grams (P,) and reflection markers (P,)."""
-    tagger, planning, reflection = _tagger(lexicon)
-    phrases = tagger.lexicon_.phrases
-    return tagger, np.array([p in planning for p in phrases]), np.array([p in reflection for p in phrases])
+def _batch_tagger(lexicon: Lexicon) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """`_tagger` for `batch.tag_batch`: which of the matcher's phrases are grams (P,) and reflection markers (P,)."""
+    phrases, planning, reflection = _tagger(lexicon)
+    return phrases, np.array([p in planning for p in phrases]), np.array([p in reflection for p in phrases])
 
 
 def tag_texts(texts: Sequence[str], lexicon: LexiconSpec = "paper", offsets=None) -> dict[str, list]:
@@ -98,8 +95,8 @@ def tag_texts(texts: Sequence[str], lexicon: LexiconSpec = "paper", offsets=None
     >>> tag_texts(["So we add.", "Wait."], ["so"])["n_planning_words"]
     [1, 0]
     """
-    tagger, planning, reflection = _batch_tagger(load_lexicon(lexicon))
-    return tag_batch(texts, tagger, planning, reflection, offsets, NEXT_WORDS)
+    phrases, planning, reflection = _batch_tagger(load_lexicon(lexicon))
+    return tag_batch(texts, phrases, planning, reflection, offsets, NEXT_WORDS)
 
 
 def tag_response(text: str, lexicon: LexiconSpec = "paper", offsets=None) -> dict:
@@ -109,8 +106,8 @@ def tag_response(text: str, lexicon: LexiconSpec = "paper", offsets=None) -> dic
     >>> row["grams"], row["planning_mask"], row["n_reflections"]
     (['but wait', 'so'], [True, True, True], 1)
     """
-    tagger, planning_phrases, reflection_phrases = _tagger(load_lexicon(lexicon))
-    found = tagger.find(text)  # the one pass over the text
+    phrases, planning_phrases, reflection_phrases = _tagger(load_lexicon(lexicon))
+    found = gram_finder(phrases)(text)  # the one pass over the text
     planning = [m for m in found if m.gram in planning_phrases]
     spans = span_union(planning)
     counted = leftmost_longest(planning)
@@ -175,7 +172,7 @@ def tag_text(text: str, *, lexicon="paper", tokenizer=None, trust_remote_code: b
 
             tokenizer = load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
         text, offsets = token_offsets(tokenizer, tokenizer.encode(text, add_special_tokens=False))
-    found = PlanningTagger(lexicon).find(text)  # every occurrence, for the spans shown
+    found = gram_finder(lexicon.phrases)(text)  # every occurrence, for the spans shown
     result = {"text": text, "lexicon": {"name": lexicon.name, "hash": lexicon.hash},
               "spans": [m._asdict() for m in found], "counts": gram_counts(found)}
     if offsets is not None:
