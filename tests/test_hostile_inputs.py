@@ -212,12 +212,14 @@ def test_full_disk_is_one_line_and_leaves_no_summary(tmp_path, monkeypatch):
 
     from reasonlens.analysis import stream
 
-    def no_space(path, parts, grades):  # a text log's rollouts.parquet is written from its steps' parts
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(stream, "write_rollouts", no_space)
+    def no_space(self, part, added):  # a text log's rows are written step by step as the second pass ends each
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+    monkeypatch.setattr(stream.RowsWriter, "write", no_space)
     log = small_log(tmp_path)
     refused(["analyze", "--rollouts", log, "--out", tmp_path / "out"],
-            names=["No space left on device", tmp_path / "out" / "rollouts.parquet"], inputs=[log], out=tmp_path / "out")
+            names=["No space left on device", tmp_path / "out" / "parts" / "rollouts.parquet"], inputs=[log],
+            out=tmp_path / "out")
+    assert not (tmp_path / "out" / "rollouts.parquet").exists()
 
 
 def test_config_and_weights_of_different_sizes(tmp_path, tiny_model_dir):

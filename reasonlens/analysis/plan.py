@@ -23,7 +23,7 @@ from reasonlens.records import check_writable
 
 OUTPUT_FILES = ("rollouts.parquet", "dynamics.csv", "dynamics.parquet", "summary.json", "lexicon.txt",
                 "report.html")
-OUTPUT_FOLDERS = ("rollouts", "tags", "figures", "tensorboard", ".watch")  # what an analysis folder's marker covers
+OUTPUT_FOLDERS = ("rollouts", "tags", "parts", "figures", "tensorboard", ".watch")  # what the folder's marker covers
 RAY_CONNECT_SECONDS = 10.0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -33,7 +32,6 @@ from reasonlens.records import atomic_path, cache_key, read_cached, step_file, t
 TOP_GRAMS = 12  # grams per step in the report's heatmap
 PARTS = "parts"  # OUT/parts/: each step's tagged rows (Arrow IPC) and the verdicts, until rollouts.parquet is written
 VERDICTS = "verdicts.parquet"  # OUT/parts/verdicts.parquet: gold, answer, equivalent
-GRADED_COLUMNS = (C.CORRECT, C.REWARD)  # what grading adds, right after PRED
 
 
 @dataclasses.dataclass(frozen=True)

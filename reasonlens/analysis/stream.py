@@ -40,7 +40,8 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.analysis.record import Record
-from reasonlens.analysis.steps import PARTS, StepTask, graded_note, run_grade_task, run_step_task, write_verdicts
+from reasonlens.analysis.steps import (PARTS, StepTask, graded_note, part_table, run_grade_task, run_step_task,
+                                      write_verdicts)
 from reasonlens.errors import ReasonlensError
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -138,8 +139,8 @@ def check_pairs(run, pairs: set, workers: int, folder: Path, record: Record) -> 
 
 def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record):
     """The dynamics table from the steps' part files (a second pass: `metrics.dynamics.step_result` of each, with
-    the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them; and, per
-    step, the rows' outcomes and grades."""
+    the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them, and the
+    rows' outcomes; meanwhile this process writes the graded rows, step by step (`RowsWriter`)."""
     from reasonlens.analysis.steps import MetricsTask, run_metrics_task
     from reasonlens.metrics.dynamics import dynamics_from_steps, pass_grid
 
@@ -147,17 +148,18 @@ def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: 
     ks, pass_k = pass_grid(pd.Series(np.repeat(list(sizes), list(sizes.values()))))
     tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed,
                          verdicts, graded) for _, part, _ in parts]
-    outcomes, grades = [], []
+    outcomes = []
+    with RowsWriter(parts, graded is not None, record) as rows:
 
-    def steps():
-        for result in run(run_metrics_task, tasks):
-            outcomes.append(result.outcomes)
-            grades.append(result.graded)
-            record.add_seconds(result.seconds)
-            yield result.step
+        def steps():
+            for (_, part, _), result in zip(parts, run(run_metrics_task, tasks)):
+                outcomes.append(result.outcomes)
+                record.add_seconds(result.seconds)
+                rows.write(part, result.graded)
+                yield result.step
 
-    dynamics = dynamics_from_steps(steps(), bootstrap=config.bootstrap, seconds=record.seconds)
-    return dynamics, pd.concat(outcomes, ignore_index=True), grades
+        dynamics = dynamics_from_steps(steps(), bootstrap=config.bootstrap, seconds=record.seconds)
+    return dynamics, pd.concat(outcomes, ignore_index=True), rows.path
 
 
 def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
@@ -192,9 +194,9 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
         _warn_once(messages)
         parts.sort()
         verdicts = check_pairs(run, pairs, workers, plan.out / PARTS, record)
-        dynamics, outcomes, grades = dynamics_of(run, parts, sizes, verdicts, graded, plan, record)
+        dynamics, outcomes, rows = dynamics_of(run, parts, sizes, verdicts, graded, plan, record)
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
-        "dynamics": dynamics, "parts": parts, "grades": grades, "workers": "ray" if config.ray else workers,
+        "dynamics": dynamics, "parts": parts, "rows": rows, "workers": "ray" if config.ray else workers,
         "outcomes": outcomes, "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}, record
 
 
@@ -210,34 +212,71 @@ def _warn_once(messages: list[str]) -> None:
             warnings.warn(message + (f" (and the same in {more} more step(s))" if more else ""), stacklevel=3)
 
 
-def write_rollouts(path: Path, parts: list[tuple[int, Path, int]], grades: list[dict]) -> Path:
-    """``rollouts.parquet`` from the steps' part files and their grades (columns right after PRED), one row group
-    per step, in step order; written under a temporary name then renamed; the parts are removed after."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class RowsWriter:
+    """The graded rows of every step into ``OUT/parts/rollouts.parquet``, one row group per step in step order, as
+    the second pass hands them back; `place_rollouts` moves the finished file into the folder."""
 
-    from reasonlens.analysis.steps import part_table
-    from reasonlens.records import atomic_path
+    def __init__(self, parts: list[tuple[int, Path, int]], graded: bool, record: Record):
+        self.path = parts[0][1].parent / "rollouts.parquet"
+        self.graded, self.record = graded, record
+        self.schemas = [self._schema(part) for _, part, _ in parts]
+        self.same = all(s.equals(self.schemas[0]) for s in self.schemas)
 
-    def table(part: Path, added: dict):
-        rows = part_table(part)
-        at = rows.schema.get_field_index(C.PRED) + 1
-        for offset, (name, values) in enumerate(added.items()):
-            rows = rows.add_column(at + offset, name, pa.array(values, pa.bool_() if name == C.CORRECT else pa.float64()))
-        return rows
+    def __enter__(self) -> "RowsWriter":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-    schemas = [table(part, added).schema for (_, part, _), added in zip(parts, grades)]
-    same = all(s.equals(schemas[0]) for s in schemas)
-    schema = schemas[0] if same else pa.unify_schemas(schemas, promote_options="permissive")
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for (_, part, n), added in zip(parts, grades):
-            rows = table(part, added)
-            if not same:
-                rows = pa.table({f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type)
+        schema = self.schemas[0] if self.same else pa.unify_schemas(self.schemas, promote_options="permissive")
+        self.writer = pq.ParquetWriter(self.path, schema)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.close()
+
+    def write(self, part: Path, added: dict) -> None:
+        """A step's rows, with what grading added right after PRED."""
+        import pyarrow as pa
+
+        with self.record.timed("write"):
+            rows = _with_grades(part_table(part), added)
+            schema = self.writer.schema
+            if not self.same:
+                rows = pa.table({f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(len(rows), f.type)
                                  for f in schema}).cast(schema)
-            writer.write_table(rows, row_group_size=max(n, 1))
-    if parts:
-        shutil.rmtree(parts[0][1].parent, ignore_errors=True)
+            self.writer.write_table(rows, row_group_size=max(len(rows), 1))
+
+    def _schema(self, part: Path):
+        """The schema of a part's rows once graded."""
+        schema = part_table(part).schema
+        if self.graded:  # what `steps.grade_rows` adds: CORRECT, and REWARD unless the log has one
+            at = schema.get_field_index(C.PRED) + 1
+            for offset, name in enumerate([C.CORRECT] + ([C.REWARD] if C.REWARD not in schema.names else [])):
+                schema = schema.insert(at + offset, _graded_field(name))
+        return schema
+
+
+def _graded_field(name: str):
+    """CORRECT is boolean, REWARD a float."""
+    import pyarrow as pa
+
+    return pa.field(name, pa.bool_() if name == C.CORRECT else pa.float64())
+
+
+def _with_grades(rows, added: dict):
+    """A part's Arrow rows with the graded columns right after PRED (the order of `steps.with_grades`)."""
+    import pyarrow as pa
+
+    at = rows.schema.get_field_index(C.PRED) + 1
+    for offset, (name, values) in enumerate(added.items()):
+        field = _graded_field(name)
+        rows = rows.add_column(at + offset, field, pa.array(values, field.type))
+    return rows
+
+
+def place_rollouts(rows: Path, path: Path) -> Path:
+    """The finished ``OUT/parts/rollouts.parquet`` moved to ``path``; the parts are removed after."""
+    os.replace(rows, path)
+    shutil.rmtree(rows.parent, ignore_errors=True)
     return path
 
 
@@ -273,7 +312,7 @@ def finish_stream(plan: Plan, record: Record, inputs: Inputs, aggregates: dict, 
     summary = summarize(plan, record, inputs, outcomes, phases, started)
     summary["workers"] = aggregates["workers"]
     write_outputs(plan, record, summary, dynamics,
-                  write_rollouts=lambda path: write_rollouts(path, parts, aggregates["grades"]),
+                  write_rollouts=lambda path: place_rollouts(aggregates["rows"], path),
                   top_grams=lambda: aggregates["top_grams"],
                   example_rows=lambda: example_rows(out / "rollouts.parquet", parts, summary["phases"]))
     summary["trackers"] = export(plan, record, dynamics, outcomes, summary["phases"], trackers)
