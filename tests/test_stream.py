@@ -162,7 +162,7 @@ def test_ray_steps_equal_the_pool(runs, tmp_path):
     assert json.loads((tmp_path / "ray" / "summary.json").read_text())["workers"] == "ray"
 
 
-def test_each_answer_pair_is_checked_once_in_shares(tmp_path, monkeypatch):
+def test_each_answer_pair_is_checked_once_in_shares_and_kept_for_a_rerun(tmp_path, monkeypatch):
     from reasonlens.analysis import steps, stream
     from reasonlens.analysis.record import Record
     from reasonlens.sources import answers
@@ -178,34 +178,16 @@ def test_each_answer_pair_is_checked_once_in_shares(tmp_path, monkeypatch):
     # one worker: min(5 pairs, 4 shares a worker) = 4 shares, every pair in exactly one of them
     assert len(calls) == 4 and sorted(p for share in calls for p in share) == sorted(pairs)
     assert record.seconds["grade"] > 0
-
-
-def test_a_parquet_log_is_read_in_runs_of_row_groups_no_step_spans(tmp_path, runs):
-    root, dump = runs
-    table = logs.read_rollout_log(dump)  # 54 rows: steps 0-3 of 12 rows, step 4 of 6
-    by_step = tmp_path / "by_step.parquet"
-    table.to_parquet(by_step, row_group_size=6)  # two row groups a step (one for step 4)
-    assert logs.row_group_runs(by_step) == [(0, 1), (2, 3), (4, 5), (6, 7), (8,)]
-    spanning = tmp_path / "spanning.parquet"
-    table.to_parquet(spanning, row_group_size=5)  # each group shares a step with the next: one run of all
-    assert logs.row_group_runs(spanning) == [tuple(range(11))]
-    backwards = tmp_path / "backwards.parquet"
-    table.iloc[::-1].to_parquet(backwards, row_group_size=6)  # step 4 first: runs still one step each
-    assert logs.row_group_runs(backwards) == [(7, 8), (5, 6), (3, 4), (1, 2), (0,)]  # in step order
-    assert logs.row_group_runs(dump / "0.jsonl") == [None]
-    layout = logs.detect_layout(by_step)
-    assert [key for key, _ in layout.parts] == logs.row_group_runs(by_step)
-    for log in (by_step, backwards):  # analyzed step by step: the numbers of the dump itself
-        out = tmp_path / f"out_{log.stem}"
-        analyze(AnalyzeConfig(rollouts=log, out=out, workers=2, report=False), progress=False)
-        pd.testing.assert_frame_equal(pd.read_parquet(out / "dynamics.parquet"),
-                                      pd.read_parquet(root / "w1" / "dynamics.parquet"))
-
-
-def test_a_bad_value_in_a_row_group_names_its_row_in_the_file(tmp_path, runs):
-    table = logs.read_rollout_log(runs[1])
-    table.loc[40, C.REWARD] = float("inf")  # step 3, in the file's row group 6 (rows 36-41)
-    path = tmp_path / "log.parquet"
-    table.to_parquet(path, row_group_size=6)
-    with pytest.raises(ReasonlensError, match=r"row 40: reward = inf"):
-        analyze(AnalyzeConfig(rollouts=path, out=tmp_path / "out", workers=1, report=False), progress=False)
+    # a rerun in the same folder checks only the pair it has not seen, and keeps every verdict
+    calls.clear()
+    path = stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs | {("3", "3.0")}, 1, tmp_path, Record())
+    assert calls == [[("3", "3.0")]]
+    assert steps.load_verdicts(path, path.stat().st_mtime_ns) == verdicts | {("3", "3.0"): True}
+    written = path.stat().st_mtime_ns  # nothing new: the file is left as it is (a --watch poll rewrites nothing)
+    assert stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs, 1, tmp_path, Record()) == path
+    assert path.stat().st_mtime_ns == written
+    # made by another math-verify (another cache key): checked again
+    monkeypatch.setattr(steps, "verdicts_key", lambda: "other")
+    calls.clear()
+    stream.check_pairs(lambda fn, tasks: map(fn, tasks), {("7", "8")}, 1, tmp_path, Record())
+    assert calls == [[("7", "8")]]

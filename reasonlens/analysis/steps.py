@@ -6,7 +6,7 @@
    seconds and the answer pairs the step needs verdicts for (gold vs answer, answer vs answer).
 2. `run_grade_task` checks a share of the distinct pairs of all steps with math-verify (~10 ms a pair, so
    each pair is checked once in the whole run, not once per step or per worker); the driver writes the
-   verdicts to ``OUT/parts/verdicts.parquet``.
+   verdicts to ``OUT/tags/verdicts.parquet``, where a rerun finds them.
 3. `run_metrics_task` reads a step's part back (without its response text when answers are extracted),
    grades its rows from the verdicts and computes `metrics.dynamics.step_result`.
 Nothing here depends on the other steps, so steps run in any order, on any process, with identical results.
@@ -30,8 +30,9 @@ from reasonlens.analysis.record import timed
 from reasonlens.records import atomic_path, cache_key, read_cached, step_file, text_digest, write_cached
 
 TOP_GRAMS = 12  # grams per step in the report's heatmap
-PARTS = "parts"  # OUT/parts/: each step's tagged rows (Arrow IPC) and the verdicts, until rollouts.parquet is written
-VERDICTS = "verdicts.parquet"  # OUT/parts/verdicts.parquet: gold, answer, equivalent
+PARTS = "parts"  # OUT/parts/: each step's tagged rows (Arrow IPC), until rollouts.parquet is written
+VERDICTS = "verdicts.parquet"  # OUT/tags/verdicts.parquet: x, y, equivalent (is y the same answer as x?)
+VERDICTS_VERSION = 1  # bump when `sources.answers.answers_equivalent` changes its verdicts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ class MetricsTask:
     quantile: float
     bootstrap: int
     seed: int
-    verdicts: Path        # OUT/parts/verdicts.parquet
+    verdicts: Path        # OUT/tags/verdicts.parquet
     graded: Optional[str] = None  # the gold-answer column to grade against, if the log has no verdicts
 
 
@@ -161,14 +162,33 @@ def _keys(rows: pd.DataFrame, graded: Optional[str]) -> list:
     return answer_keys(preds, rows[graded].tolist())
 
 
-def write_verdicts(folder: Path, pairs: list, verdicts: list[bool]) -> Path:
-    """``folder/verdicts.parquet``: each checked pair and its verdict."""
-    path = folder / VERDICTS
-    frame = pd.DataFrame({"x": [p[0] for p in pairs], "y": [p[1] for p in pairs], "equivalent": verdicts},
-                         columns=["x", "y", "equivalent"]).astype({"x": object, "y": object, "equivalent": bool})
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+def verdicts_key() -> str:
+    """The cache key of a folder's verdicts: they hold while math-verify and our use of it are the same."""
+    from importlib.metadata import version
+
+    return cache_key("verdicts", VERDICTS_VERSION, version("math-verify"))
+
+
+def verdicts_path(out: Path) -> Path:
+    """``OUT/tags/verdicts.parquet``."""
+    return out / "tags" / VERDICTS
+
+
+def known_verdicts(out: Path) -> dict[tuple[str, str], bool]:
+    """The verdicts an earlier analysis of this folder checked (`write_verdicts`), if made the same way."""
+    frame = read_cached(verdicts_path(out), verdicts_key())
+    return {} if frame is None else dict(zip(zip(frame["x"], frame["y"]), frame["equivalent"].tolist()))
+
+
+def write_verdicts(out: Path, verdicts: dict[tuple[str, str], bool]) -> Path:
+    """``OUT/tags/verdicts.parquet``: each checked pair (x, y) and whether y is the same answer as x; kept, so a
+    rerun (or the next poll of --watch) checks only pairs it has not seen."""
+    path = verdicts_path(out)
+    frame = pd.DataFrame({"x": [p[0] for p in verdicts], "y": [p[1] for p in verdicts],
+                          "equivalent": list(verdicts.values())}, columns=["x", "y", "equivalent"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_cached(path, verdicts_key(), frame.astype({"x": object, "y": object, "equivalent": bool}),
+                 n_pairs=len(frame))
     return path
 
 

@@ -40,8 +40,8 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.analysis.record import Record
-from reasonlens.analysis.steps import (PARTS, StepTask, graded_note, part_table, run_grade_task, run_step_task,
-                                      write_verdicts)
+from reasonlens.analysis.steps import (StepTask, graded_note, known_verdicts, part_table, run_grade_task,
+                                      run_step_task, verdicts_path, write_verdicts)
 from reasonlens.errors import ReasonlensError
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -123,18 +123,19 @@ def _on_ray(fn, tasks: list, address=None) -> Iterator:
                                   "steps are cached).") from None
 
 
-def check_pairs(run, pairs: set, workers: int, folder: Path, record: Record) -> Path:
-    """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers); the verdicts
-    written to ``folder/verdicts.parquet``."""
-    ordered = sorted(pairs)  # pairs of one gold side by side: a share parses each of its golds once
+def check_pairs(run, pairs: set, workers: int, out: Path, record: Record) -> Path:
+    """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers), except those an
+    earlier analysis of this folder checked; all the verdicts written to ``OUT/tags/verdicts.parquet``."""
+    verdicts = known_verdicts(out)
+    known = len(verdicts)
+    ordered = sorted(pairs.difference(verdicts))  # pairs of one gold side by side: a share parses each gold once
     shares = max(1, min(len(ordered), 4 * workers))  # several shares a worker: a slow pair holds up one share
     cuts = np.linspace(0, len(ordered), shares + 1).astype(int)
     chunks = [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])] if ordered else []
-    verdicts = {}
     for chunk, (found, seconds) in zip(chunks, run(run_grade_task, chunks)):
         verdicts.update(zip(chunk, found))
         record.add_seconds(seconds)
-    return write_verdicts(folder, list(verdicts), list(verdicts.values()))
+    return write_verdicts(out, verdicts) if len(verdicts) > known or not known else verdicts_path(out)
 
 
 def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record):
@@ -193,7 +194,7 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
         bar.remove_task(progress)
         _warn_once(messages)
         parts.sort()
-        verdicts = check_pairs(run, pairs, workers, plan.out / PARTS, record)
+        verdicts = check_pairs(run, pairs, workers, plan.out, record)
         dynamics, outcomes, rows = dynamics_of(run, parts, sizes, verdicts, graded, plan, record)
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
         "dynamics": dynamics, "parts": parts, "rows": rows, "workers": "ray" if config.ray else workers,
