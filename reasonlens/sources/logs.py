@@ -232,6 +232,11 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
         return series.astype(int)  # the common case, without a Python loop
     if parse is parse_bool and pd.api.types.is_bool_dtype(series):
         return series
+    if parse is parse_reward and pd.api.types.infer_dtype(series, skipna=False) in ("floating", "integer",
+                                                                                   "mixed-integer-float"):
+        numbers = series.astype(float)  # numbers only (no bool, text or None): finite ones need no loop
+        if np.isfinite(numbers).all():
+            return numbers
     values = []
     for where, value in zip(df[_WHERE], series.tolist()):
         try:
