@@ -232,6 +232,8 @@ def prompt_key(df: pd.DataFrame) -> pd.Series:
 def correctness(df: pd.DataFrame) -> pd.Series:
     """1.0/0.0 per row from CORRECT (parsed strictly), else REWARD > 0.5; NaN where unknown."""
     if rc.CORRECT in df.columns:
+        if pd.api.types.is_bool_dtype(df[rc.CORRECT]):  # graded here, or a clean log: nothing to parse
+            return df[rc.CORRECT].astype(float)
         try:
             values = [parse_bool(v) for v in df[rc.CORRECT]]
         except ValueError as err:

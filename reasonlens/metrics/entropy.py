@@ -106,8 +106,13 @@ def prompt_answer_entropies(answers_by_prompt: Iterable[Sequence[str | None]],
 
     The bootstrap resamples these per-prompt values (the clusters of a prompt move with it).
     """
-    return np.array([shannon_entropy(Counter(cluster_answers(list(a), equivalent)), base) if len(a) else math.nan
+    return np.array([_cluster_entropy(cluster_answers(list(a), equivalent), base) if len(a) else math.nan
                      for a in answers_by_prompt], dtype=float)
+
+
+def _cluster_entropy(labels: list[int], base: float) -> float:
+    """`shannon_entropy` of the cluster frequencies; one cluster (the common case) is 0.0 at once."""
+    return 0.0 if max(labels) == 0 else shannon_entropy(Counter(labels), base)
 
 
 def answer_semantic_entropy(answers_by_prompt: Iterable[Sequence[str | None]],
