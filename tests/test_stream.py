@@ -202,3 +202,34 @@ def test_step_workers_run_with_one_thread_and_glibc_keeping_freed_memory():
         seen = list(run(os.getenv, list(stream.WORKER_ENV)))  # read in the spawned workers
     assert seen == list(stream.WORKER_ENV.values()) and seen[0] == "1"
     assert os.getenv("MALLOC_MMAP_THRESHOLD_") != stream.WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]  # this process restored
+
+
+def test_a_parquet_log_is_read_in_runs_of_row_groups_no_step_spans(tmp_path, runs):
+    root, dump = runs
+    table = logs.read_rollout_log(dump)  # 54 rows: steps 0-3 of 12 rows, step 4 of 6
+    by_step = tmp_path / "by_step.parquet"
+    table.to_parquet(by_step, row_group_size=6)  # two row groups a step (one for step 4)
+    assert logs.row_group_runs(by_step) == [(0, 1), (2, 3), (4, 5), (6, 7), (8,)]
+    spanning = tmp_path / "spanning.parquet"
+    table.to_parquet(spanning, row_group_size=5)  # each group shares a step with the next: one run of all
+    assert logs.row_group_runs(spanning) == [tuple(range(11))]
+    backwards = tmp_path / "backwards.parquet"
+    table.iloc[::-1].to_parquet(backwards, row_group_size=6)  # step 4 first: runs still one step each
+    assert logs.row_group_runs(backwards) == [(7, 8), (5, 6), (3, 4), (1, 2), (0,)]  # in step order
+    assert logs.row_group_runs(dump / "0.jsonl") == [None]
+    layout = logs.detect_layout(by_step)
+    assert [key for key, _ in layout.parts] == logs.row_group_runs(by_step)
+    for log in (by_step, backwards):  # analyzed step by step: the numbers of the dump itself
+        out = tmp_path / f"out_{log.stem}"
+        analyze(AnalyzeConfig(rollouts=log, out=out, workers=2, report=False), progress=False)
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "dynamics.parquet"),
+                                      pd.read_parquet(root / "w1" / "dynamics.parquet"))
+
+
+def test_a_bad_value_in_a_row_group_names_its_row_in_the_file(tmp_path, runs):
+    table = logs.read_rollout_log(runs[1])
+    table.loc[40, C.REWARD] = float("inf")  # step 3, in the file's row group 6 (rows 36-41)
+    path = tmp_path / "log.parquet"
+    table.to_parquet(path, row_group_size=6)
+    with pytest.raises(ReasonlensError, match=r"row 40: reward = inf"):
+        analyze(AnalyzeConfig(rollouts=path, out=tmp_path / "out", workers=1, report=False), progress=False)
