@@ -233,3 +233,16 @@ def test_a_bad_value_in_a_row_group_names_its_row_in_the_file(tmp_path, runs):
     table.to_parquet(path, row_group_size=6)
     with pytest.raises(ReasonlensError, match=r"row 40: reward = inf"):
         analyze(AnalyzeConfig(rollouts=path, out=tmp_path / "out", workers=1, report=False), progress=False)
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(runs, tmp_path):
+    # spawned workers import the calling script again: unguarded, each re-runs analyze() and dies (our lock
+    # stops it); the caller gets one ReasonlensError saying what to do, not a BrokenProcessPool traceback
+    script = tmp_path / "unguarded.py"
+    script.write_text("from reasonlens.analysis.config import AnalyzeConfig\nfrom reasonlens.analysis.run import analyze\n"
+                      f"analyze(AnalyzeConfig(rollouts={str(runs[1])!r}, out={str(tmp_path / 'out')!r}, workers=2, "
+                      "report=False), progress=False)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("reasonlens.errors.ReasonlensError: a worker process died") and "__main__" in last

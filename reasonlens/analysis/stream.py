@@ -30,6 +30,7 @@ import shutil
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -74,8 +75,12 @@ def task_runner(workers: int, use_ray: bool = False, address=None):
     elif workers <= 1:
         yield lambda fn, tasks: map(fn, tasks)
     else:
-        with _environment(WORKER_ENV), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            yield functools.partial(_on_pool, pool)
+        with _environment(WORKER_ENV):
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            try:
+                yield functools.partial(_on_pool, pool)
+            finally:  # no wait: the workers wind down (~0.6 s) while the report is written
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager
@@ -98,7 +103,12 @@ def _on_pool(pool: ProcessPoolExecutor, fn, tasks: list) -> Iterator:
     futures = [pool.submit(fn, task) for task in tasks]
     try:
         for future in futures:
-            yield future.result()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                raise ReasonlensError("a worker process died (out of memory, killed, or analyze() called from a "
+                                      "script without `if __name__ == \"__main__\":` around it, which spawned "
+                                      "workers re-run). Guard the call, lower --workers, or pass --workers 1.") from None
     finally:
         for future in futures:
             future.cancel()
