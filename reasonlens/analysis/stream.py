@@ -1,22 +1,24 @@
 """Text-only analysis of a rollout log step by step: every core (or a Ray cluster), bounded memory.
 
-The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step
-file: ``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a single-file log is one), and each runs
-`steps.run_step_task` (read, grade, tag, per-step metrics, write the step's part) in a worker: a
-process of a pool (``--workers N``, default the usable cores, one thread each) or a Ray task
-(``--ray``). The driver holds only what the steps hand back (prompt-group sizes, top grams, the rows'
-outcome columns, one dynamics row per step), so peak memory follows the largest step, not the run:
+The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step file:
+``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a Parquet file's runs of row groups; a
+single JSONL file is one), and each runs `steps.run_step_task` (read, find the final answers, tag, write the
+step's part, list its answer pairs) in a worker: a process of a pool (``--workers N``, default the usable
+cores, `WORKER_ENV`) or a Ray task (``--ray``). The driver holds only what the steps hand back
+(prompt-group sizes, top grams, answer pairs, the rows' outcome columns, one dynamics row per step), so
+peak memory follows the largest step, not the run:
 
 - between the passes, the distinct answer pairs of all steps (gold vs answer, answer vs answer) are
-  checked once each, split over the workers (`steps.run_grade_task`; math-verify is the costly part);
+  checked once each, split over the workers (`steps.run_grade_task`; math-verify is the costly part), and
+  kept in ``OUT/tags/verdicts.parquet`` for the next run;
 - the dynamics table comes from a second pass over the steps' tagged parts, `metrics.dynamics.step_result`
   of each with the pass@k grid of all steps and the verdicts, gathered by `dynamics_from_steps` (the
   ratios to the first step and their bootstrap intervals): what `dynamics_table` gives on the whole
   table (tested equal);
-- ``rollouts.parquet`` is written from the steps' parts and their grades, one row group per step, under
-  a temporary name then renamed; the report's example responses are read back from the row groups of
-  the steps it shows (first, last, phase boundaries), the same rows `report.html.examples_html` picks
-  from the whole table.
+- meanwhile the driver writes the graded rows to ``OUT/parts/rollouts.parquet``, one row group per step
+  (`RowsWriter`), moved into place with the other outputs; the report's example responses are
+  read back from the row groups of the steps it shows (first, last, phase boundaries), the same rows
+  `report.html.examples_html` picks from the whole table.
 Results do not depend on the number of workers (tested).
 """
 
