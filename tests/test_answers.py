@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
@@ -10,12 +9,12 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark_modules import benchmark_module
 from reasonlens.sources.answers import _integer_verdict, _parsed, answers_equivalent, extract_boxed, grade_pairs
 
 EXTRACT = {
@@ -76,18 +75,7 @@ def test_equivalence_in_worker_threads():
 
 
 # ---- grading at scale (issue 18): the integer fast path, the parse cache, grade_pairs ----------------
-def _grading_benchmark():
-    """benchmarks/grading.py, loaded by path (benchmarks/ is not a package): its `baseline_equivalent` is
-    answers_equivalent as it was before the parse cache and the fast path, the reference here."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grading.py"
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("_bench_grading", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _grading_benchmark().baseline_equivalent.__wrapped__  # uncached: every call parses both sides
+REFERENCE = benchmark_module("grading").baseline_equivalent.__wrapped__  # uncached: every call parses both sides
 
 # (gold, pred, math-verify's verdict, decided by the fast path?). Verdicts checked against REFERENCE below.
 INTEGER_CASES = {
@@ -199,7 +187,7 @@ def test_grading_imports_no_torch():
 def test_grading_benchmark_inputs_and_routes(tmp_path):
     """benchmarks/grading.py on a two-step verl dump: distinct pairs in log order (golds through
     final_answer), one pred group per (step, prompt), and both routes' verdicts and entropies."""
-    bench = _grading_benchmark()
+    bench = benchmark_module("grading")
     rows = [(0, "p", "so #### 4", r"\boxed{4}"), (0, "p", "4", r"\boxed{04}"), (0, "q", "1/2", r"\boxed{0.5}"),
             (1, "p", "4", r"\boxed{4}"), (1, "p", "4", "no box"), (1, "q", None, r"\boxed{7}")]
     for step in (0, 1):

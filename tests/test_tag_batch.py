@@ -1,28 +1,18 @@
 """The vectorised tag path (hierarchy.batch, tag.tag_texts) against the reference tag.tag_response, column by column."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark_modules import benchmark_module
 from reasonlens import columns as C
 from reasonlens.hierarchy import batch
 from reasonlens.hierarchy.lexicon import Lexicon
 from reasonlens.hierarchy.tag import TAG_COLUMNS, tag_response, tag_rollouts, tag_texts
 
 ALL = TAG_COLUMNS + [C.PLANNING_MASK]
-
-
-def _corpus():
-    """benchmarks/_corpus.py, loaded by path (benchmarks/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "_corpus.py"
-    spec = importlib.util.spec_from_file_location("_bench_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _token_offsets(text):
@@ -42,7 +32,7 @@ def _mismatches(texts, lexicon="paper", offsets=None):
 
 
 def test_batch_equals_reference_on_real_transcripts():
-    corpus = _corpus()
+    corpus = benchmark_module("_corpus")
     texts = [r["response"] for r in corpus.champ_transcripts()[:1200:3]] + corpus.long_chains_of_thought(6, seed=3)
     assert _mismatches(texts, offsets=[_token_offsets(t) for t in texts]) == []
     fast = tag_texts(texts)

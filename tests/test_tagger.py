@@ -6,15 +6,14 @@ two independent references: the one-regex trie (``find_regex``) and one regex pe
 """
 
 import copy
-import importlib.util
 import pickle
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark_modules import benchmark_module
 from reasonlens.hierarchy.lexicon import Lexicon
 from reasonlens.hierarchy.matcher import (GramAutomaton, Match, build_automaton, collapse_spaces, find_automaton,
                                           find_regex, gram_regex, is_canonical, leftmost_longest, normalize_text,
@@ -245,17 +244,8 @@ def test_automaton_equals_regex_on_paper_lexicon(text):
     assert PAPER.find(text) == find_regex(PAPER.lexicon_.phrases, text)
 
 
-def _benchmark_corpus():
-    """benchmarks/_corpus.py, loaded by path (benchmarks/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "_corpus.py"
-    spec = importlib.util.spec_from_file_location("_bench_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_automaton_equals_regex_on_realistic_reasoning():
-    corpus = _benchmark_corpus()
+    corpus = benchmark_module("_corpus")
     texts = corpus.reasoning_responses(150, seed=7) + corpus.long_chains_of_thought(8, seed=7)
     phrases = PAPER.lexicon_.phrases
     mismatched = [i for i, text in enumerate(texts) if PAPER.find(text) != find_regex(phrases, text)]
