@@ -146,10 +146,14 @@ def grade_rows(rows: pd.DataFrame, graded: str, verdicts: dict) -> dict:
     from reasonlens.sources.grading import scores
 
     found = scores(rows[C.PRED].tolist(), _keys(rows, graded), verdicts)
-    added = {C.CORRECT: [s.correct for s in found]}
-    if C.REWARD not in rows:  # a logged score stays the reward
-        added[C.REWARD] = [s.reward for s in found]
-    return added
+    values = {C.CORRECT: [s.correct for s in found], C.REWARD: [s.reward for s in found]}
+    return {name: values[name] for name in graded_columns(rows.columns)}
+
+
+def graded_columns(columns) -> list[str]:
+    """What grading adds to rows with these ``columns``: CORRECT, and REWARD unless the log has one (a logged
+    score stays the reward)."""
+    return [C.CORRECT] + ([C.REWARD] if C.REWARD not in columns else [])
 
 
 def _keys(rows: pd.DataFrame, graded: Optional[str]) -> list:
@@ -177,25 +181,28 @@ def verdicts_path(out: Path) -> Path:
 def known_verdicts(out: Path) -> dict[tuple[str, str], bool]:
     """The verdicts an earlier analysis of this folder checked (`write_verdicts`), if made the same way."""
     frame = read_cached(verdicts_path(out), verdicts_key())
-    return {} if frame is None else dict(zip(zip(frame["x"], frame["y"]), frame["equivalent"].tolist()))
+    return {} if frame is None else _verdicts(frame)
 
 
 def write_verdicts(out: Path, verdicts: dict[tuple[str, str], bool]) -> Path:
     """``OUT/tags/verdicts.parquet``: each checked pair (x, y) and whether y is the same answer as x; kept, so a
     rerun (or the next poll of --watch) checks only pairs it has not seen."""
     path = verdicts_path(out)
-    frame = pd.DataFrame({"x": [p[0] for p in verdicts], "y": [p[1] for p in verdicts],
-                          "equivalent": list(verdicts.values())}, columns=["x", "y", "equivalent"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_cached(path, verdicts_key(), frame.astype({"x": object, "y": object, "equivalent": bool}),
-                 n_pairs=len(frame))
+    frame = pd.DataFrame({"x": pd.Series([p[0] for p in verdicts], dtype=object),
+                          "y": pd.Series([p[1] for p in verdicts], dtype=object),
+                          "equivalent": pd.Series(list(verdicts.values()), dtype=bool)})
+    write_cached(path, verdicts_key(), frame, n_pairs=len(frame))
     return path
 
 
 @functools.lru_cache(maxsize=2)
 def load_verdicts(path: Path, mtime_ns: int) -> dict[tuple[str, str], bool]:
     """The verdicts of `write_verdicts`, read once per process (keyed by the file's modification time too)."""
-    frame = pd.read_parquet(path)
+    return _verdicts(pd.read_parquet(path))
+
+
+def _verdicts(frame: pd.DataFrame) -> dict[tuple[str, str], bool]:
+    """{(x, y): equivalent} of a verdicts table."""
     return dict(zip(zip(frame["x"], frame["y"]), frame["equivalent"].tolist()))
 
 
@@ -210,21 +217,19 @@ def write_part(path: Path, rows: pd.DataFrame) -> Path:
     return path
 
 
-def part_table(path: Path, columns: Optional[list[str]] = None):
-    """The Arrow table of a part file (memory-mapped), ``columns`` only if given."""
+def part_table(path: Path):
+    """The Arrow table of a part file (memory-mapped)."""
     import pyarrow as pa
 
-    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-    return table.select(columns) if columns is not None else table
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
 def read_part(path: Path, *, skip_text: bool = False) -> pd.DataFrame:
     """A part's rows; with ``skip_text``, without the response text when PRED holds the final answers."""
-    import pyarrow as pa
-
-    names = pa.ipc.open_file(pa.memory_map(str(path))).schema.names
-    keep = [n for n in names if not (skip_text and n == C.RESPONSE and C.PRED in names)]
-    return part_table(path, keep).to_pandas()
+    table = part_table(path)
+    if skip_text and C.PRED in table.column_names:
+        table = table.drop_columns([C.RESPONSE])
+    return table.to_pandas()
 
 
 @functools.lru_cache(maxsize=4)

@@ -43,8 +43,8 @@ import pandas as pd
 from reasonlens import columns as C
 from reasonlens.analysis.plan import Inputs, Plan
 from reasonlens.analysis.record import Record
-from reasonlens.analysis.steps import (StepTask, graded_note, known_verdicts, part_table, run_grade_task,
-                                      run_step_task, verdicts_path, write_verdicts)
+from reasonlens.analysis.steps import (StepTask, graded_columns, graded_note, known_verdicts, part_table,
+                                      run_grade_task, run_step_task, verdicts_path, write_verdicts)
 from reasonlens.errors import ReasonlensError
 
 # a step worker: one BLAS/tokenizer thread; glibc keeps freed memory for the next step instead of handing a
@@ -143,7 +143,7 @@ def check_pairs(run, pairs: set, workers: int, out: Path, record: Record) -> Pat
     """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers), except those an
     earlier analysis of this folder checked; all the verdicts written to ``OUT/tags/verdicts.parquet``."""
     verdicts = known_verdicts(out)
-    known = len(verdicts)
+    known = bool(verdicts)
     ordered = sorted(pairs.difference(verdicts))  # pairs of one gold side by side: a share parses each gold once
     shares = max(1, min(len(ordered), 4 * workers))  # several shares a worker: a slow pair holds up one share
     cuts = np.linspace(0, len(ordered), shares + 1).astype(int)
@@ -151,7 +151,7 @@ def check_pairs(run, pairs: set, workers: int, out: Path, record: Record) -> Pat
     for chunk, (found, seconds) in zip(chunks, run(run_grade_task, chunks)):
         verdicts.update(zip(chunk, found))
         record.add_seconds(seconds)
-    return write_verdicts(out, verdicts) if len(verdicts) > known or not known else verdicts_path(out)
+    return write_verdicts(out, verdicts) if ordered or not known else verdicts_path(out)  # unchanged: left as is
 
 
 def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record):
@@ -265,9 +265,9 @@ class RowsWriter:
     def _schema(self, part: Path):
         """The schema of a part's rows once graded."""
         schema = part_table(part).schema
-        if self.graded:  # what `steps.grade_rows` adds: CORRECT, and REWARD unless the log has one
+        if self.graded:  # what `steps.grade_rows` adds
             at = schema.get_field_index(C.PRED) + 1
-            for offset, name in enumerate([C.CORRECT] + ([C.REWARD] if C.REWARD not in schema.names else [])):
+            for offset, name in enumerate(graded_columns(schema.names)):
                 schema = schema.insert(at + offset, _graded_field(name))
         return schema
 
