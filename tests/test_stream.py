@@ -217,6 +217,10 @@ def test_a_parquet_log_is_read_in_runs_of_row_groups_no_step_spans(tmp_path, run
     table.iloc[::-1].to_parquet(backwards, row_group_size=6)  # step 4 first: runs still one step each
     assert logs.row_group_runs(backwards) == [(7, 8), (5, 6), (3, 4), (1, 2), (0,)]  # in step order
     assert logs.row_group_runs(dump / "0.jsonl") == [None]
+    nested = tmp_path / "nested.parquet"  # a conversation column (two leaf columns) before the step
+    table.assign(**{C.PROMPT: [[{"role": "user", "content": p}] for p in table[C.PROMPT]]})[
+        [C.PROMPT] + [c for c in table.columns if c != C.PROMPT]].to_parquet(nested, row_group_size=6)
+    assert logs.row_group_runs(nested) == logs.row_group_runs(by_step)
     layout = logs.detect_layout(by_step)
     assert [key for key, _ in layout.parts] == logs.row_group_runs(by_step)
     for log in (by_step, backwards):  # analyzed step by step: the numbers of the dump itself

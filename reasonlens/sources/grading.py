@@ -3,7 +3,12 @@ each response, checked by math-verify (gold first), each distinct (gold, answer)
 
 The work splits in two so that a log read step by step on many workers checks each pair once in all:
 `answer_keys` lists the pairs (cheap, per step), `verdict_map` checks the distinct ones (anywhere), and
-`scores` turns the verdicts back into rows. `grade_log` does the three in a row.
+`scores` turns the verdicts back into rows.
+
+>>> preds = boxed_answers([r"so \boxed{4}", "4", r"\boxed{5}"])
+>>> keys = answer_keys(preds, ["4", "4", "4"])
+>>> [s.correct for s in scores(preds, keys, verdict_map(keys))]
+[True, False, False]
 """
 
 from __future__ import annotations
@@ -27,22 +32,11 @@ def answer_keys(preds: Sequence[Optional[str]], golds: Sequence) -> list[Key]:
 
 
 def verdict_map(pairs: Iterable[Key]) -> dict[tuple[str, str], bool]:
-    """The math-verify verdict of each distinct pair (None entries skipped)."""
-    distinct = list(dict.fromkeys(p for p in pairs if p is not None))
-    return dict(zip(distinct, grade_pairs(distinct)))
+    """The math-verify verdict of each distinct pair (None entries skipped; `grade_pairs` checks each once)."""
+    pairs = [p for p in pairs if p is not None]
+    return dict(zip(pairs, grade_pairs(pairs)))
 
 
 def scores(preds: Sequence[Optional[str]], keys: Sequence[Key], verdicts: dict) -> list[Score]:
     """Each row's Score from its pair's verdict (reward 1.0 when correct)."""
     return [Score(0.0, False, p) if k is None else Score(float(verdicts[k]), verdicts[k], p) for p, k in zip(preds, keys)]
-
-
-def grade_log(responses, golds) -> list[Score]:
-    r"""Grade logged responses against their gold answers.
-
-    >>> [s.correct for s in grade_log([r"so \boxed{4}", "4", r"\boxed{5}"], ["4", "4", "4"])]
-    [True, False, False]
-    """
-    preds = boxed_answers(responses)
-    keys = answer_keys(preds, golds)
-    return scores(preds, keys, verdict_map(keys))

@@ -111,12 +111,13 @@ def row_group_runs(file: Path) -> list[Optional[tuple[int, ...]]]:
 
     try:
         meta = pq.ParquetFile(file).metadata
-        field = meta.schema.to_arrow_schema().field(C.STEP)
+        integer = pat.is_integer(meta.schema.to_arrow_schema().field(C.STEP).type)
     except (OSError, ValueError, KeyError):
         return [None]  # unreadable (the reader names the problem) or no step column
-    if meta.num_row_groups < 2 or not pat.is_integer(field.type):
+    if meta.num_row_groups < 2 or not integer:
         return [None]
-    column = meta.schema.to_arrow_schema().get_field_index(C.STEP)
+    # the step's leaf column (a nested column before it, a conversation say, holds several leaves)
+    column = [meta.schema.column(j).path for j in range(meta.num_columns)].index(C.STEP)
     ranges = []
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(column).statistics
