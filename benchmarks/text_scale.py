@@ -2,14 +2,15 @@
 against the floor (read the log + the bare `PlanningTagger.find` over every response, one core), same run.
 
 Run: OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/text_scale.py [--sizes 20000,80000,320000]
-     [--tree DIR] [--baseline-tree DIR] [--analyze-args "--workers 2"] [--dumps DIR]
+     [--tree DIR] [--baseline-tree DIR] [--analyze-args "--workers 2"] [--dumps DIR] [--single-file]
 
 Corpus: real reasoning text, the CHAMP transcripts of the ``champ-dataset`` package (dev extra; Mao et
 al. 2024: GPT-3.5/4, PaLM 2 and Llama 2 solving competition problems): one response is the model turns
 of one conversation (~1.9 k characters), 8 conversations of one problem are the 8 samples of a prompt.
 A size of N responses is written in verl's rollout-dump format, ``{step}.jsonl`` with ``input, output,
 gts, score, step``, 1 000 responses a step (so 20 k, 80 k and 320 k responses are 20, 80 and 320
-steps, each step the same size: peak memory must follow the step, not the run). The corpus repeats
+steps, each step the same size: peak memory must follow the step, not the run); with ``--single-file`` the
+same rows, in step order, are one ``champ_N.jsonl`` (a log written to one file). The corpus repeats
 past its ~19 k conversations. ``score`` (verl's reward) is 1.0 where the gold answer appears in the
 response's last 300 characters: a stand-in, the log has gold answers (``gts``) so analyze grades too.
 
@@ -20,7 +21,10 @@ checkout), each with its wall time, its CPU time (user + system of the analyze p
 from wait4), the peak RSS of its process tree (sampled every 50 ms, summed over the analyze process
 and its workers; also ``ru_maxrss`` from wait4) and its summary.json's stage_seconds. Ratios to the
 floor are given for wall time and for CPU time: on a shared, loaded machine the CPU ratio is the
-steadier one. The last line printed is JSON.
+steadier one. The floor does no grading, which every analysis of a log with gold answers does:
+``grading_cpu_s`` is what one fresh process, pinned to one core, takes to check the distinct answer pairs
+of this tree's analysis (its ``OUT/tags/verdicts.parquet``) with math-verify, so a reader can see the part
+of the wall time no scheduling removes. The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -66,6 +70,16 @@ def dump_for(n: int, root: Path, corpus: list[dict]) -> tuple[Path, int]:
     chars = write_dump(folder, n, corpus)
     meta.write_text(json.dumps({"n": n, "chars": chars}))
     return folder, chars
+
+
+def single_file(dump: Path) -> Path:
+    """The dump's step files joined in step order into one JSON-lines file beside it (written once)."""
+    path = dump.with_suffix(".jsonl")
+    if not path.is_file():
+        with path.open("wb") as sink:
+            for file in sorted(dump.glob("*.jsonl"), key=lambda f: int(f.stem)):
+                sink.write(file.read_bytes())
+    return path
 
 
 def floor_seconds(dump: Path) -> tuple[float, float]:
@@ -137,6 +151,18 @@ def run_analyze(dump: Path, out: Path, tree: Path, extra: list[str]) -> dict:
             "n_responses": summary["n_responses"]}
 
 
+def grading_cpu_seconds(verdicts: Path, tree: Path) -> float:
+    """CPU seconds of `grade_pairs` over the pairs of ``verdicts`` (an analysis's OUT/tags/verdicts.parquet), in
+    a fresh process of ``tree`` pinned to one core: math-verify's start included, as every analysis pays it."""
+    code = ("import os, sys, time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import pandas as pd; "
+            "from reasonlens.sources.answers import grade_pairs; f = pd.read_parquet(sys.argv[1]); "
+            "start = time.process_time(); grade_pairs(list(zip(f['x'], f['y']))); print(time.process_time() - start)")
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code, str(verdicts)], env=env, cwd=tree, capture_output=True,
+                          text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
 def machine() -> dict:
     """CPU model, usable cores, Python, and the load average (the box is shared)."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -154,6 +180,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--analyze-args", default="", help="extra analyze options for --tree, e.g. '--workers 2'")
     parser.add_argument("--dumps", type=Path, default=Path(tempfile.gettempdir()) / "reasonlens_text_scale",
                         help="where the dumps are written once and reused")
+    parser.add_argument("--single-file", action="store_true",
+                        help="analyze each dump as one JSON-lines file (the floor still reads its step files)")
     args = parser.parse_args(argv)
     corpus = champ_transcripts()
     trees = {"new": (args.tree.resolve(), args.analyze_args.split())}
@@ -163,17 +191,24 @@ def main(argv=None) -> dict:
     for n in (int(s) for s in args.sizes.split(",")):
         dump, chars = dump_for(n, args.dumps, corpus)
         floor, floor_cpu = floor_seconds(dump)
-        row = {"n_responses": n, "n_chars": chars, "floor_s": round(floor, 2), "floor_cpu_s": round(floor_cpu, 2),
+        log = single_file(dump) if args.single_file else dump
+        row = {"n_responses": n, "log": log.name, "n_chars": chars, "floor_s": round(floor, 2),
+               "floor_cpu_s": round(floor_cpu, 2),
                "floor_chars_per_s": round(chars / floor)}
         for name, (tree, extra) in trees.items():
             with tempfile.TemporaryDirectory() as tmp:
-                run = run_analyze(dump, Path(tmp) / "out", tree, extra)
+                run = run_analyze(log, Path(tmp) / "out", tree, extra)
+                verdicts = Path(tmp) / "out" / "tags" / "verdicts.parquet"
+                if name == "new" and verdicts.is_file():
+                    run["grading_cpu_s"] = round(grading_cpu_seconds(verdicts, tree), 2)
+                    run["ratio_to_floor_plus_grading"] = round(run["wall_s"] / (floor + run["grading_cpu_s"]), 2)
             row[name] = {**run, "chars_per_s": round(chars / run["wall_s"]),
                          "ratio_to_floor": round(run["wall_s"] / floor, 2),
                          "cpu_ratio_to_floor": round(run["cpu_s"] / floor_cpu, 2), "loadavg_after": os.getloadavg()}
             print(f"{name:8s} {n:7d} responses {chars / 1e6:6.1f} M chars: wall {run['wall_s']:7.1f} s, floor "
                   f"{floor:6.1f} s ({row[name]['ratio_to_floor']:.2f}x), CPU {run['cpu_s']:7.1f} s vs {floor_cpu:5.1f} s "
-                  f"({row[name]['cpu_ratio_to_floor']:.2f}x), peak {run['peak_rss_mb']:.0f} MB, "
+                  f"({row[name]['cpu_ratio_to_floor']:.2f}x), grading alone {run.get('grading_cpu_s', '-')} CPU s, "
+                  f"peak {run['peak_rss_mb']:.0f} MB, "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
         results.append(row)
     by_n = {r["n_responses"]: r for r in results}

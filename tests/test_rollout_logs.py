@@ -163,3 +163,30 @@ def test_parse_reward_refuses_booleans_text_and_infinities(value):
 def test_missing_values_are_unknown_not_zero():
     assert parse_bool(None) is None and parse_bool(float("nan")) is None
     assert parse_reward(None) != parse_reward(None)  # NaN
+
+
+_cell = st.one_of(st.sampled_from(["a", "b"]), st.integers(0, 1), st.none(), st.lists(st.integers(0, 1), max_size=1))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["so 4", "5"]), _cell, _cell), min_size=1, max_size=8))
+def test_repeated_rows_are_found_as_a_whole_table_comparison_finds_them(rows):
+    """The repeat warning compares only rows whose response repeats; the same rows as comparing every row on every
+    column that holds no list (the rule, computed on the whole table here)."""
+    import warnings
+
+    import numpy as np
+
+    from reasonlens.sources.logs import _WHERE, _warn_duplicates
+
+    table = pd.DataFrame({C.RESPONSE: [r[0] for r in rows], "x": pd.Series([r[1] for r in rows], dtype=object),
+                          "y": pd.Series([r[2] for r in rows], dtype=object), C.STEP: 0,
+                          _WHERE: [f"line {i + 1}" for i in range(len(rows))]})
+    scalar = [c for c in (C.RESPONSE, "x", "y", C.STEP)
+              if not any(isinstance(v, (list, np.ndarray)) for v in table[c])]
+    expected = int(table.astype({c: str for c in scalar}).duplicated(subset=scalar).sum())  # str: a list cell hashes
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_duplicates(table)
+    said = [str(w.message) for w in caught if "repeat an earlier row" in str(w.message)]
+    assert len(said) == (1 if expected else 0)
+    assert all(message.startswith(f"rollout log: {expected} row(s) repeat") for message in said)

@@ -137,13 +137,13 @@ def test_jsonl_columnar_reader_equals_the_line_reader(tmp_path):
             {"step": 1, "prompt": "q", "response": "so", "score": 0.5, "correct": True}]
     file = tmp_path / "log.jsonl"
     file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    fast = logs._read_jsonl_columnar(file)
+    fast = logs._read_jsonl_columnar(file.read_bytes())
     assert fast is not None and fast.to_dict("records") == [{**r, "_where": f"line {i + 1}"} for i, r in enumerate(rows)]
     # a blank line (rows are no longer line numbers) or a nested value: the strict reader runs instead
     file.write_text(json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
-    assert logs._read_jsonl_columnar(file) is None
+    assert logs._read_jsonl_columnar(file.read_bytes()) is None
     file.write_text(json.dumps({**rows[0], "prompt": [{"role": "user", "content": "p"}]}) + "\n")
-    assert logs._read_jsonl_columnar(file) is None
+    assert logs._read_jsonl_columnar(file.read_bytes()) is None
     file.write_text('{"step": 0, "prompt": "p"}\n{"step": "late"\n')
     with pytest.raises(ReasonlensError, match="line 2 is not valid JSON"):
         logs.read_rollout_log(file)
@@ -251,3 +251,65 @@ def test_a_script_without_a_main_guard_gets_a_clear_error(runs, tmp_path):
     error = "reasonlens.errors.ReasonlensError: a worker process died"  # (the workers print errors of their own)
     said = [line for line in done.stderr.splitlines() if line.startswith(error)]
     assert len(said) == 1 and "__main__" in said[0]
+
+
+def _interleaved_log(path: Path) -> list[dict]:
+    """A JSON-lines log whose steps 0-2 come in runs and interleaved, its last line without a newline."""
+    steps = [2, 2, 0, 0, 0, 1, 2, 1, 1, 0]
+    rows = [{"step": s, "prompt": f"q{i % 3}", "response": f"so {i} \u00e9", "answer": "4", "reward": i % 2}
+            for i, s in enumerate(steps)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return rows
+
+
+def test_a_large_jsonl_log_is_read_a_step_at_a_time_from_its_lines(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    rows = _interleaved_log(log)
+    whole = logs.read_rollout_log(log)
+    monkeypatch.setattr(logs, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(logs, "_BLOCK", 200)  # several blocks, lines cut across them
+    sizes = [len(json.dumps(r)) + 1 for r in rows]
+    starts = np.cumsum([0] + sizes[:-1]).tolist()
+    end = sum(sizes) - 1  # the last line has no newline
+
+    def span(first, last):  # lines first..last (1-based), by hand
+        return (starts[first - 1], starts[last] if last < len(rows) else end, first)
+
+    pieces = logs.step_lines(log)
+    assert pieces == [(span(3, 5), span(10, 10)), (span(6, 6), span(8, 9)), (span(1, 2), span(7, 7))]
+    layout = logs.detect_layout(log)
+    assert [key for key, _ in layout.parts] == pieces
+    step1 = layout.read_part(*layout.parts[1][::-1])
+    assert step1["response"].tolist() == ["so 5 \u00e9", "so 7 \u00e9", "so 8 \u00e9"]
+    pd.testing.assert_frame_equal(logs.read_rollout_log(log), whole)
+    # a bad value is named with its line in the file, by the strict reader of the step's lines (blocks of one line
+    # each parse; the step's lines mix a number and a word, which the columnar reader refuses)
+    rows[7]["reward"] = "high"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setattr(logs, "_BLOCK", 1)
+    assert len(logs.step_lines(log)) == 3
+    with pytest.raises(ReasonlensError, match=r"line 8: reward = 'high' is not a number"):
+        logs.read_rollout_log(log)
+    # what the columnar reader cannot take, or no integer step on every line: the whole file at once
+    for bad in ('{"step": 0.5, "prompt": "p", "response": "r"}', '{"prompt": "p", "response": "r"}',
+                '{"step": 0, "prompt": [{"role": "user", "content": "p"}], "response": "r"}', ""):
+        log.write_text(json.dumps(rows[0]) + "\n" + bad + "\n" + json.dumps(rows[1]) + "\n")
+        assert logs.step_lines(log) == [None]
+    log.write_bytes(json.dumps(rows[0]).encode() + b"\n" + b'{"step": 1, "prompt": "p", "response": "\xff"}\n')
+    assert logs.step_lines(log) == [None]
+
+
+def test_a_large_jsonl_log_streams_to_the_numbers_of_the_whole_file(tmp_path, runs, monkeypatch):
+    root, dump = runs
+    log = tmp_path / "run.jsonl"
+    table = pd.read_parquet(root / "w1" / "rollouts.parquet")
+    rows = table[[C.STEP, C.PROMPT, C.RESPONSE, C.ANSWER]].sample(frac=1.0, random_state=0)  # steps interleaved
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows.to_dict("records")))
+    analyze(AnalyzeConfig(rollouts=log, out=tmp_path / "whole", report=False), progress=False)
+    monkeypatch.setattr(logs, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(logs, "_BLOCK", 4096)
+    assert len(logs.step_lines(log)) == table[C.STEP].nunique()
+    analyze(AnalyzeConfig(rollouts=log, out=tmp_path / "steps", report=False, workers=1), progress=False)
+    for name in ("dynamics.parquet", "rollouts.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "steps" / name),
+                                      pd.read_parquet(tmp_path / "whole" / name))

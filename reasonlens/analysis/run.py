@@ -125,9 +125,9 @@ def read_text_log(plan: Plan, record: Record, *, token_scores: bool = False) -> 
     """The --rollouts log as a rollout table without tags, graded when it has golds (how: ``record.graded``);
     without token arrays unless ``token_scores`` (a token-level log, decoded with --tokenizer: `analysis.logs`)."""
     from reasonlens.analysis.steps import graded_note, prepare_text_log
-    from reasonlens.sources.logs import read_rollout_log
+    from reasonlens.sources.logs import read_layout
 
-    rollouts = read_rollout_log(plan.config.rollouts, trust_remote_code=plan.config.trust_remote_code)
+    rollouts = read_layout(plan.log, plan.config.rollouts)  # detected while planning
     if token_scores:
         from reasonlens.analysis.logs import decode_responses
 

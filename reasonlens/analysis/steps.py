@@ -37,11 +37,12 @@ VERDICTS_VERSION = 1  # bump when `sources.answers.answers_equivalent` changes i
 
 @dataclasses.dataclass(frozen=True)
 class StepTask:
-    """One unit of work: part ``part`` of the log at ``source`` (`sources.logs.detect_layout`: one step's
-    files, or one file), and the settings."""
+    """One unit of work: a part of the log at ``source`` (an entry of `sources.logs.detect_layout`'s parts: the key
+    its reader takes, a step or a piece of a file, and the files), and the settings."""
 
     source: Path
-    part: int
+    key: object
+    files: list
     out: Path
     lexicon: object                  # hierarchy.lexicon.Lexicon
     answer_field: str = C.ANSWER
@@ -64,7 +65,7 @@ class StepResult:
 
 
 def run_step_task(task: StepTask) -> StepResult:
-    """Read, tag and write the step(s) of part ``task.part`` of the log; list the answer pairs to check."""
+    """Read, tag and write the step(s) of a part of the log; list the answer pairs to check."""
     from reasonlens.metrics.dynamics import answer_pairs, prompt_key, top_grams
     from reasonlens.sources.logs import join_parts
 
@@ -72,9 +73,8 @@ def run_step_task(task: StepTask) -> StepResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with timed(seconds, "read"):
-            layout = log_layout(task.source, task.trust_remote_code)
-            step, files = layout.parts[task.part]
-            table = join_parts([layout.read_part(files, step)], task.source)
+            layout = log_layout(task.source, task.trust_remote_code)  # for its reader: the part is the task's
+            table = join_parts([layout.read_part(task.files, task.key)], task.source)
         table, graded = text_rows(table, task.answer_field, seconds, task.tokenizer, task.trust_remote_code)
     result = StepResult(Counter(), [], [], seconds, graded, [str(w.message) for w in caught])
     for step, frame in table.groupby(C.STEP, sort=True):
@@ -234,10 +234,11 @@ def read_part(path: Path, *, skip_text: bool = False) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=4)
 def log_layout(source: Path, trust_remote_code: bool):
-    """`sources.logs.detect_layout` of the log, once per process (a layout's reader need not pickle)."""
+    """`sources.logs.detect_layout` of the log, once per process, for its reader (which need not pickle); the
+    parts come with the tasks."""
     from reasonlens.sources.logs import detect_layout
 
-    return detect_layout(source, trust_remote_code=trust_remote_code)
+    return detect_layout(source, trust_remote_code=trust_remote_code, pieces=False)
 
 
 def text_rows(rollouts: pd.DataFrame, answer_field: str, seconds: dict, tokenizer: Optional[str] = None,

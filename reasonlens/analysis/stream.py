@@ -63,9 +63,9 @@ def usable_cores() -> int:
 def step_tasks(plan: Plan) -> list[StepTask]:
     """One `StepTask` per part of the plan's --rollouts log (`plan.log`, a `sources.logs.LogLayout`)."""
     config = plan.config
-    return [StepTask(Path(config.rollouts), part, plan.out, plan.lexicon, config.answer_field, config.tokenizer,
-                     config.trust_remote_code, config.high_entropy_quantile)
-            for part in range(len(plan.log.parts))]
+    return [StepTask(Path(config.rollouts), key, files, plan.out, plan.lexicon, config.answer_field,
+                     config.tokenizer, config.trust_remote_code, config.high_entropy_quantile)
+            for key, files in plan.log.parts]
 
 
 @contextlib.contextmanager
@@ -191,12 +191,11 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
     with task_runner(workers, config.ray, config.ray_address) as run:
         for task, result in zip(tasks, run(run_step_task, tasks)):
             for step, _, _ in result.parts:
-                files = plan.log.parts[task.part][1]
                 if step in seen:
                     raise ReasonlensError(f"rollout log {config.rollouts}: step {step} is in {seen[step][0]} and "
-                                          f"in {files[0]}; a step's rows must be in one file (or files named "
+                                          f"in {task.files[0]}; a step's rows must be in one file (or files named "
                                           "after it). Merge them, or fix the step numbers.")
-                seen[step] = files
+                seen[step] = task.files
             sizes.update(result.group_sizes)
             top += result.top_grams
             parts += result.parts

@@ -43,23 +43,27 @@ def read_records(path: str | Path, what: str = "prompts file",
 def _jsonl_records(path: Path, what: str, example: str) -> Iterator[Record]:
     try:
         with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    fields = json.loads(line)
-                except json.JSONDecodeError as err:
-                    cut = " (the file may be truncated)" if not line.endswith("\n") else ""
-                    raise ReasonlensError(f"{what} {path} line {number} is not valid JSON ({err.msg} at column "
-                                          f"{err.colno}){cut}. Fix that line: each line must be one JSON "
-                                          "object.") from None
-                if not isinstance(fields, dict):
-                    raise ReasonlensError(f"{what} {path} line {number} is a JSON {type(fields).__name__}, expected "
-                                          f"an object like {example}. Fix that line.")
-                yield f"line {number}", fields
+            yield from json_line_records(enumerate(lines, start=1), path, what, example)
     except UnicodeDecodeError as err:
         raise ReasonlensError(f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason}). Re-save it as "
                               "UTF-8.") from None
+
+
+def json_line_records(lines: Iterable[tuple[int, str]], path: Path, what: str, example: str) -> Iterator[Record]:
+    """("line N", object) of each numbered non-blank line, or an error naming the file and the line."""
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError as err:
+            cut = " (the file may be truncated)" if not line.endswith("\n") else ""
+            raise ReasonlensError(f"{what} {path} line {number} is not valid JSON ({err.msg} at column "
+                                  f"{err.colno}){cut}. Fix that line: each line must be one JSON object.") from None
+        if not isinstance(fields, dict):
+            raise ReasonlensError(f"{what} {path} line {number} is a JSON {type(fields).__name__}, expected "
+                                  f"an object like {example}. Fix that line.")
+        yield f"line {number}", fields
 
 
 def read_parquet(path: Path, what: str, row_groups: Optional[Sequence[int]] = None):

@@ -26,6 +26,7 @@ a warning: identical samples are possible, a log written twice is likelier.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import warnings
 from pathlib import Path
@@ -36,13 +37,13 @@ import pandas as pd
 
 from reasonlens import columns as C
 from reasonlens.errors import ReasonlensError
-from reasonlens.sources.files import cell_text, read_parquet, read_records
+from reasonlens.sources.files import cell_text, json_line_records, read_parquet, read_records
 from reasonlens.sources.frameworks import LogLayout, detect
 from reasonlens.sources.values import (is_conversation, parse_bool, parse_count, parse_id, parse_reward, parse_step,
                                       parse_text)
 
-__all__ = ["LogLayout", "detect_layout", "log_files", "read_rollout_log", "join_parts",
-           "parse_bool", "parse_count", "parse_reward", "parse_step"]
+__all__ = ["LogLayout", "detect_layout", "file_pieces", "log_files", "read_rollout_log", "read_layout",
+           "join_parts", "parse_bool", "parse_count", "parse_reward", "parse_step"]
 
 REQUIRED = (C.STEP, C.PROMPT, C.RESPONSE)
 _TRL_RENAME = {"completion": C.RESPONSE}
@@ -67,8 +68,12 @@ def read_rollout_log(path, *, trust_remote_code: bool = False) -> pd.DataFrame:
     -------
     >>> read_rollout_log("runs/grpo/rollouts")[["step", "response"]]  # doctest: +SKIP
     """
-    layout = detect_layout(path, trust_remote_code=trust_remote_code)
-    return join_parts([layout.read_part(files, step) for step, files in layout.parts], path)
+    return read_layout(detect_layout(path, trust_remote_code=trust_remote_code), path)
+
+
+def read_layout(layout: LogLayout, source) -> pd.DataFrame:
+    """Every part of a detected log (``source``, for messages) joined into the rollout table."""
+    return join_parts([layout.read_part(files, key) for key, files in layout.parts], source)
 
 
 def join_parts(frames: list[pd.DataFrame], source) -> pd.DataFrame:
@@ -84,8 +89,10 @@ def join_parts(frames: list[pd.DataFrame], source) -> pd.DataFrame:
     return table.sort_values([C.STEP, C.PROMPT_ID, C.SAMPLE_ID], kind="stable").reset_index(drop=True)
 
 
-def detect_layout(path, *, trust_remote_code: bool = False) -> LogLayout:
-    """Recognise the log at ``path`` (framework layouts first, then our/TRL/verl files) without reading it."""
+def detect_layout(path, *, trust_remote_code: bool = False, pieces: bool = True) -> LogLayout:
+    """Recognise the log at ``path`` (framework layouts first, then our/TRL/verl files) without reading it; with
+    ``pieces=False`` a file is one part (a worker that is handed its parts needs the reader only, not one more
+    pass over a large JSON-lines log, `step_lines`)."""
     path = Path(path)
     if not path.exists():
         raise ReasonlensError(f"rollout log {path} does not exist: pass a rollouts.parquet, a JSONL/Parquet "
@@ -96,8 +103,14 @@ def detect_layout(path, *, trust_remote_code: bool = False) -> LogLayout:
         return layout
     files = log_files(path)
     framework, reward_from, correct_from = _generic_outcomes(files[0])
-    return LogLayout(framework, [(groups, [f]) for f in files for groups in row_group_runs(f)],
-                     lambda fs, groups: _read_one(fs[0], groups), reward_from=reward_from, correct_from=correct_from)
+    return LogLayout(framework, [(piece, [f]) for f in files for piece in (file_pieces(f) if pieces else [None])],
+                     lambda fs, piece: _read_one(fs[0], piece), reward_from=reward_from, correct_from=correct_from)
+
+
+def file_pieces(file: Path) -> list:
+    """How one log file is read, a piece at a time: a Parquet file's runs of row groups (`row_group_runs`), a large
+    JSON-lines file's lines of each step (`step_lines`); ``[None]``, the whole file at once, otherwise."""
+    return row_group_runs(file) if file.suffix.lower() == ".parquet" else step_lines(file)
 
 
 def row_group_runs(file: Path) -> list[Optional[tuple[int, ...]]]:
@@ -133,6 +146,68 @@ def row_group_runs(file: Path) -> list[Optional[tuple[int, ...]]]:
             runs.append([i])
             reach = high
     return [tuple(sorted(run)) for run in runs]
+
+
+# a JSON-lines log larger than this is read a step at a time: memory follows the step, steps go to every worker
+# (CHAMP, 80 k responses in one 200 MB file: 23.5 s and 975 MB read whole, 15.5 s and 780 MB by step); finding the
+# steps' lines costs one more parse (~260 MB/s)
+SPLIT_BYTES = 32 << 20
+_BLOCK = 16 << 20         # bytes `step_lines` parses at once
+
+
+def step_lines(file: Path) -> list[Optional[tuple[tuple[int, int, int], ...]]]:
+    """A large JSON-lines log's lines grouped by step, in step order: per step, its runs of consecutive lines as
+    (start byte, stop byte, first line number), so each step is read on its own (`_read_one`). Found in one
+    pass that parses ``_BLOCK`` bytes at a time. ``[None]`` (the whole file) for a file of ``SPLIT_BYTES`` or
+    less, or one a block of which the columnar reader cannot take (no integer step on every line, a blank line,
+    a nested value, bad UTF-8): the whole-file reader then reads it, or names what is wrong."""
+    if file.suffix.lower() not in (".jsonl", ".json") or file.stat().st_size <= SPLIT_BYTES:
+        return [None]
+    starts, steps, offset, rest = [], [], 0, b""
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+            if data:
+                found = _line_steps(data)
+                if found is None:
+                    return [None]
+                starts.append(found[0] + offset)
+                steps.append(found[1])
+                offset += len(data)
+    if rest:  # the last line, without its newline
+        found = _line_steps(rest)
+        if found is None:
+            return [None]
+        starts.append(found[0] + offset)
+        steps.append(found[1])
+        offset += len(rest)
+    starts, steps = np.concatenate(starts), np.concatenate(steps)
+    stops = np.append(starts[1:], offset)
+    pieces = []
+    order = np.argsort(steps, kind="stable")  # a step's lines in file order
+    for lines in np.split(order, np.flatnonzero(np.diff(steps[order])) + 1):
+        breaks = np.flatnonzero(np.diff(lines) != 1) + 1  # runs of consecutive lines
+        pieces.append(tuple((int(starts[run[0]]), int(stops[run[-1]]), int(run[0]) + 1)
+                            for run in np.split(lines, breaks)))
+    return pieces
+
+
+def _line_steps(data: bytes) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(start byte of each line, its step) of whole JSON lines, or None when the columnar reader cannot take them."""
+    table = _columnar_json(data)
+    if table is None or C.STEP not in table.column_names or str(table.schema.field(C.STEP).type) != "int64":
+        return None
+    step = table.column(C.STEP)
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    if step.null_count or len(step) != len(ends) + (not data.endswith(b"\n")):
+        return None
+    try:
+        data.decode("utf-8")  # what the reader of the step's lines will decode
+    except UnicodeDecodeError:
+        return None
+    return np.concatenate([[0], ends + 1])[:len(step)], step.to_numpy()
 
 
 def log_files(path: Path) -> list[Path]:
@@ -187,12 +262,12 @@ def _peek_columns(file: Path) -> list[str]:
     return list(record) if isinstance(record, dict) else []
 
 
-def _read_one(file: Path, row_groups: Optional[tuple[int, ...]] = None) -> pd.DataFrame:
-    """One file (a Parquet file's ``row_groups`` only, if given), normalised to rollout-table column names, its
+def _read_one(file: Path, piece: Optional[tuple] = None) -> pd.DataFrame:
+    """One file (only a ``piece`` of it, `file_pieces`, if given), normalised to rollout-table column names, its
     values parsed strictly."""
     from reasonlens.sources import verl_dumps
 
-    raw = _read_raw(file, row_groups)
+    raw = _read_raw(file, piece)
     if "completion" in raw.columns and C.RESPONSE not in raw.columns:
         df = _from_trl(raw, file)
     elif verl_dumps.is_verl_dump(raw.columns):
@@ -251,18 +326,22 @@ def _parsed(df: pd.DataFrame, column: str, parse: Callable, file: Path) -> pd.Se
     return pd.Series(values, index=df.index, dtype=int if parse is parse_step else float)
 
 
-def _read_raw(file: Path, row_groups: Optional[tuple[int, ...]] = None) -> pd.DataFrame:
-    """Parquet (its ``row_groups`` only, if given) or JSON lines into a DataFrame with each row's location, or a
-    clear error."""
+def _read_raw(file: Path, piece: Optional[tuple] = None) -> pd.DataFrame:
+    """Parquet (a run of row groups only, if ``piece``) or JSON lines (a step's line ranges only, if ``piece``,
+    `step_lines`) into a DataFrame with each row's location, or a clear error."""
     suffix = file.suffix.lower()
     if suffix == ".parquet":
-        frame = read_parquet(file, "rollout log", row_groups)
-        return frame.assign(**{_WHERE: [f"row {i}" for i in _row_numbers(file, row_groups, len(frame))]})
+        frame = read_parquet(file, "rollout log", piece)
+        return frame.assign(**{_WHERE: [f"row {i}" for i in _row_numbers(file, piece, len(frame))]})
     if suffix in (".jsonl", ".json"):
-        fast = _read_jsonl_columnar(file)
+        data, numbers = (file.read_bytes(), None) if piece is None else _lines_of(file, piece)
+        fast = _read_jsonl_columnar(data, numbers)
         if fast is not None:
             return fast
-        records = read_records(file, "rollout log", '{"step": 0, "prompt": ..., "response": ...}')
+        example = '{"step": 0, "prompt": ..., "response": ...}'
+        records = (read_records(file, "rollout log", example) if piece is None else
+                   list(json_line_records(zip(numbers, io.StringIO(data.decode("utf-8"), newline="\n")), file,
+                                          "rollout log", example)))
         frame = pd.DataFrame([fields for _, fields in records], dtype=object)  # values as written: null stays None
         return frame.assign(**{_WHERE: [where for where, _ in records]})
     raise ReasonlensError(f"{file}: unknown rollout log format '{suffix}': expected .parquet or .jsonl.")
@@ -283,26 +362,47 @@ def _row_numbers(file: Path, row_groups: Optional[tuple[int, ...]], n: int) -> l
 _SCALAR_JSON = ("string", "int64", "double", "bool", "null")
 
 
-def _read_jsonl_columnar(file: Path) -> pd.DataFrame | None:
-    """A JSON-lines log through pyarrow's JSON reader (C++, columnar), with the values `read_records` gives
-    (Python str/int/float/bool/None, object columns); None where the strict line reader must run instead: a
-    blank line (rows would not be line numbers), a nested or date-like value, anything pyarrow refuses, text
-    that is not UTF-8 (that reader's message then names the line)."""
+def _lines_of(file: Path, piece: tuple[tuple[int, int, int], ...]) -> tuple[bytes, list[int]]:
+    """The bytes of a piece's line ranges (`step_lines`), joined, and the line number of each line."""
+    chunks, numbers = [], []
+    with file.open("rb") as handle:
+        for start, stop, first in piece:
+            handle.seek(start)
+            chunk = handle.read(stop - start)  # only the file's last line may lack its newline: it comes last
+            chunks.append(chunk)
+            numbers += range(first, first + chunk.count(b"\n") + (not chunk.endswith(b"\n")))
+    return b"".join(chunks), numbers
+
+
+def _read_jsonl_columnar(data: bytes, numbers: Optional[list[int]] = None) -> pd.DataFrame | None:
+    """JSON lines (a file's bytes, or a step's lines and their ``numbers``) through pyarrow's JSON reader (C++,
+    columnar), with the values `read_records` gives (Python str/int/float/bool/None, object columns); None where
+    the strict line reader must run instead: a blank line (rows would not be line numbers), a nested or date-like
+    value, anything pyarrow refuses, text that is not UTF-8 (that reader's message then names the line)."""
+    table = _columnar_json(data)
+    if table is None:
+        return None
+    try:
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
+    except UnicodeDecodeError:
+        return None
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    return frame.assign(**{_WHERE: [f"line {i}" for i in (numbers or range(1, len(frame) + 1))]})
+
+
+def _columnar_json(data: bytes):
+    """pyarrow's table of JSON lines whose values are all scalars, or None (a blank line, a nested value, anything
+    pyarrow refuses)."""
     import pyarrow as pa
     import pyarrow.json as pj
 
-    data = file.read_bytes()
     if not data.strip() or data.startswith(b"\n") or b"\n\n" in data or b"\r" in data:
         return None
-    try:  # one block for the whole file: a line longer than the block size would fail
+    try:  # one block for all of it: a line longer than the block size would fail
         table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
-        if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
-            return None
-        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
-    return frame.assign(**{_WHERE: [f"line {i}" for i in range(1, len(frame) + 1)]})
+    return table if all(str(field.type) in _SCALAR_JSON for field in table.schema) else None
 
 
 def _from_trl(raw: pd.DataFrame, file: Path) -> pd.DataFrame:
@@ -328,17 +428,23 @@ def _step_from_name(file: Path) -> int:
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Warn when rows repeat an earlier row in every scalar column (a log appended twice?)."""
-    scalar = [c for c in table.columns if c != _WHERE and not any(map(_is_container, table[c].tolist()))]
-    repeats = table.duplicated(subset=scalar, keep="first")
+    candidates = table[table[C.RESPONSE].duplicated(keep=False)]  # a repeat repeats its response: few rows to compare
+    if candidates.empty:
+        return
+    scalar = [c for c in table.columns if c != _WHERE and not _holds_containers(table[c])]
+    repeats = candidates.duplicated(subset=scalar, keep="first")
     if repeats.any():
-        first = table[repeats].iloc[0]
+        first = candidates[repeats].iloc[0]
         warnings.warn(f"rollout log: {int(repeats.sum())} row(s) repeat an earlier row exactly (e.g. {first[_WHERE]} "
                       f"at step {first[C.STEP]}); they are kept as separate samples. If the log was written twice, "
                       "deduplicate it, or give each sample a sample_id.", stacklevel=3)
 
 
-def _is_container(value) -> bool:
-    return isinstance(value, (list, tuple, dict, np.ndarray))
+def _holds_containers(column: pd.Series) -> bool:
+    """Whether some cell is a list, tuple, dict or array (a column of numbers or of text holds none)."""
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return False
+    return any(isinstance(value, (list, tuple, dict, np.ndarray)) for value in column.tolist())
 
 
 def _fill_ids(df: pd.DataFrame) -> pd.DataFrame:
