@@ -290,13 +290,32 @@ def test_a_large_jsonl_log_is_read_a_step_at_a_time_from_its_lines(tmp_path, mon
     assert len(logs.step_lines(log)) == 3
     with pytest.raises(ReasonlensError, match=r"line 8: reward = 'high' is not a number"):
         logs.read_rollout_log(log)
-    # what the columnar reader cannot take, or no integer step on every line: the whole file at once
-    for bad in ('{"step": 0.5, "prompt": "p", "response": "r"}', '{"prompt": "p", "response": "r"}',
-                '{"step": 0, "prompt": [{"role": "user", "content": "p"}], "response": "r"}', ""):
+    # a line longer than pyarrow's block (1 MB): found all the same
+    long = {"step": 1, "prompt": "p", "response": "so " * 400_000}
+    log.write_text("".join(json.dumps(r) + "\n" for r in (rows[0], long, rows[1])))
+    monkeypatch.setattr(logs, "_BLOCK", 16 << 20)
+    assert [[first for _, _, first in piece] for piece in logs.step_lines(log)] == [[2], [1, 3]]
+    # no integer step on every line, or a blank line: the whole file at once (its reader names the problem)
+    for bad in ('{"step": 0.5, "prompt": "p", "response": "r"}', '{"step": "3", "prompt": "p", "response": "r"}',
+                '{"prompt": "p", "response": "r"}', '[1, 2]', '{"step": 0', ""):
         log.write_text(json.dumps(rows[0]) + "\n" + bad + "\n" + json.dumps(rows[1]) + "\n")
-        assert logs.step_lines(log) == [None]
+        assert logs.step_lines(log) == [None], bad
+    # a nested value (a conversation prompt): that step's lines go to the strict reader, as the whole file would
+    nested = {"step": 1, "prompt": [{"role": "user", "content": "p"}], "response": "r"}
+    log.write_text("".join(json.dumps(r) + "\n" for r in (rows[0], nested, rows[1], rows[2])))
+    assert len(logs.step_lines(log)) == 3
+    monkeypatch.setattr(logs, "SPLIT_BYTES", 1 << 30)
+    whole = logs.read_rollout_log(log)
+    monkeypatch.setattr(logs, "SPLIT_BYTES", 0)
+    by_step = logs.read_rollout_log(log)  # a step without conversations has no messages column: NaN once joined
+    by_step[C.PROMPT_MESSAGES] = by_step[C.PROMPT_MESSAGES].where(by_step[C.PROMPT_MESSAGES].notna(), None)
+    pd.testing.assert_frame_equal(by_step, whole)
+    assert whole[C.PROMPT_MESSAGES].notna().sum() == 1
+    # a line that is not UTF-8 is named
     log.write_bytes(json.dumps(rows[0]).encode() + b"\n" + b'{"step": 1, "prompt": "p", "response": "\xff"}\n')
-    assert logs.step_lines(log) == [None]
+    assert len(logs.step_lines(log)) == 2
+    with pytest.raises(ReasonlensError, match="line 2 is not UTF-8 text"):
+        logs.read_rollout_log(log)
 
 
 def test_a_large_jsonl_log_streams_to_the_numbers_of_the_whole_file(tmp_path, runs, monkeypatch):
