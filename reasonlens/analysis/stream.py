@@ -1,8 +1,8 @@
 """Text-only analysis of a rollout log step by step: every core (or a Ray cluster), bounded memory.
 
 The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step file:
-``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a Parquet file's runs of row groups; a
-single JSONL file is one), and each runs `steps.run_step_task` (read, find the final answers, tag, write the
+``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a Parquet file's runs of row groups; a large
+JSONL file's lines of each step, `sources.logs.file_pieces`), and each runs `steps.run_step_task` (read, find the final answers, tag, write the
 step's part, list its answer pairs) in a worker: a process of a pool (``--workers N``, default the usable
 cores, `WORKER_ENV`) or a Ray task (``--ray``). The driver holds only what the steps hand back
 (prompt-group sizes, top grams, answer pairs, the rows' outcome columns, one dynamics row per step), so
