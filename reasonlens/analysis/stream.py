@@ -2,11 +2,11 @@
 
 The log is cut into units of work, the parts `sources.logs.detect_layout` lists (one per step file:
 ``{step}.jsonl``, ``step_N.parquet``, a framework's step folder; a Parquet file's runs of row groups; a large
-JSONL file's lines of each step, `sources.logs.file_pieces`), and each runs `steps.run_step_task` (read, find the final answers, tag, write the
-step's part, list its answer pairs) in a worker: a process of a pool (``--workers N``, default the usable
-cores, `WORKER_ENV`) or a Ray task (``--ray``). The driver holds only what the steps hand back
-(prompt-group sizes, top grams, answer pairs, the rows' outcome columns, one dynamics row per step), so
-peak memory follows the largest step, not the run:
+JSONL file's lines of each step, `sources.logs.file_pieces`), and each runs `steps.run_step_task` (read, find
+the final answers, tag, write the step's part, list its answer pairs) in a worker: a process of a pool
+(``--workers N``, default the usable cores, `WORKER_ENV`) or a Ray task (``--ray``). The driver holds only what
+the steps hand back (prompt-group sizes, top grams, answer pairs, the rows' outcome columns, one dynamics row
+per step), so peak memory follows the largest step, not the run:
 
 - between the passes, the distinct answer pairs of all steps (gold vs answer, answer vs answer) are
   checked once each, split over the workers (`steps.run_grade_task`; math-verify is the costly part), and

@@ -389,20 +389,6 @@ def _read_jsonl_columnar(data: bytes, numbers: Optional[list[int]] = None) -> pd
     columnar), with the values `read_records` gives (Python str/int/float/bool/None, object columns); None where
     the strict line reader must run instead: a blank line (rows would not be line numbers), a nested or date-like
     value, anything pyarrow refuses, text that is not UTF-8 (that reader's message then names the line)."""
-    table = _columnar_json(data)
-    if table is None:
-        return None
-    try:
-        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
-    except UnicodeDecodeError:
-        return None
-    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
-    return frame.assign(**{_WHERE: [f"line {i}" for i in (numbers or range(1, len(frame) + 1))]})
-
-
-def _columnar_json(data: bytes):
-    """pyarrow's table of JSON lines whose values are all scalars, or None (a blank line, a nested value, anything
-    pyarrow refuses)."""
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -410,9 +396,13 @@ def _columnar_json(data: bytes):
         return None
     try:  # one block for all of it: a line longer than the block size would fail
         table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        if not all(str(field.type) in _SCALAR_JSON for field in table.schema):
+            return None
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}  # bad UTF-8 fails here
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    return table if all(str(field.type) in _SCALAR_JSON for field in table.schema) else None
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    return frame.assign(**{_WHERE: [f"line {i}" for i in (numbers or range(1, len(frame) + 1))]})
 
 
 def _from_trl(raw: pd.DataFrame, file: Path) -> pd.DataFrame:
