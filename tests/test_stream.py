@@ -332,3 +332,14 @@ def test_a_large_jsonl_log_streams_to_the_numbers_of_the_whole_file(tmp_path, ru
     for name in ("dynamics.parquet", "rollouts.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "steps" / name),
                                       pd.read_parquet(tmp_path / "whole" / name))
+
+
+def test_a_log_that_grew_is_analyzed_again_in_the_same_process(tmp_path):
+    """The steps come with the tasks: a process that analyzed the log before (Jupyter, --watch with --workers 1)
+    does not reuse the parts it listed then (it raised IndexError)."""
+    log = write_verl_dump(tmp_path / "dump", steps=(0, 1))
+    config = AnalyzeConfig(rollouts=log, out=tmp_path / "out", workers=1, report=False)
+    assert analyze(config, progress=False).dynamics[C.STEP].tolist() == [0, 1]
+    write_verl_dump(tmp_path / "more", steps=(2,))
+    (tmp_path / "more" / "2.jsonl").rename(log / "2.jsonl")
+    assert analyze(config, progress=False).dynamics[C.STEP].tolist() == [0, 1, 2]
