@@ -165,13 +165,18 @@ def test_ray_steps_equal_the_pool(runs, tmp_path):
 def test_each_answer_pair_is_checked_once_in_shares_and_kept_for_a_rerun(tmp_path, monkeypatch):
     from reasonlens.analysis import steps, stream
     from reasonlens.analysis.record import Record
+    from reasonlens.progress import progress_bar
     from reasonlens.sources import answers
 
-    calls, check = [], answers.grade_pairs
-    monkeypatch.setattr(answers, "grade_pairs", lambda pairs: calls.append(list(pairs)) or check(pairs))
+    calls, grade = [], answers.grade_pairs
+    monkeypatch.setattr(answers, "grade_pairs", lambda pairs: calls.append(list(pairs)) or grade(pairs))
+
+    def check(*args):  # in this process, no progress bar shown
+        return stream.check_pairs(lambda fn, tasks: map(fn, tasks), *args, progress_bar(False))
+
     pairs = {("7", "7"), ("7", "8"), ("1/2", "\\frac{1}{2}"), ("x", "y"), ("0.5", "1/2")}
     record = Record()
-    path = stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs, 1, tmp_path, record)
+    path = check(pairs, 1, tmp_path, record)
     verdicts = steps.load_verdicts(path, path.stat().st_mtime_ns)
     assert verdicts == {p: answers_equivalent(*p) for p in pairs}
     assert verdicts[("1/2", "\\frac{1}{2}")] and not verdicts[("7", "8")]
@@ -180,16 +185,16 @@ def test_each_answer_pair_is_checked_once_in_shares_and_kept_for_a_rerun(tmp_pat
     assert record.seconds["grade"] > 0
     # a rerun in the same folder checks only the pair it has not seen, and keeps every verdict
     calls.clear()
-    path = stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs | {("3", "3.0")}, 1, tmp_path, Record())
+    path = check(pairs | {("3", "3.0")}, 1, tmp_path, Record())
     assert calls == [[("3", "3.0")]]
     assert steps.load_verdicts(path, path.stat().st_mtime_ns) == verdicts | {("3", "3.0"): True}
     written = path.stat().st_mtime_ns  # nothing new: the file is left as it is (a --watch poll rewrites nothing)
-    assert stream.check_pairs(lambda fn, tasks: map(fn, tasks), pairs, 1, tmp_path, Record()) == path
+    assert check(pairs, 1, tmp_path, Record()) == path
     assert path.stat().st_mtime_ns == written
     # made by another math-verify (another cache key): checked again
     monkeypatch.setattr(steps, "verdicts_key", lambda: "other")
     calls.clear()
-    stream.check_pairs(lambda fn, tasks: map(fn, tasks), {("7", "8")}, 1, tmp_path, Record())
+    check({("7", "8")}, 1, tmp_path, Record())
     assert calls == [[("7", "8")]]
 
 

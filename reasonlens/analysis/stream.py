@@ -139,7 +139,7 @@ def _on_ray(fn, tasks: list, address=None) -> Iterator:
                                   "steps are cached).") from None
 
 
-def check_pairs(run, pairs: set, workers: int, out: Path, record: Record) -> Path:
+def check_pairs(run, pairs: set, workers: int, out: Path, record: Record, bar) -> Path:
     """Each distinct answer pair checked once (`steps.run_grade_task`, in shares over the workers), except those an
     earlier analysis of this folder checked; all the verdicts written to ``OUT/tags/verdicts.parquet``."""
     verdicts = known_verdicts(out)
@@ -148,13 +148,16 @@ def check_pairs(run, pairs: set, workers: int, out: Path, record: Record) -> Pat
     shares = max(1, min(len(ordered), 4 * workers))  # several shares a worker: a slow pair holds up one share
     cuts = np.linspace(0, len(ordered), shares + 1).astype(int)
     chunks = [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])] if ordered else []
+    progress = bar.add_task("answer pairs (math-verify)", total=len(ordered))
     for chunk, (found, seconds) in zip(chunks, run(run_grade_task, chunks)):
         verdicts.update(zip(chunk, found))
         record.add_seconds(seconds)
+        bar.advance(progress, len(chunk))
+    bar.remove_task(progress)
     return write_verdicts(out, verdicts) if ordered or not known else verdicts_path(out)  # unchanged: left as is
 
 
-def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record):
+def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: Plan, record: Record, bar):
     """The dynamics table from the steps' part files (a second pass: `metrics.dynamics.step_result` of each, with
     the pass@k grid of all steps), gathered by `dynamics_from_steps` as `dynamics_table` gathers them, and the
     rows' outcomes; meanwhile this process writes the graded rows, step by step (`RowsWriter`)."""
@@ -166,6 +169,7 @@ def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: 
     tasks = [MetricsTask(part, tuple(ks), pass_k, config.high_entropy_quantile, config.bootstrap, config.seed,
                          verdicts, graded) for _, part, _ in parts]
     outcomes = []
+    progress = bar.add_task("metrics", total=len(tasks))
     with RowsWriter(parts, graded is not None, record) as rows:
 
         def steps():
@@ -173,9 +177,11 @@ def dynamics_of(run, parts: list, sizes: Counter, verdicts: Path, graded, plan: 
                 outcomes.append(result.outcomes)
                 record.add_seconds(result.seconds)
                 rows.write(part, result.graded)
+                bar.advance(progress)
                 yield result.step
 
         dynamics = dynamics_from_steps(steps(), bootstrap=config.bootstrap, seconds=record.seconds)
+    bar.remove_task(progress)
     return dynamics, pd.concat(outcomes, ignore_index=True), rows.path
 
 
@@ -209,8 +215,8 @@ def stream_log(plan: Plan, bar) -> tuple[Inputs, dict, Record]:
         bar.remove_task(progress)
         _warn_once(messages)
         parts.sort()
-        verdicts = check_pairs(run, pairs, workers, plan.out, record)
-        dynamics, outcomes, rows = dynamics_of(run, parts, sizes, verdicts, graded, plan, record)
+        verdicts = check_pairs(run, pairs, workers, plan.out, record, bar)
+        dynamics, outcomes, rows = dynamics_of(run, parts, sizes, verdicts, graded, plan, record, bar)
     return Inputs(rollouts=None, tokenizer=config.tokenizer), {
         "dynamics": dynamics, "parts": parts, "rows": rows, "workers": "ray" if config.ray else workers,
         "outcomes": outcomes, "top_grams": pd.DataFrame(top, columns=["step", "gram", "count"])}, record
