@@ -168,17 +168,18 @@ def test_missing_values_are_unknown_not_zero():
 _cell = st.one_of(st.sampled_from(["a", "b"]), st.integers(0, 1), st.none(), st.lists(st.integers(0, 1), max_size=1))
 
 
-@given(st.lists(st.tuples(st.sampled_from(["so 4", "5"]), _cell, _cell), min_size=1, max_size=8))
+@given(st.lists(st.tuples(st.one_of(st.sampled_from(["so 4", "5"]), st.lists(st.integers(0, 1), max_size=1)),
+                          _cell, _cell), min_size=1, max_size=8))
 def test_repeated_rows_are_found_as_a_whole_table_comparison_finds_them(rows):
-    """The repeat warning compares only rows whose response repeats; the same rows as comparing every row on every
-    column that holds no list (the rule, computed on the whole table here)."""
+    """The repeat warning compares only rows whose response repeats (every row when responses are token lists);
+    the same rows as comparing every row on every column that holds no list (the rule, on the whole table here)."""
     import warnings
 
     import numpy as np
 
     from reasonlens.sources.logs import _WHERE, _warn_duplicates
 
-    table = pd.DataFrame({C.RESPONSE: [r[0] for r in rows], "x": pd.Series([r[1] for r in rows], dtype=object),
+    table = pd.DataFrame({C.RESPONSE: pd.Series([r[0] for r in rows], dtype=object), "x": pd.Series([r[1] for r in rows], dtype=object),
                           "y": pd.Series([r[2] for r in rows], dtype=object), C.STEP: 0,
                           _WHERE: [f"line {i + 1}" for i in range(len(rows))]})
     scalar = [c for c in (C.RESPONSE, "x", "y", C.STEP)

@@ -428,13 +428,12 @@ def _step_from_name(file: Path) -> int:
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Warn when rows repeat an earlier row in every scalar column (a log appended twice?)."""
-    candidates = table[table[C.RESPONSE].duplicated(keep=False)]  # a repeat repeats its response: few rows to compare
-    if candidates.empty:
-        return
     scalar = [c for c in table.columns if c != _WHERE and not _holds_containers(table[c])]
-    repeats = candidates.duplicated(subset=scalar, keep="first")
+    if C.RESPONSE in scalar:  # a repeat repeats its response: only those rows need comparing
+        table = table[table[C.RESPONSE].duplicated(keep=False)]
+    repeats = table.duplicated(subset=scalar, keep="first")
     if repeats.any():
-        first = candidates[repeats].iloc[0]
+        first = table[repeats].iloc[0]
         warnings.warn(f"rollout log: {int(repeats.sum())} row(s) repeat an earlier row exactly (e.g. {first[_WHERE]} "
                       f"at step {first[C.STEP]}); they are kept as separate samples. If the log was written twice, "
                       "deduplicate it, or give each sample a sample_id.", stacklevel=3)
