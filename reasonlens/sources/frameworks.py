@@ -23,9 +23,9 @@ class LogLayout:
     read one part, plus where its reward and correctness come from (for the summary)."""
 
     framework: str                            # reasonlens, trl, verl, prime-rl, nemo-rl, areal, roll, slime
-    parts: list                               # [(key handed back to read_part: the step, a Parquet file's row
-                                              #   groups or None, [files])] in step order
-    read_part: Callable                       # (files, step) -> DataFrame in the rollout-table schema
+    parts: list                               # [(key handed back to read_part: the step, a piece of one file
+                                              #   (`logs.file_pieces`) or None, [files])] in step order
+    read_part: Callable                       # (files, key) -> DataFrame in the rollout-table schema
     reward_from: Optional[str] = None         # which logged field is the reward
     correct_from: Optional[str] = None        # which logged field is the correctness verdict, if any
     token_scores: bool = False                # per-token log-probabilities logged with the token ids
