@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from reasonlens import columns as C
@@ -66,7 +67,7 @@ class StepResult:
 
 def run_step_task(task: StepTask) -> StepResult:
     """Read, tag and write the step(s) of a part of the log; list the answer pairs to check."""
-    from reasonlens.metrics.dynamics import answer_pairs, prompt_key, top_grams
+    from reasonlens.metrics.dynamics import answer_pairs, prompt_codes, prompt_key, top_grams
     from reasonlens.sources.logs import join_parts
 
     seconds: dict = {}
@@ -80,10 +81,11 @@ def run_step_task(task: StepTask) -> StepResult:
     for step, frame in table.groupby(C.STEP, sort=True):
         frame = frame.reset_index(drop=True)
         tagged = tag_step(frame, task.out, task.lexicon, seconds)
+        keys, codes = prompt_codes(prompt_key(tagged))
         with timed(seconds, "grade"):
-            result.pairs |= answer_pairs(tagged) | set(filter(None, _keys(tagged, graded)))
+            result.pairs |= answer_pairs(tagged, codes, len(keys)) | set(filter(None, _keys(tagged, graded)))
         with timed(seconds, "metrics"):
-            result.group_sizes.update(tagged.groupby(prompt_key(tagged)).size().tolist())
+            result.group_sizes.update(np.bincount(codes).tolist())  # samples of each prompt
             result.top_grams += top_grams(tagged, n=TOP_GRAMS).to_dict("records")
         with timed(seconds, "write"):
             part = write_part(step_file(task.out, int(step), ".arrow", stage=PARTS), tagged)

@@ -130,7 +130,7 @@ def step_result(g: pd.DataFrame, ks: list[int], pass_k: int, *, quantile: float,
     A pure function of the step: a loop that streams steps calls it per step and keeps the first step's
     ``replicates`` to bootstrap the ratios (`bootstrap.ratio_intervals`).
     """
-    keys, codes = np.unique(g["_prompt"].to_numpy(dtype=str), return_inverse=True)  # prompts sorted by key
+    keys, codes = prompt_codes(g["_prompt"])
     tokens = {name: _pooled(g, col, dtype) for name, col, dtype in TOKEN_ARRAYS}
     tokens["high"] = (high_entropy_mask(tokens["entropies"], quantile)  # (N,) True = high-entropy token
                       if tokens["entropies"] is not None and tokens["mask"] is not None else None)
@@ -214,11 +214,16 @@ def step_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(_prompt=prompt_key(rows), _correct=correctness(rows))
 
 
-def answer_pairs(g: pd.DataFrame) -> set[tuple[str, str]]:
+def answer_pairs(g: pd.DataFrame, codes: np.ndarray, n_prompts: int) -> set[tuple[str, str]]:
     """Every (representative, answer) pair the answer clustering of one step's rows may check for equivalence
-    (`entropy.cluster_pairs` of each prompt's final answers): what to verdict once, ahead, for many steps."""
-    keys, codes = np.unique(prompt_key(g).to_numpy(dtype=str), return_inverse=True)
-    return {pair for answers in answers_by_prompt(g, codes, len(keys)) for pair in cluster_pairs(answers)}
+    (`entropy.cluster_pairs` of each prompt's final answers; ``codes`` from `prompt_codes`): what to verdict
+    once, ahead, for many steps."""
+    return {pair for answers in answers_by_prompt(g, codes, n_prompts) for pair in cluster_pairs(answers)}
+
+
+def prompt_codes(keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct prompt keys, sorted; each row's index among them) of a step's `prompt_key` values."""
+    return np.unique(keys.to_numpy(dtype=str), return_inverse=True)
 
 
 def prompt_key(df: pd.DataFrame) -> pd.Series:
